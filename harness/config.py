@@ -1,0 +1,154 @@
+"""Dataset configuration files (``datasets_cfg/*.yaml``), validated with pydantic."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from harness.methods import stable_hash
+
+BUILTIN_CFG_DIR = Path(__file__).resolve().parent.parent / "datasets_cfg"
+DATASETS_CFG_ENV = "HARNESS_DATASETS_CFG"
+
+
+class ConfigError(ValueError):
+    """A dataset configuration is missing, malformed or invalid."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceConfig(_Strict):
+    """Where the rows come from: a local file name, a URL, or one file per predefined split."""
+
+    file: str | None = None
+    files: dict[Literal["train", "valid", "test", "unlabeled"], str] | None = None
+    sha256: str | None = Field(None, description="checksum of the local file (or of each of 'files')")
+    url: str | None = None
+    url_sha256: str | None = Field(None, description="checksum of the downloaded file")
+    member: str | None = Field(None, description="file inside a zip archive")
+    format: Literal["jsonl", "jsonl.gz", "csv", "parquet"] | None = None
+    encoding: str = "utf-8"
+    encoding_errors: Literal["strict", "replace"] = "strict"
+
+    @model_validator(mode="after")
+    def _needs_a_place(self) -> "SourceConfig":
+        if not (self.file or self.files or self.url):
+            raise ValueError("source needs at least one of 'file', 'files' or 'url'")
+        if self.file and self.files:
+            raise ValueError("source takes 'file' or 'files', not both")
+        return self
+
+
+class LabelsConfig(_Strict):
+    field: str = Field(description="row field holding a list of label names or of objects with a 'name'")
+    map: dict[str, str] | None = Field(None, description="raw label -> tag; other labels are dropped")
+    descriptions: dict[str, str] = Field(default_factory=dict, description="tag -> text used by zero-shot")
+
+
+class RowFilter(_Strict):
+    field: str
+    equals: str | int | float | bool | None = None
+    not_equals: str | int | float | bool | None = None
+    is_null: bool | None = None
+
+    @model_validator(mode="after")
+    def _one_condition(self) -> "RowFilter":
+        given = [self.equals is not None, self.not_equals is not None, self.is_null is not None]
+        if sum(given) != 1:
+            raise ValueError("a filter takes exactly one of 'equals', 'not_equals', 'is_null'")
+        return self
+
+
+class SplitConfig(_Strict):
+    method: Literal["iterative", "column", "files"] = "iterative"
+    split_seed: int = 0
+    test_size: float = Field(0.5, gt=0, lt=1, description="share of labeled rows kept out of train")
+    valid_share: float = Field(0.5, gt=0, lt=1, description="share of the held-out rows that go to valid")
+    carve_valid: float = Field(0.25, gt=0, lt=1, description="share of a predefined train split carved out as valid when none is given")
+    column: str | None = None
+    column_values: dict[Literal["train", "valid", "test"], str] = Field(
+        default_factory=lambda: {"train": "train", "valid": "valid", "test": "test"}
+    )
+
+    @model_validator(mode="after")
+    def _column_named(self) -> "SplitConfig":
+        if self.method == "column" and not self.column:
+            raise ValueError("split method 'column' needs 'column'")
+        return self
+
+
+class DatasetConfig(_Strict):
+    name: str
+    description: str = ""
+    source: SourceConfig
+    text: str = Field(description="template over row fields, e.g. '{title}\\n\\n{body}'")
+    labels: LabelsConfig
+    filters: list[RowFilter] = Field(default_factory=list)
+    drop_duplicate_texts: bool = True
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    slices: list[int | Literal["all"]] = Field(default_factory=lambda: [8, 16, 32, 64, 128, "all"])
+
+    def config_hash(self) -> str:
+        # descriptions feed zero-shot only; changing them does not change the data
+        return stable_hash(self.model_dump(mode="json", exclude={"description"}))
+
+
+def config_dirs(extra: list[Path] | None = None) -> list[Path]:
+    """Folders searched for dataset configs: user folders first, then the built-ins."""
+    dirs = list(extra or [])
+    env = os.environ.get(DATASETS_CFG_ENV)
+    if env:
+        dirs += [Path(p) for p in env.split(os.pathsep) if p]
+    dirs.append(BUILTIN_CFG_DIR)
+    return dirs
+
+
+def load_config_file(path: Path) -> DatasetConfig:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of fields, got {type(raw).__name__}")
+    raw.setdefault("name", path.stem)
+    try:
+        return DatasetConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"field '{'.'.join(str(p) for p in err['loc'])}': {err['msg']}"
+            + (f" (got {err['input']!r})" if err["type"] != "missing" else "")
+            for err in exc.errors()
+        )
+        raise ConfigError(f"{path}: {problems}") from None
+
+
+def available_configs(extra_dirs: list[Path] | None = None) -> dict[str, Path]:
+    """Dataset name -> config file; a user folder's config shadows a built-in of the same name."""
+    found: dict[str, Path] = {}
+    for folder in config_dirs(extra_dirs):
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("*.y*ml")):
+            found.setdefault(path.stem, path)
+    return found
+
+
+def load_config(name: str, extra_dirs: list[Path] | None = None) -> DatasetConfig:
+    configs = available_configs(extra_dirs)
+    if name not in configs:
+        raise ConfigError(unknown_name_message("dataset", name, list(configs)))
+    return load_config_file(configs[name])
+
+
+def unknown_name_message(kind: str, name: str, known: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown {kind} {name!r}{hint} (known: {', '.join(sorted(known)) or 'none'})"

@@ -1,0 +1,231 @@
+"""From raw rows to a prepared dataset: texts, tag matrix, and the fixed train/valid/test split."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.config import DatasetConfig, RowFilter
+from harness.methods import LabeledTexts
+from harness.sources import DataError, Reader, locate, read_rows
+from harness.splits import iterative_split, numpy_global_seed
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class PreparedDataset:
+    """A dataset ready for cells. Row order of each split is the order the split produced."""
+
+    name: str
+    config: DatasetConfig
+    tags: list[str]
+    texts: list[str]
+    labels: np.ndarray  # (n_rows, n_tags) uint8 over all rows
+    split_rows: dict[str, np.ndarray]  # train/valid/test/unlabeled -> row positions
+    fingerprint: str
+
+    def labeled(self, split: str, positions: np.ndarray | None = None) -> LabeledTexts:
+        rows = self.split_rows[split] if positions is None else self.split_rows[split][positions]
+        return LabeledTexts([self.texts[i] for i in rows], self.labels[rows], list(self.tags))
+
+    @property
+    def unlabeled_texts(self) -> list[str]:
+        return [self.texts[i] for i in self.split_rows["unlabeled"]]
+
+    def sizes(self) -> dict[str, int]:
+        return {split: int(len(rows)) for split, rows in self.split_rows.items()}
+
+
+def _is_null(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(isinstance(value, float) and math.isnan(value))
+    except TypeError:
+        return False
+
+
+def _apply_filter(frame: pd.DataFrame, rule: RowFilter, name: str) -> pd.DataFrame:
+    if rule.field not in frame.columns:
+        raise DataError(f"{name}: filter field {rule.field!r} not found (fields: {', '.join(map(str, frame.columns))})")
+    column = frame[rule.field]
+    if rule.is_null is not None:
+        mask = column.map(_is_null) == rule.is_null
+    elif rule.equals is not None:
+        mask = column == rule.equals
+    else:
+        mask = column != rule.not_equals
+    return frame[mask.to_numpy(dtype=bool)]
+
+
+def _render_texts(frame: pd.DataFrame, template: str, name: str) -> list[str]:
+    fields = [field for _, field, _, _ in string.Formatter().parse(template) if field]
+    missing = [field for field in fields if field not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{name}: text template {template!r} names field(s) {missing} that the rows lack "
+            f"(fields: {', '.join(map(str, frame.columns))})"
+        )
+    columns = {field: frame[field].tolist() for field in set(fields)}
+    texts = []
+    for i in range(len(frame)):
+        values = {f: ("" if _is_null(columns[f][i]) else str(columns[f][i])) for f in columns}
+        texts.append(template.format_map(values))
+    return texts
+
+
+def _raw_label_names(value: Any, row_number: int, field: str, name: str) -> list[str]:
+    if _is_null(value):
+        return []
+    if isinstance(value, str):  # a CSV cell: comma-separated or a single name
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, (list, tuple, np.ndarray)):
+        raise DataError(f"{name}: row {row_number}: field {field!r} should be a list of labels, got {type(value).__name__}")
+    names = []
+    for item in value:
+        if isinstance(item, dict):
+            if "name" not in item:
+                raise DataError(f"{name}: row {row_number}: label object in {field!r} has no 'name'")
+            names.append(str(item["name"]))
+        else:
+            names.append(str(item))
+    return names
+
+
+def build_frame(cfg: DatasetConfig, raw: pd.DataFrame, name: str) -> tuple[pd.DataFrame, list[str]]:
+    """Apply filters, render texts, map labels, drop duplicate texts. Returns (frame, tags)."""
+    for rule in cfg.filters:
+        raw = _apply_filter(raw, rule, name)
+    field = cfg.labels.field
+    if field not in raw.columns:
+        raise DataError(f"{name}: label field {field!r} not found (fields: {', '.join(map(str, raw.columns))})")
+    label_map = cfg.labels.map
+    tag_lists = []
+    for number, value in enumerate(raw[field].tolist(), start=1):
+        names = _raw_label_names(value, number, field, name)
+        mapped = [label_map[n] for n in names if n in label_map] if label_map is not None else names
+        tag_lists.append(list(dict.fromkeys(mapped)))
+    frame = pd.DataFrame({"text": _render_texts(raw, cfg.text, name), "tags": tag_lists})
+    if "__split__" in raw.columns:
+        frame["__split__"] = raw["__split__"].to_numpy()
+    if cfg.drop_duplicate_texts:
+        frame = frame.drop_duplicates(subset="text")
+    frame = frame.reset_index(drop=True)
+    tags = sorted(set(label_map.values())) if label_map is not None else sorted({t for ts in tag_lists for t in ts})
+    return frame, tags
+
+
+def _tag_matrix(tag_lists: list[list[str]], tags: list[str]) -> np.ndarray:
+    column = {tag: j for j, tag in enumerate(tags)}
+    matrix = np.zeros((len(tag_lists), len(tags)), dtype=np.uint8)
+    for i, row in enumerate(tag_lists):
+        for tag in row:
+            matrix[i, column[tag]] = 1
+    return matrix
+
+
+def _fingerprint(texts: list[str], labels: np.ndarray, split_rows: dict[str, np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode("utf-8", errors="surrogatepass"))
+        digest.update(b"\x00")
+    digest.update(labels.tobytes())
+    for split in sorted(split_rows):
+        digest.update(split.encode())
+        digest.update(np.asarray(split_rows[split], dtype=np.int64).tobytes())
+    return digest.hexdigest()[:16]
+
+
+MIN_LABELED_ROWS = 4
+
+
+def _assign_splits(cfg: DatasetConfig, frame: pd.DataFrame, labels: np.ndarray, name: str) -> dict[str, np.ndarray]:
+    is_labeled = labels.sum(axis=1) > 0
+    labeled_rows = np.flatnonzero(is_labeled)
+    unlabeled_rows = np.flatnonzero(~is_labeled)
+    if len(labeled_rows) == 0:
+        raise DataError(
+            f"{name}: no row carries a tag after the label map; check labels.field ({cfg.labels.field!r}) and labels.map"
+        )
+    split = cfg.split
+    if split.method == "iterative":
+        if len(labeled_rows) < MIN_LABELED_ROWS:
+            raise DataError(
+                f"{name}: {len(labeled_rows)} labeled rows; the train/valid/test split needs at least {MIN_LABELED_ROWS}"
+            )
+        # The book: train vs the rest, then the rest into valid and test, seed set once before both.
+        with numpy_global_seed(split.split_seed):
+            train_pos, rest_pos = iterative_split(labels[labeled_rows], split.test_size)
+            rest = labeled_rows[rest_pos]
+            valid_pos, test_pos = iterative_split(labels[rest], 1 - split.valid_share)
+        return _checked(
+            {"train": labeled_rows[train_pos], "valid": rest[valid_pos], "test": rest[test_pos], "unlabeled": unlabeled_rows},
+            name,
+        )
+    # predefined splits: a column or one file per split
+    if split.method == "column":
+        if split.column not in frame.columns:
+            raise DataError(f"{name}: split column {split.column!r} not found")
+        marks = frame[split.column].astype(str).to_numpy()
+        by_name = {value: key for key, value in split.column_values.items()}
+        parts = np.array([by_name.get(mark, "unlabeled") for mark in marks])
+    else:
+        parts = frame["__split__"].to_numpy()
+    rows = {part: np.flatnonzero((parts == part) & is_labeled) for part in SPLITS}
+    if len(rows["valid"]) == 0:  # carve valid out of train the same way the book carves it
+        train = rows["train"]
+        if len(train) < 2:
+            raise DataError(f"{name}: {len(train)} labeled train rows; carving a valid split needs at least 2")
+        with numpy_global_seed(split.split_seed):
+            keep, carved = iterative_split(labels[train], split.carve_valid)
+        rows["train"], rows["valid"] = train[keep], train[carved]
+    rows["unlabeled"] = np.flatnonzero(~is_labeled | (parts == "unlabeled"))
+    return _checked(rows, name)
+
+
+def _checked(rows: dict[str, np.ndarray], name: str) -> dict[str, np.ndarray]:
+    empty = [split for split in SPLITS if len(rows[split]) == 0]
+    if empty:
+        raise DataError(f"{name}: split(s) {empty} came out empty; the dataset has too few labeled rows")
+    return rows
+
+
+def prepare(
+    cfg: DatasetConfig,
+    search_dirs: list[Path],
+    cache_dir: Path,
+    extra_readers: dict[str, Reader] | None = None,
+) -> PreparedDataset:
+    """Load, clean and split a dataset as its config says."""
+    paths = locate(cfg, search_dirs, cache_dir)
+    frames = []
+    for part, path in paths.items():
+        raw = read_rows(path, cfg.source, extra_readers)
+        if part:
+            raw["__split__"] = part
+        frames.append(raw)
+    raw = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    name = " + ".join(str(p) for p in paths.values())
+    frame, tags = build_frame(cfg, raw, name)
+    if not tags:
+        raise DataError(f"{name}: no tags found; check labels.field and labels.map")
+    labels = _tag_matrix(frame["tags"].tolist(), tags)
+    texts = frame["text"].tolist()
+    split_rows = _assign_splits(cfg, frame, labels, name)
+    return PreparedDataset(
+        name=cfg.name,
+        config=cfg,
+        tags=tags,
+        texts=texts,
+        labels=labels,
+        split_rows=split_rows,
+        fingerprint=_fingerprint(texts, labels, split_rows),
+    )

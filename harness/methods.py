@@ -1,0 +1,122 @@
+"""The method contract: what a plugin's method class provides and what the core checks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+
+class MethodParams(BaseModel):
+    """Base for a method's parameters. Unknown names are rejected, so typos fail early."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+@dataclass
+class LabeledTexts:
+    """Texts with a 0/1 tag matrix whose columns follow ``tags``."""
+
+    texts: list[str]
+    labels: np.ndarray  # shape (n, len(tags)), dtype uint8
+    tags: list[str]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass
+class FitContext:
+    """What the core hands a method besides the data."""
+
+    seed: int
+    tags: list[str]
+    dataset: str
+    fingerprint: str
+    cache_dir: Path
+    slice_name: str = "all"
+    progress: Callable[[str], None] = field(default=lambda message: None)
+
+    def cache_path(self, kind: str, *key_parts: Any) -> Path:
+        """A stable path under the shared cache for an artifact keyed by ``key_parts``."""
+        digest = stable_hash(list(key_parts))
+        path = self.cache_dir / kind / digest
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+class Method:
+    """Base class for a method. Subclasses set ``name``, ``version`` and ``Params``.
+
+    ``uses_labels = False`` marks a method that learns nothing from the training slice
+    (zero-shot): it runs once per dataset and seed and is reported as a flat line.
+    ``presets`` maps a preset name to parameter overrides on top of ``Params`` defaults.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    uses_labels: ClassVar[bool] = True
+    Params: ClassVar[type[MethodParams]] = MethodParams
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def __init__(self, params: MethodParams | None = None) -> None:
+        self.params = params if params is not None else self.Params()
+
+    def fit(
+        self,
+        train: LabeledTexts,
+        valid: LabeledTexts,
+        unlabeled: list[str],
+        context: FitContext,
+    ) -> None:
+        raise NotImplementedError
+
+    def predict(self, texts: list[str]) -> np.ndarray:
+        """Return a 0/1 matrix of shape (len(texts), number of tags)."""
+        raise NotImplementedError
+
+    def details(self) -> dict[str, Any]:
+        """Choices made during fit worth keeping in the cell record (a tuned k, a threshold)."""
+        return {}
+
+
+def stable_hash(obj: Any, length: int = 16) -> str:
+    """Hash of a JSON-serialisable object, independent of dict order and Python process."""
+    blob = json.dumps(obj, sort_keys=True, default=str, ensure_ascii=False).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def params_hash(params: MethodParams) -> str:
+    return stable_hash(params.model_dump(mode="json"))
+
+
+class PredictionError(ValueError):
+    """A method returned something that is not a valid prediction matrix."""
+
+
+def validate_prediction(method_name: str, prediction: Any, n_texts: int, n_tags: int) -> np.ndarray:
+    """Check a method's output and return it as a uint8 matrix, or raise PredictionError."""
+    if hasattr(prediction, "toarray"):  # scipy sparse, as scikit-multilearn returns
+        prediction = prediction.toarray()
+    array = np.asarray(prediction)
+    if array.shape != (n_texts, n_tags):
+        raise PredictionError(
+            f"method {method_name!r} predicted shape {array.shape}, expected ({n_texts}, {n_tags})"
+        )
+    if array.dtype.kind not in "biuf":
+        raise PredictionError(
+            f"method {method_name!r} predicted dtype {array.dtype}, expected 0/1 integers or booleans"
+        )
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise PredictionError(f"method {method_name!r} predicted NaN or infinite values")
+    if not np.isin(array, (0, 1)).all():
+        bad = array[~np.isin(array, (0, 1))].ravel()[:3].tolist()
+        raise PredictionError(
+            f"method {method_name!r} predicted values {bad}; expected only 0 and 1"
+        )
+    return array.astype(np.uint8)

@@ -1,0 +1,152 @@
+"""Leaderboards and figures, rebuilt from cell records alone (nothing is computed here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+from tabulate import tabulate
+
+from harness.splits import NO_SLICE
+from harness.store import iter_records
+
+LEADERBOARD_COLUMNS = [
+    "dataset", "method", "slice", "n", "seeds",
+    "micro_f1_mean", "micro_f1_std", "macro_f1_mean", "macro_f1_std",
+]
+
+
+def cell_table(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per ok cell; label-free methods ('none' slice) are repeated on every slice of
+    their dataset so that they are drawn as a flat line."""
+    rows = [
+        {
+            "dataset": r["dataset"]["name"],
+            "method": r["method"]["label"],
+            "slice": r["slice"]["name"],
+            "n": r["slice"].get("actual_n", 0),
+            "seed": r["seed"],
+            "micro_f1": r["metrics"]["micro_f1"],
+            "macro_f1": r["metrics"]["macro_f1"],
+        }
+        for r in records
+        if r.get("status") == "ok"
+    ]
+    table = pd.DataFrame(rows, columns=["dataset", "method", "slice", "n", "seed", "micro_f1", "macro_f1"])
+    flat = table[table["slice"] == NO_SLICE]
+    table = table[table["slice"] != NO_SLICE]
+    expanded = [table]
+    for dataset, group in flat.groupby("dataset"):
+        sizes = table[table["dataset"] == dataset].groupby(["slice", "seed"], as_index=False)["n"].first()
+        if sizes.empty:
+            continue
+        expanded.append(group.drop(columns=["slice", "n"]).merge(sizes, on="seed"))
+    return pd.concat(expanded, ignore_index=True)
+
+
+def _slice_order(name: str) -> float:
+    return float("inf") if name == "all" else float(name)
+
+
+def leaderboard(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """Mean and standard deviation over seeds per (dataset, method, slice)."""
+    cells = cell_table(records)
+    if cells.empty:
+        return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
+    grouped = cells.groupby(["dataset", "method", "slice"])
+    table = grouped.agg(
+        n=("n", "mean"), seeds=("seed", "nunique"),
+        micro_f1_mean=("micro_f1", "mean"), micro_f1_std=("micro_f1", "std"),
+        macro_f1_mean=("macro_f1", "mean"), macro_f1_std=("macro_f1", "std"),
+    ).reset_index()
+    table[["micro_f1_std", "macro_f1_std"]] = table[["micro_f1_std", "macro_f1_std"]].fillna(0.0)
+    table["order"] = table["slice"].map(_slice_order)
+    table = table.sort_values(["dataset", "method", "order"]).drop(columns="order")
+    return table[LEADERBOARD_COLUMNS].reset_index(drop=True)
+
+
+def _display(table: pd.DataFrame) -> pd.DataFrame:
+    shown = table.copy()
+    shown["n"] = shown["n"].round(1)
+    for metric in ("micro_f1", "macro_f1"):
+        shown[metric] = [f"{m:.4f} ± {s:.4f}" for m, s in zip(shown[f"{metric}_mean"], shown[f"{metric}_std"])]
+    return shown[["dataset", "method", "slice", "n", "seeds", "micro_f1", "macro_f1"]]
+
+
+def _write_md(table: pd.DataFrame, path: Path) -> None:
+    path.write_text(tabulate(_display(table), headers="keys", tablefmt="github", showindex=False) + "\n", encoding="utf-8")
+
+
+def _write_csv(table: pd.DataFrame, path: Path) -> None:
+    table.to_csv(path, index=False, float_format="%.5f")
+
+
+def _write_tex(table: pd.DataFrame, path: Path) -> None:
+    # tabulate's latex_booktabs escapes &, %, _ and friends in the cells
+    path.write_text(tabulate(_display(table), headers="keys", tablefmt="latex_booktabs", showindex=False) + "\n", encoding="utf-8")
+
+
+def _write_html(table: pd.DataFrame, path: Path) -> None:
+    # tabulate's html format escapes cell text
+    path.write_text(tabulate(_display(table), headers="keys", tablefmt="html", showindex=False) + "\n", encoding="utf-8")
+
+
+WRITERS: dict[str, Callable[[pd.DataFrame, Path], None]] = {
+    "md": _write_md, "csv": _write_csv, "tex": _write_tex, "html": _write_html,
+}
+
+
+def write_figure(records: list[dict[str, Any]], dataset: str, folder: Path) -> list[Path]:
+    """Micro and macro F1 against training samples, one line per method, band over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    cells = cell_table(records)
+    cells = cells[cells["dataset"] == dataset].copy()
+    if cells.empty:
+        return []
+    # x = the slice's nominal size, as the book plots it; "all" at the mean actual train size
+    all_n = cells.loc[cells["slice"] == "all", "n"].mean()
+    cells["samples"] = [all_n if s == "all" else float(s) for s in cells["slice"]]
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for axis, metric, title in ((axes[0], "micro_f1", "Micro F1"), (axes[1], "macro_f1", "Macro F1")):
+        sns.lineplot(data=cells, x="samples", y=metric, hue="method", errorbar="sd", marker="o", ax=axis,
+                     hue_order=sorted(cells["method"].unique()))
+        axis.set_xscale("log", base=2)
+        ticks = sorted(cells["samples"].unique())
+        axis.set_xticks(ticks, [("all" if t == all_n else f"{int(t)}") for t in ticks])
+        axis.set_xlabel("Number of training samples")
+        axis.set_ylabel(title)
+        axis.set_title(title)
+        axis.grid(alpha=0.3)
+        if axis is axes[0]:
+            axis.get_legend().remove()
+        else:
+            axis.legend(loc="lower right", fontsize="small")
+    seeds = cells["seed"].nunique()
+    figure.suptitle(f"{dataset}: test F1 vs training samples ({seeds} seed{'s' if seeds > 1 else ''}; band = ±1 sd)")
+    figure.tight_layout()
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{dataset}.png", folder / f"{dataset}.svg"]
+    for path in paths:
+        figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return paths
+
+
+def write_reports(results_dir: Path, extra_formats: dict[str, Callable[[pd.DataFrame, Path], None]] | None = None) -> list[Path]:
+    """Write ``leaderboard.*`` and ``figures/<dataset>.{png,svg}`` from the records in results_dir."""
+    records = list(iter_records(results_dir))
+    table = leaderboard(records)
+    written = []
+    for fmt, writer in {**WRITERS, **(extra_formats or {})}.items():
+        path = results_dir / f"leaderboard.{fmt}"
+        writer(table, path)
+        written.append(path)
+    for dataset in sorted(table["dataset"].unique()):
+        written += write_figure(records, dataset, results_dir / "figures")
+    return written

@@ -1,0 +1,55 @@
+"""Cell records on disk: one JSON file per cell, written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
+
+SCHEMA_VERSION = 1
+CELLS_DIR = "cells"
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON so that readers see either the old file or the whole new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(obj, handle, indent=1, sort_keys=True, ensure_ascii=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _safe(part: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.@+" else "_" for c in part)
+
+
+def record_path(results_dir: Path, dataset: str, method_label: str, slice_name: str, seed: int) -> Path:
+    return results_dir / CELLS_DIR / _safe(dataset) / _safe(method_label) / f"slice-{_safe(slice_name)}_seed-{seed}.json"
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """The record at ``path``, or None when there is none or it is unreadable."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        warnings.warn(f"{path}: unreadable cell record; it will be recomputed", stacklevel=2)
+        return None
+
+
+def iter_records(results_dir: Path) -> Iterator[dict[str, Any]]:
+    for path in sorted((results_dir / CELLS_DIR).glob("*/*/*.json")):
+        record = read_record(path)
+        if record is not None:
+            yield record
