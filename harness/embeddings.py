@@ -1,0 +1,152 @@
+"""Text embeddings, computed once per (model, pooling, max_length, normalisation) and text.
+
+The cache is shared by every slice, seed and method (kNN lookup, embedding zero-shot): a
+folder per encoder setting holding ``vectors.npy`` and ``keys.json`` (one SHA-256 per text,
+in row order). Only texts not yet in the cache go through the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Literal
+
+import numpy as np
+
+from harness.methods import stable_hash
+from harness.models import resolve_model
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """Everything that changes a text's vector."""
+
+    model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    # "sentence-transformers": the model's own pipeline (pooling and normalisation as shipped);
+    # "mean": masked mean pooling over a plain AutoModel's last hidden state (the book's way)
+    pooling: Literal["sentence-transformers", "mean"] = "sentence-transformers"
+    max_length: int = 128
+    normalize: bool = False
+
+    def key(self) -> str:
+        return stable_hash(asdict(self))
+
+
+def text_key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()
+
+
+class EmbeddingCache:
+    """Vectors on disk for one encoder setting; computes only the texts it lacks."""
+
+    def __init__(self, cache_dir: Path, spec: EncoderSpec) -> None:
+        self.spec = spec
+        self.folder = Path(cache_dir) / "embeddings" / spec.key()
+        self.forward_passes = 0  # texts encoded by the model in this process (0 on a full cache hit)
+
+    def _load(self) -> tuple[list[str], np.ndarray | None]:
+        keys_path, vectors_path = self.folder / "keys.json", self.folder / "vectors.npy"
+        if not (keys_path.exists() and vectors_path.exists()):
+            return [], None
+        keys = json.loads(keys_path.read_text())
+        vectors = np.load(vectors_path)
+        if len(keys) != len(vectors):  # a write was interrupted between the two files
+            return [], None
+        return keys, vectors
+
+    def _save(self, keys: list[str], vectors: np.ndarray) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "spec.json").write_text(json.dumps(asdict(self.spec), indent=1))
+        for name, write in (("vectors.npy", lambda f: np.save(f, vectors)), ("keys.json", lambda f: f.write(json.dumps(keys).encode()))):
+            fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
+            with os.fdopen(fd, "wb") as handle:
+                write(handle)
+            os.replace(tmp, self.folder / name)
+
+    def embed(
+        self,
+        texts: list[str],
+        batch_size: int = 64,
+        device: str | None = None,
+        progress: Callable[[str], None] = lambda message: None,
+    ) -> np.ndarray:
+        """Vectors for ``texts`` in order, float32, shape (len(texts), dim)."""
+        keys, vectors = self._load()
+        position = {key: i for i, key in enumerate(keys)}
+        wanted = [text_key(t) for t in texts]
+        missing: dict[str, str] = {}
+        for key, text in zip(wanted, texts):
+            if key not in position and key not in missing:
+                missing[key] = text
+        if missing:
+            progress(f"embedding {len(missing)} texts with {self.spec.model}")
+            fresh = encode(list(missing.values()), self.spec, batch_size=batch_size, device=device)
+            self.forward_passes += len(missing)
+            vectors = fresh if vectors is None else np.concatenate([vectors, fresh])
+            keys = keys + list(missing)
+            self._save(keys, vectors)
+            position = {key: i for i, key in enumerate(keys)}
+        assert vectors is not None
+        return vectors[[position[key] for key in wanted]]
+
+
+def encode(texts: list[str], spec: EncoderSpec, batch_size: int = 64, device: str | None = None) -> np.ndarray:
+    """Run the model over ``texts`` (no cache). Longest texts first, to pad less."""
+    path = resolve_model(spec.model, parameter="model")
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    sorted_texts = [texts[i] for i in order]
+    if spec.pooling == "sentence-transformers":
+        vectors = _encode_sentence_transformers(sorted_texts, path, spec, batch_size, device)
+    else:
+        vectors = _encode_mean_pooling(sorted_texts, path, spec, batch_size, device)
+    out = np.empty_like(vectors)
+    out[order] = vectors
+    return out
+
+
+_loaded: dict[tuple[str, str, str | None], object] = {}  # one model instance per process
+
+
+def _encode_sentence_transformers(texts, path, spec, batch_size, device) -> np.ndarray:
+    from sentence_transformers import SentenceTransformer
+
+    key = ("st", path, device)
+    if key not in _loaded:
+        _loaded[key] = SentenceTransformer(path, device=device or "cpu")
+    model = _loaded[key]
+    model.max_seq_length = spec.max_length
+    return np.asarray(
+        model.encode(texts, batch_size=batch_size, normalize_embeddings=spec.normalize, convert_to_numpy=True, show_progress_bar=False),
+        dtype=np.float32,
+    )
+
+
+def _encode_mean_pooling(texts, path, spec, batch_size, device) -> np.ndarray:
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    key = ("auto", path, device)
+    if key not in _loaded:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        if tokenizer.pad_token is None:  # GPT-2 style models: pad with EOS, as the book does
+            tokenizer.pad_token = tokenizer.eos_token
+        model = AutoModel.from_pretrained(path).to(device or "cpu").eval()
+        _loaded[key] = (tokenizer, model)
+    tokenizer, model = _loaded[key]
+    chunks = []
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
+                              max_length=spec.max_length, return_tensors="pt").to(model.device)
+            hidden = model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            chunks.append(pooled.float().cpu().numpy())
+    vectors = np.concatenate(chunks) if chunks else np.zeros((0, model.config.hidden_size), dtype=np.float32)
+    if spec.normalize:
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
+    return vectors.astype(np.float32)
