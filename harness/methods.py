@@ -41,6 +41,7 @@ class FitContext:
     cache_dir: Path
     slice_name: str = "all"
     progress: Callable[[str], None] = field(default=lambda message: None)
+    tag_descriptions: dict[str, str] = field(default_factory=dict)  # tag -> text for zero-shot hypotheses
 
     def cache_path(self, kind: str, *key_parts: Any) -> Path:
         """A stable path under the shared cache for an artifact keyed by ``key_parts``."""

@@ -237,6 +237,7 @@ def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: C
             seed=spec.seed, tags=list(dataset.tags), dataset=spec.dataset, fingerprint=dataset.fingerprint,
             cache_dir=Path(spec.settings.cache_dir), slice_name=spec.slice_name,
             progress=progress or (lambda message: None),
+            tag_descriptions=dict(dataset.config.labels.descriptions),
         )
         test = dataset.labeled("test")
         _seed_everything(spec.seed)
