@@ -94,6 +94,12 @@ class DatasetConfig(_Strict):
     split: SplitConfig = Field(default_factory=SplitConfig)
     slices: list[int | Literal["all"]] = Field(default_factory=lambda: [8, 16, 32, 64, 128, "all"])
 
+    @model_validator(mode="after")
+    def _files_go_with_split_files(self) -> "DatasetConfig":
+        if (self.split.method == "files") != bool(self.source.files):
+            raise ValueError("source 'files' (one file per split) and split method 'files' go together")
+        return self
+
     def config_hash(self) -> str:
         # descriptions feed zero-shot only; changing them does not change the data
         return stable_hash(self.model_dump(mode="json", exclude={"description"}))
@@ -149,6 +155,6 @@ def load_config(name: str, extra_dirs: list[Path] | None = None) -> DatasetConfi
 def unknown_name_message(kind: str, name: str, known: list[str]) -> str:
     import difflib
 
-    close = difflib.get_close_matches(name, known, n=1)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return f"unknown {kind} {name!r}{hint} (known: {', '.join(sorted(known)) or 'none'})"

@@ -114,7 +114,13 @@ def build_frame(cfg: DatasetConfig, raw: pd.DataFrame, name: str) -> tuple[pd.Da
         mapped = [label_map[n] for n in names if n in label_map] if label_map is not None else names
         tag_lists.append(list(dict.fromkeys(mapped)))
     frame = pd.DataFrame({"text": _render_texts(raw, cfg.text, name), "tags": tag_lists})
-    if "__split__" in raw.columns:
+    if cfg.split.method == "column":
+        column = cfg.split.column
+        if column not in raw.columns:
+            raise DataError(f"{name}: split column {column!r} not found (fields: {', '.join(map(str, raw.columns))})")
+        split_of = {value: split for split, value in cfg.split.column_values.items()}
+        frame["__split__"] = [split_of.get(str(mark), "unlabeled") for mark in raw[column].tolist()]
+    elif cfg.split.method == "files":
         frame["__split__"] = raw["__split__"].to_numpy()
     if cfg.drop_duplicate_texts:
         frame = frame.drop_duplicates(subset="text")
@@ -162,23 +168,19 @@ def _assign_splits(cfg: DatasetConfig, frame: pd.DataFrame, labels: np.ndarray, 
                 f"{name}: {len(labeled_rows)} labeled rows; the train/valid/test split needs at least {MIN_LABELED_ROWS}"
             )
         # The book: train vs the rest, then the rest into valid and test, seed set once before both.
-        with numpy_global_seed(split.split_seed):
-            train_pos, rest_pos = iterative_split(labels[labeled_rows], split.test_size)
-            rest = labeled_rows[rest_pos]
-            valid_pos, test_pos = iterative_split(labels[rest], 1 - split.valid_share)
+        try:
+            with numpy_global_seed(split.split_seed):
+                train_pos, rest_pos = iterative_split(labels[labeled_rows], split.test_size)
+                rest = labeled_rows[rest_pos]
+                valid_pos, test_pos = iterative_split(labels[rest], 1 - split.valid_share)
+        except ValueError as exc:  # scikit-learn refuses splits of too few rows
+            raise DataError(f"{name}: {len(labeled_rows)} labeled rows are too few for the train/valid/test split ({exc})") from None
         return _checked(
             {"train": labeled_rows[train_pos], "valid": rest[valid_pos], "test": rest[test_pos], "unlabeled": unlabeled_rows},
             name,
         )
-    # predefined splits: a column or one file per split
-    if split.method == "column":
-        if split.column not in frame.columns:
-            raise DataError(f"{name}: split column {split.column!r} not found")
-        marks = frame[split.column].astype(str).to_numpy()
-        by_name = {value: key for key, value in split.column_values.items()}
-        parts = np.array([by_name.get(mark, "unlabeled") for mark in marks])
-    else:
-        parts = frame["__split__"].to_numpy()
+    # predefined splits (a column or one file per split), marked in build_frame
+    parts = frame["__split__"].to_numpy()
     rows = {part: np.flatnonzero((parts == part) & is_labeled) for part in SPLITS}
     if len(rows["valid"]) == 0:  # carve valid out of train the same way the book carves it
         train = rows["train"]
@@ -215,8 +217,6 @@ def prepare(
     raw = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     name = " + ".join(str(p) for p in paths.values())
     frame, tags = build_frame(cfg, raw, name)
-    if not tags:
-        raise DataError(f"{name}: no tags found; check labels.field and labels.map")
     labels = _tag_matrix(frame["tags"].tolist(), tags)
     texts = frame["text"].tolist()
     split_rows = _assign_splits(cfg, frame, labels, name)

@@ -63,7 +63,7 @@ def nested_slices(train_labels: np.ndarray, sizes: list[int | str], seed: int) -
     """Grow nested slices from the train split as the book does, seeded by ``seed``.
 
     Each step splits off (k - last_k) / len(pool) of the remaining pool. Sizes at or beyond the
-    train split are clamped to "all" with a warning.
+    train split are clamped to "all" with a warning. Seed 0 reproduces the book's slices.
     """
     n_train = len(train_labels)
     wanted = sorted({int(s) for s in sizes if s != "all"})
@@ -75,8 +75,11 @@ def nested_slices(train_labels: np.ndarray, sizes: list[int | str], seed: int) -
         )
     wanted = [k for k in wanted if k < n_train]
     slices: list[TrainSlice] = []
-    pool = np.arange(n_train)
-    pool_labels = np.asarray(train_labels)
+    # scikit-multilearn's stratifier is random only in tie breaks, so reseeding alone gives the
+    # same slices for every seed. Seed 0 keeps the book's pool order (its exact slices); any
+    # other seed shuffles the pool first, so seeds really draw different issues.
+    pool = np.arange(n_train) if seed == 0 else np.random.default_rng(seed).permutation(n_train)
+    pool_labels = np.asarray(train_labels)[pool]
     taken = np.empty(0, dtype=int)
     last_k = 0
     with numpy_global_seed(seed):
