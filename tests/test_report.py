@@ -1,0 +1,64 @@
+"""Leaderboards and figures are rebuilt from records alone."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from harness.report import LEADERBOARD_COLUMNS, leaderboard, write_reports
+from harness.store import record_path, write_json_atomic
+
+
+def _record(method, slice_name, seed, micro, macro, n, dataset="toy"):
+    return {
+        "status": "ok", "seed": seed,
+        "dataset": {"name": dataset}, "method": {"name": method.split("@")[0], "label": method},
+        "slice": {"name": slice_name, "actual_n": n},
+        "metrics": {"micro_f1": micro, "macro_f1": macro},
+    }
+
+
+RECORDS = [
+    _record("nb", "8", 0, 0.50, 0.20, 6), _record("nb", "8", 1, 0.60, 0.30, 8),
+    _record("nb", "all", 0, 0.70, 0.40, 100), _record("nb", "all", 1, 0.72, 0.42, 100),
+    _record("zs", "none", 0, 0.45, 0.35, 0), _record("zs", "none", 1, 0.45, 0.35, 0),
+    {"status": "failed", "seed": 0, "dataset": {"name": "toy"}, "method": {"label": "nb"}, "slice": {"name": "16"}},
+]
+
+
+def test_leaderboard_means_and_stds_over_seeds():
+    table = leaderboard(RECORDS)
+    assert list(table.columns) == LEADERBOARD_COLUMNS
+    row = table[(table["method"] == "nb") & (table["slice"] == "8")].iloc[0]
+    assert row["seeds"] == 2 and row["n"] == 7
+    assert row["micro_f1_mean"] == pytest.approx(0.55) and row["micro_f1_std"] == pytest.approx(0.0707107, abs=1e-6)
+    # slices in numeric order, 'all' last
+    assert table[table["method"] == "nb"]["slice"].tolist() == ["8", "all"]
+
+
+def test_label_free_method_is_a_flat_line_on_every_slice():
+    table = leaderboard(RECORDS)
+    zero_shot = table[table["method"] == "zs"]
+    assert zero_shot["slice"].tolist() == ["8", "all"]
+    assert zero_shot["micro_f1_mean"].tolist() == [0.45, 0.45]
+    assert zero_shot["n"].tolist() == [7, 100]
+
+
+def test_write_reports_from_records_only(tmp_path):
+    for i, record in enumerate(RECORDS):
+        write_json_atomic(record_path(tmp_path, "toy", record["method"]["label"], record["slice"]["name"], record["seed"]), record)
+    written = {p.name for p in write_reports(tmp_path)}
+    assert written == {"leaderboard.md", "leaderboard.csv", "leaderboard.tex", "leaderboard.html", "toy.png", "toy.svg"}
+    csv = pd.read_csv(tmp_path / "leaderboard.csv", dtype={"slice": str})
+    assert list(csv.columns) == LEADERBOARD_COLUMNS and len(csv) == 4
+    assert "0.5500 ± 0.0707" in (tmp_path / "leaderboard.md").read_text()
+    assert (tmp_path / "figures" / "toy.png").stat().st_size > 10_000
+
+
+def test_names_are_escaped_in_html_and_latex(tmp_path):
+    records = [_record("nb@<b>x</b>", "8", 0, 0.5, 0.2, 6, dataset="a&b_c")]
+    for record in records:
+        write_json_atomic(record_path(tmp_path, "a&b_c", record["method"]["label"], "8", 0), record)
+    write_reports(tmp_path)
+    assert "&lt;b&gt;x&lt;/b&gt;" in (tmp_path / "leaderboard.html").read_text()
+    assert r"a\&b\_c" in (tmp_path / "leaderboard.tex").read_text()
