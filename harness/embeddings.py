@@ -142,6 +142,9 @@ def _encode_mean_pooling(texts, path, spec, batch_size, device) -> np.ndarray:
         for start in range(0, len(texts), batch_size):
             batch = tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
                               max_length=spec.max_length, return_tensors="pt").to(model.device)
+            if batch["input_ids"].shape[1] == 0:  # only empty texts and no BOS token (GPT-2): nothing to pool
+                chunks.append(np.zeros((batch["input_ids"].shape[0], model.config.hidden_size), dtype=np.float32))
+                continue
             hidden = model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)

@@ -25,6 +25,8 @@ DISABLE_AUTOLOAD_ENV = "HARNESS_DISABLE_PLUGIN_AUTOLOAD"
 
 DEFAULT_PLUGINS = (
     "harness_nb",
+    "harness_knn_embed",
+    "harness_zeroshot",
 )
 
 

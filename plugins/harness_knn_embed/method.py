@@ -1,0 +1,95 @@
+"""kNN tagging over cached sentence embeddings: the book's "embeddings as a lookup table"."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from harness.embeddings import EmbeddingCache, EncoderSpec
+from harness.methods import FitContext, LabeledTexts, Method, MethodParams
+
+from harness_knn_embed.grid import cumulative_votes, grid_scores, vote_predictions
+from harness_knn_embed.search import ExactIndex
+
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
+
+
+class KnnEmbedParams(MethodParams):
+    # encoder (together they key the shared embedding cache)
+    model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    pooling: Literal["sentence-transformers", "mean"] = "sentence-transformers"
+    max_length: int = Field(128, ge=1)
+    normalize: bool = False  # unit-length vectors from the encoder (MiniLM's own pipeline already does it)
+    batch_size: int = Field(64, ge=1)
+    device: str = "cpu"
+    # lookup
+    metric: Literal["l2", "ip"] = "l2"  # exact L2, or inner product on unit vectors (cosine)
+    k_max: int = Field(16, ge=1)  # k and m are chosen in 1..k_max, m <= k
+    select_by: Literal["micro", "macro"] = "micro"  # valid F1 average that picks (k, m)
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not _DEVICE.match(value):
+            raise ValueError(f"device {value!r}: expected 'cpu', 'cuda', 'cuda:N' or 'mps'")
+        return value
+
+
+class KnnEmbed(Method):
+    """Predict a tag when at least m of the k nearest training issues carry it; (k, m) is
+    chosen on the valid split for each slice from one search of the largest k."""
+
+    name = "knn_embed"
+    version = "1"
+    Params = KnnEmbedParams
+    presets = {
+        "default": {},
+        "book": {"model": "miguelvictor/python-gpt2-large", "pooling": "mean", "max_length": 128, "batch_size": 16},
+    }
+    params: KnnEmbedParams
+
+    def fit(self, train: LabeledTexts, valid: LabeledTexts, unlabeled: list[str], context: FitContext) -> None:
+        if len(train) == 0:
+            raise ValueError("knn_embed needs at least one training issue; the training slice is empty")
+        if len(valid) == 0:
+            raise ValueError("knn_embed chooses k and m on the valid split, which is empty")
+        p = self.params
+        self.cache = EmbeddingCache(
+            context.cache_dir, EncoderSpec(model=p.model, pooling=p.pooling, max_length=p.max_length, normalize=p.normalize)
+        )
+        self.progress = context.progress
+        vectors = self._embed(train.texts + valid.texts)
+        self.index = ExactIndex(vectors[: len(train)], metric=p.metric)
+        self.train_labels = train.labels
+        # a slice smaller than k_max: every train issue is a neighbour at k = len(train)
+        self.k_searched = min(p.k_max, len(train))
+        neighbours = self.index.nearest(vectors[len(train):], self.k_searched)
+        scores = grid_scores(cumulative_votes(train.labels[neighbours]), valid.labels)
+        self.k, self.m = scores.best(p.select_by)
+        self.valid_f1 = {
+            "micro": float(scores.micro[self.k - 1, self.m - 1]),
+            "macro": float(scores.macro[self.k - 1, self.m - 1]),
+        }
+
+    def predict(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.train_labels.shape[1]), dtype=np.uint8)
+        neighbours = self.index.nearest(self._embed(texts), self.k)
+        return vote_predictions(self.train_labels[neighbours].sum(axis=1), self.m)
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "k": self.k,
+            "m": self.m,
+            "k_searched": self.k_searched,
+            "select_by": self.params.select_by,
+            "valid_micro_f1": self.valid_f1["micro"],
+            "valid_macro_f1": self.valid_f1["macro"],
+            "texts_encoded": self.cache.forward_passes,  # 0 when every vector came from the cache
+        }
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        return self.cache.embed(texts, batch_size=self.params.batch_size, device=self.params.device, progress=self.progress)

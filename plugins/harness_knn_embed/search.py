@@ -1,0 +1,44 @@
+"""Exact nearest-neighbour search with faiss (imported on first use: it is an optional extra)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+Metric = Literal["l2", "ip"]
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1; an all-zero row (nothing to embed) stays zero."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+class ExactIndex:
+    """A flat faiss index over the training vectors: exact L2, or inner product on unit rows
+    (cosine similarity)."""
+
+    def __init__(self, vectors: np.ndarray, metric: Metric = "l2") -> None:
+        import faiss
+
+        if metric not in ("l2", "ip"):
+            raise ValueError(f"metric {metric!r}: expected 'l2' or 'ip'")
+        self.metric = metric
+        vectors = self._prepare(vectors)
+        self.index = faiss.IndexFlatL2(vectors.shape[1]) if metric == "l2" else faiss.IndexFlatIP(vectors.shape[1])
+        self.index.add(vectors)
+
+    def _prepare(self, vectors: np.ndarray) -> np.ndarray:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        return unit_rows(vectors) if self.metric == "ip" else vectors
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    def nearest(self, queries: np.ndarray, k: int) -> np.ndarray:
+        """Row positions of the ``k`` nearest training vectors per query, nearest first: (n, k)."""
+        if not 1 <= k <= len(self):
+            raise ValueError(f"k={k}: expected 1..{len(self)} (the number of indexed vectors)")
+        _, positions = self.index.search(self._prepare(queries), k)
+        return positions
