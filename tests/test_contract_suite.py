@@ -1,0 +1,102 @@
+"""The contract suite itself: it passes a correct method and catches the usual mistakes."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+BROKEN_METHODS = '''
+import numpy as np
+from harness.methods import Method, MethodParams
+from harness.testing import MethodContract
+
+
+class CountParams(MethodParams):
+    min_count: int = 1
+
+
+class Keywords(Method):
+    """Predicts a tag when the text shares a word that only that tag's training texts use."""
+
+    name = "keywords"
+    Params = CountParams
+
+    def fit(self, train, valid, unlabeled, context):
+        self.words = []
+        for j in range(len(train.tags)):
+            inside = {w for t, on in zip(train.texts, train.labels[:, j]) if on for w in t.split()}
+            outside = {w for t, on in zip(train.texts, train.labels[:, j]) if not on for w in t.split()}
+            self.words.append(inside - outside)
+
+    def predict(self, texts):
+        return np.array([[int(bool(words & set(t.split()))) for words in self.words] for t in texts], dtype=np.uint8)
+
+
+class Unseeded(Keywords):
+    def predict(self, texts):
+        return np.random.default_rng().integers(0, 2, size=(len(texts), len(self.words)))
+
+
+class Scores(Keywords):
+    def predict(self, texts):
+        return super().predict(texts) * 0.9
+
+
+class NeedsEveryTag(Keywords):
+    def fit(self, train, valid, unlabeled, context):
+        if (train.labels.sum(axis=0) == 0).any():
+            raise ValueError("a tag has no positive example")
+        super().fit(train, valid, unlabeled, context)
+
+
+class NumpyDetails(Keywords):
+    def details(self):
+        return {"words": np.arange(3)}
+
+
+class TestKeywords(MethodContract):
+    method_class = Keywords
+    other_params = {"min_count": 2}
+    min_micro_f1 = 0.5
+
+
+class TestUnseeded(TestKeywords):
+    method_class = Unseeded
+    min_micro_f1 = None
+
+
+class TestScores(TestKeywords):
+    method_class = Scores
+
+
+class TestNeedsEveryTag(TestKeywords):
+    method_class = NeedsEveryTag
+
+
+class TestNumpyDetails(TestKeywords):
+    method_class = NumpyDetails
+
+
+class TestSameOtherParams(TestKeywords):
+    other_params = {"min_count": 1}
+'''
+
+
+def test_contract_passes_a_good_method_and_fails_each_broken_one(pytester):
+    pytester.makepyfile(test_methods=BROKEN_METHODS)
+    result = pytester.inline_run("-p", "no:cacheprovider")
+    failed = {report.nodeid.split("::", 1)[1] for report in result.getreports("pytest_runtest_logreport") if report.failed}
+    assert not {name for name in failed if name.startswith("TestKeywords::")}, failed
+    assert failed == {
+        "TestUnseeded::test_same_seed_gives_the_same_predictions",
+        "TestScores::test_predicts_a_0_1_matrix_of_the_right_shape",
+        "TestScores::test_predicts_a_single_text",
+        "TestScores::test_learns_the_tiny_set",
+        "TestScores::test_copes_with_a_tag_that_has_no_positive_example",
+        "TestNeedsEveryTag::test_copes_with_a_tag_that_has_no_positive_example",
+        "TestNumpyDetails::test_details_are_json_serialisable",
+        "TestNumpyDetails::test_runs_as_a_cell_of_the_runner",
+        "TestSameOtherParams::test_other_params_change_the_cell_key",
+        "TestScores::test_runs_as_a_cell_of_the_runner",
+    }
