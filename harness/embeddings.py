@@ -17,6 +17,7 @@ from typing import Callable, Literal
 
 import numpy as np
 
+from harness.locks import artifact_lock
 from harness.methods import stable_hash
 from harness.models import resolve_model
 
@@ -78,18 +79,23 @@ class EmbeddingCache:
         keys, vectors = self._load()
         position = {key: i for i, key in enumerate(keys)}
         wanted = [text_key(t) for t in texts]
-        missing: dict[str, str] = {}
-        for key, text in zip(wanted, texts):
-            if key not in position and key not in missing:
-                missing[key] = text
-        if missing:
-            progress(f"embedding {len(missing)} texts with {self.spec.model}")
-            fresh = encode(list(missing.values()), self.spec, batch_size=batch_size, device=device)
-            self.forward_passes += len(missing)
-            vectors = fresh if vectors is None else np.concatenate([vectors, fresh])
-            keys = keys + list(missing)
-            self._save(keys, vectors)
-            position = {key: i for i, key in enumerate(keys)}
+        if any(key not in position for key in wanted):
+            # one process encodes, concurrent cells wait and then read its vectors (no lost update either)
+            with artifact_lock(self.folder):
+                keys, vectors = self._load()  # another process may have saved them while this one waited
+                position = {key: i for i, key in enumerate(keys)}
+                missing: dict[str, str] = {}
+                for key, text in zip(wanted, texts):
+                    if key not in position and key not in missing:
+                        missing[key] = text
+                if missing:
+                    progress(f"embedding {len(missing)} texts with {self.spec.model}")
+                    fresh = encode(list(missing.values()), self.spec, batch_size=batch_size, device=device)
+                    self.forward_passes += len(missing)
+                    vectors = fresh if vectors is None else np.concatenate([vectors, fresh])
+                    keys = keys + list(missing)
+                    self._save(keys, vectors)
+                    position = {key: i for i, key in enumerate(keys)}
         assert vectors is not None
         return vectors[[position[key] for key in wanted]]
 
