@@ -1,0 +1,130 @@
+"""The ``zeroshot`` method: tag issues without training labels, from (text, tag) scores.
+
+Every (text, tag) pair gets a score from an NLI model (``backend: nli``) or from the cosine
+similarity of sentence embeddings (``backend: embedding``); a top-k or threshold rule chosen
+on the valid split turns scores into tags. Score matrices are cached on disk per split, so
+every seed and rerun after the first costs a file read.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from harness.embeddings import text_key
+from harness.methods import FitContext, LabeledTexts, Method, MethodParams, stable_hash
+
+from harness_zeroshot.rules import RuleChoice, SelectBy, choose_rule
+
+SCORES_VERSION = "1"  # bump when the scoring maths changes, to invalidate cached score matrices
+
+
+class ZeroShotParams(MethodParams):
+    backend: Literal["nli", "embedding"] = "embedding"
+    model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    template: str = Field("This example is {}.", description="hypothesis text; {} is replaced by the tag")
+    use_descriptions: bool = Field(True, description="fill the template with the dataset's tag descriptions where given")
+    max_length: int | None = Field(
+        None, gt=0,
+        description="tokens per input; None: nli uses the tokenizer's limit (as the pipeline), embedding the core encoder's 128",
+    )
+    batch_size: int = Field(32, gt=0)
+    select_by: SelectBy = "micro"
+    device: str | None = Field(None, description="torch device; None: cuda when available, else cpu")
+
+    @field_validator("template")
+    @classmethod
+    def _has_a_slot(cls, template: str) -> str:
+        try:
+            filled = template.format("\0")
+        except (IndexError, KeyError, ValueError):
+            filled = ""
+        if "\0" not in filled:
+            raise ValueError(f"template {template!r} needs one '{{}}' where the tag goes, e.g. 'This example is {{}}.'")
+        return template
+
+
+def hypotheses_for(tags: list[str], template: str, descriptions: dict[str, str]) -> list[str]:
+    """One hypothesis per tag: the template filled with the tag's description, or its name."""
+    unknown = sorted(set(descriptions) - set(tags))
+    if unknown:
+        raise ValueError(f"labels.descriptions names {unknown}, which are not tags of the dataset (tags: {tags})")
+    return [template.format(descriptions.get(tag, tag)) for tag in tags]
+
+
+class ZeroShot(Method):
+    """The book's zero-shot step: score each (issue, tag) pair, then top-k or a threshold."""
+
+    name = "zeroshot"
+    version = "1"
+    uses_labels = False
+    Params = ZeroShotParams
+    presets = {
+        "default": {"backend": "embedding", "model": "sentence-transformers/all-MiniLM-L6-v2"},
+        "book": {"backend": "nli", "model": "facebook/bart-large-mnli", "template": "This example is {}."},
+    }
+
+    def fit(self, train: LabeledTexts, valid: LabeledTexts, unlabeled: list[str], context: FitContext) -> None:
+        self.context = context
+        descriptions = context.tag_descriptions if self.params.use_descriptions else {}
+        self.hypotheses = hypotheses_for(list(context.tags), self.params.template, descriptions)
+        self.score_sources: dict[str, str] = {}  # split -> "computed" or "cache", for the record
+        valid_scores = self.scores(valid.texts, split="valid")
+        self.choice: RuleChoice = choose_rule(valid_scores, valid.labels, self.params.select_by)
+
+    def predict(self, texts: list[str]) -> np.ndarray:
+        return self.choice.rule.apply(self.scores(texts, split="test"))
+
+    def details(self) -> dict[str, Any]:
+        top_k, top_k_f1 = self.choice.best_top_k
+        threshold, threshold_f1 = self.choice.best_threshold
+        return {
+            "rule": self.choice.rule.as_dict(),
+            f"valid_{self.params.select_by}_f1": round(self.choice.valid_f1, 5),
+            "best_top_k": {**top_k.as_dict(), "valid_f1": round(top_k_f1, 5)},
+            "best_threshold": {**threshold.as_dict(), "valid_f1": round(threshold_f1, 5)},
+            "hypotheses": self.hypotheses,
+            "scores": self.score_sources,
+        }
+
+    def scores(self, texts: list[str], split: str) -> np.ndarray:
+        """(len(texts), tags) scores, read from the cache or computed and stored there."""
+        p = self.params
+        path = self.context.cache_path(
+            "zeroshot_scores", SCORES_VERSION, self.context.fingerprint, p.backend, p.model, self.hypotheses,
+            p.max_length, stable_hash([text_key(t) for t in texts]),
+        ).with_suffix(".npy")
+        if path.exists():
+            cached = np.load(path)
+            if cached.shape == (len(texts), len(self.hypotheses)):
+                self.score_sources[split] = "cache"
+                return cached
+        scores = self._compute(texts)
+        _save_atomically(path, scores)
+        self.score_sources[split] = "computed"
+        return scores
+
+    def _compute(self, texts: list[str]) -> np.ndarray:
+        p = self.params
+        if not texts:
+            return np.zeros((0, len(self.hypotheses)), dtype=np.float32)
+        common = dict(max_length=p.max_length, batch_size=p.batch_size, device=p.device, progress=self.context.progress)
+        if p.backend == "nli":
+            from harness_zeroshot.nli import nli_scores
+
+            return nli_scores(texts, self.hypotheses, p.model, **common)
+        from harness_zeroshot.embedding import embedding_scores
+
+        return embedding_scores(texts, self.hypotheses, p.model, self.context.cache_dir, **common)
+
+
+def _save_atomically(path: Path, array: np.ndarray) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as handle:
+        np.save(handle, array)
+    os.replace(tmp, path)
