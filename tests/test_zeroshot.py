@@ -11,7 +11,7 @@ import pytest
 from harness.methods import FitContext, LabeledTexts
 from harness.metrics import score
 from harness.params import ParamError, build_params
-from harness.testing import TINY_TAGS, tiny_multilabel
+from harness.testing import TINY_TAGS, MethodContract, tiny_multilabel
 from harness_zeroshot.method import ZeroShot, hypotheses_for
 from harness_zeroshot.rules import DecisionRule, choose_rule, f1
 
@@ -251,3 +251,10 @@ def test_registered_label_free_with_presets(harness_pm):
 def test_template_without_a_slot_is_refused():
     with pytest.raises(ParamError, match=r"zeroshot\.template: .*needs one '\{\}' where the tag goes"):
         build_params(ZeroShot, "default", {"template": "This example is a tag."})
+
+
+class TestZeroShotContract(MethodContract):
+    """The contract every method passes, with the default preset (embedding zero-shot, real MiniLM)."""
+
+    method_class = ZeroShot
+    other_params = {"template": "This issue is about {}."}
