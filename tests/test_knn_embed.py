@@ -16,6 +16,7 @@ from harness.data import prepare
 from harness.embeddings import EmbeddingCache, EncoderSpec
 from harness.methods import FitContext, LabeledTexts
 from harness.params import ParamError, build_params
+from harness.testing import MethodContract
 from harness_knn_embed import KnnEmbed, KnnEmbedParams
 from harness_knn_embed.grid import cumulative_votes, grid_scores, vote_predictions
 from harness_knn_embed.search import ExactIndex
@@ -50,6 +51,14 @@ def test_bad_parameters_name_the_parameter(override, named):
         build_params(KnnEmbed, "default", override)
 
 
+class TestKnnEmbedContract(MethodContract):
+    """The contract every method passes (harness.testing), with real MiniLM on the tiny set."""
+
+    method_class = KnnEmbed
+    other_params = {"metric": "ip", "k_max": 8}
+    min_micro_f1 = 0.6
+
+
 # ---------------------------------------------------------------- grid and search on random vectors
 
 def _random_problem(seed: int, n_train: int = 40, n_valid: int = 30, dim: int = 8, n_tags: int = 5):
@@ -63,7 +72,7 @@ def _random_problem(seed: int, n_train: int = 40, n_valid: int = 30, dim: int = 
 
 
 @pytest.mark.parametrize("metric", ["l2", "ip"])
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0, 1])
 def test_grid_matches_one_search_per_pair(metric, seed):
     train_vectors, valid_vectors, train_labels, valid_labels = _random_problem(seed)
     index = ExactIndex(train_vectors, metric=metric)
