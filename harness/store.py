@@ -48,8 +48,13 @@ def read_record(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def record_files(results_dir: Path) -> list[Path]:
+    """The cell record files under ``results_dir``, in a stable order."""
+    return sorted((results_dir / CELLS_DIR).glob("*/*/*.json"))
+
+
 def iter_records(results_dir: Path) -> Iterator[dict[str, Any]]:
-    for path in sorted((results_dir / CELLS_DIR).glob("*/*/*.json")):
+    for path in record_files(results_dir):
         record = read_record(path)
         if record is not None:
             yield record

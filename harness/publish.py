@@ -1,0 +1,303 @@
+"""``harness publish``: a static leaderboard site built from the cell records of results folders.
+
+Several folders merge into one leaderboard. One leaderboard cell is (dataset, method label,
+slice, seed); when folders hold different records for it (other metrics for the same cell key,
+or another cell key: parameters, method version or data) the record of the earliest folder is
+used, and the conflict is warned about and listed on the dataset's page. Every record is copied
+into the site so that it can be downloaded. Tables and figures come from ``harness.report``.
+Pages are rendered by Jinja2 with autoescaping: dataset, tag and method names are escaped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import shutil
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from harness.report import leaderboard, write_figure
+from harness.splits import NO_SLICE
+from harness.store import CELLS_DIR, read_record, record_files
+
+TEMPLATE_DIR = Path(__file__).resolve().parent / "site_templates"
+SITE_MARKER = ".harness-site"  # marks a folder this module wrote, so it may be replaced
+
+
+class PublishError(ValueError):
+    """A results folder or the output folder cannot be used."""
+
+
+@dataclass
+class SourcedRecord:
+    """A cell record, the results folder it came from (1-based) and its copy in the site."""
+
+    record: dict[str, Any]
+    source: int
+    file: Path
+    site_path: str  # relative to the site root, with '/' separators
+
+    @property
+    def cell(self) -> tuple[str, str, str, int]:
+        r = self.record
+        return (r["dataset"]["name"], r["method"]["label"], r["slice"]["name"], r["seed"])
+
+    @property
+    def ok(self) -> bool:
+        return self.record.get("status") == "ok"
+
+
+@dataclass
+class Conflict:
+    """Records from different folders that disagree about one leaderboard cell."""
+
+    kept: SourcedRecord
+    others: list[tuple[SourcedRecord, str]]  # (record, why it disagrees)
+
+    @property
+    def cell(self) -> tuple[str, str, str, int]:
+        return self.kept.cell
+
+    def describe(self) -> str:
+        dataset, method, slice_name, seed = self.cell
+        reasons = "; ".join(f"{other.file} ({why})" for other, why in self.others)
+        return (f"conflicting records for dataset {dataset!r} method {method!r} slice {slice_name} seed {seed}: "
+                f"kept {self.kept.file}, not used: {reasons}")
+
+
+@dataclass
+class Site:
+    index: Path
+    datasets: list[str]
+    n_records: int
+    conflicts: list[Conflict] = field(default_factory=list)
+
+
+def collect_records(results_dirs: list[Path]) -> list[SourcedRecord]:
+    """Every readable record of every folder, in folder order, with its path inside the site."""
+    collected = []
+    for source, folder in enumerate(results_dirs, start=1):
+        if not (folder / CELLS_DIR).is_dir():
+            raise PublishError(f"--results {folder}: no cell records (expected a '{CELLS_DIR}' folder); run 'harness run' first")
+        for path in record_files(folder):
+            record = read_record(path)
+            if record is None:
+                continue
+            relative = path.relative_to(folder / CELLS_DIR).as_posix()
+            collected.append(SourcedRecord(record, source, path, f"records/{source}/{relative}"))
+    if not collected:
+        raise PublishError(f"no cell records found in {', '.join(map(str, results_dirs))}")
+    return collected
+
+
+def _same_metrics(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Equal up to float rounding: the same cell run twice should score the same."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_metrics(a[k], b[k]) for k in a)
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
+
+
+def merge_records(records: list[SourcedRecord]) -> tuple[list[SourcedRecord], list[Conflict]]:
+    """One record per leaderboard cell (the earliest folder's ok record) and the conflicts.
+
+    An identical record in a later folder is a duplicate, not a conflict; a failed record is
+    used only when no folder has an ok one for that cell.
+    """
+    groups: dict[tuple, list[SourcedRecord]] = defaultdict(list)
+    for item in records:
+        groups[item.cell].append(item)
+    kept, conflicts = [], []
+    for items in groups.values():
+        ok = [item for item in items if item.ok]
+        chosen = ok[0] if ok else items[0]
+        kept.append(chosen)
+        others = []
+        for other in ok[1:]:
+            if other.record.get("key_hash") != chosen.record.get("key_hash"):
+                others.append((other, "another cell key: parameters, method version or data differ"))
+            elif not _same_metrics(other.record.get("metrics", {}), chosen.record.get("metrics", {})):
+                others.append((other, "same cell key, different metrics"))
+        if others:
+            conflicts.append(Conflict(chosen, others))
+    return kept, conflicts
+
+
+def _page_names(datasets: list[str]) -> dict[str, str]:
+    """A file-name-safe, unique page stem per dataset."""
+    names: dict[str, str] = {}
+    for dataset in datasets:
+        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in dataset).lstrip(".") or "dataset"
+        candidate, number = stem, 2
+        while candidate in names.values():
+            candidate, number = f"{stem}-{number}", number + 1
+        names[dataset] = candidate
+    return names
+
+
+def _prepare_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if not (out_dir / SITE_MARKER).exists():
+            raise PublishError(f"--out {out_dir}: folder exists and was not written by 'harness publish'; choose an empty or new folder")
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / SITE_MARKER).write_text("written by harness publish; replaced on the next publish\n", encoding="utf-8")
+
+
+def _environment():
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        autoescape=True,  # every value from records (dataset, tag, method names) is escaped
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _distinct(values) -> list[Any]:
+    return sorted({v for v in values if v not in (None, "")}, key=str)
+
+
+def _provenance(items: list[SourcedRecord]) -> list[dict[str, Any]]:
+    """What produced each method's cells on one dataset."""
+    by_method: dict[str, list[SourcedRecord]] = defaultdict(list)
+    for item in items:
+        by_method[item.record["method"]["label"]].append(item)
+    rows = []
+    for label in sorted(by_method):
+        group = by_method[label]
+        methods = [i.record["method"] for i in group]
+        envs = [i.record.get("environment", {}) for i in group]
+        dists = {f"{m.get('distribution')} {m.get('distribution_version')}" for m in methods if m.get("distribution")}
+        params = _distinct(json.dumps(m.get("params", {}), sort_keys=True, indent=1) for m in methods)
+        dates = _distinct(i.record.get("finished_at") for i in group)
+        rows.append({
+            "label": label,
+            "name": _distinct(m.get("name") for m in methods),
+            "version": _distinct(m.get("version") for m in methods),
+            "plugin": _distinct(m.get("plugin") for m in methods),
+            "distribution": sorted(dists),
+            "params": params,
+            "seeds": _distinct(i.record.get("seed") for i in group),
+            "harness": _distinct(e.get("harness_version") for e in envs),
+            "git": _distinct((e.get("git_sha") or "")[:10] for e in envs),
+            "python": _distinct(e.get("python") for e in envs),
+            "dates": f"{dates[0]} … {dates[-1]}" if len(dates) > 1 else (dates[0] if dates else ""),
+            "sources": _distinct(i.source for i in group),
+        })
+    return rows
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4f}"
+
+
+def _slice_sort_value(name: str) -> float:
+    return 1e12 if name == "all" else float(name)  # 'all' sorts after every numbered slice
+
+
+def _dataset_page(dataset: str, items: list[SourcedRecord], conflicts: list[Conflict], figures: list[str]) -> dict[str, Any]:
+    ok = [i for i in items if i.ok]
+    table = leaderboard([i.record for i in ok])
+    links: dict[tuple[str, str], list[SourcedRecord]] = defaultdict(list)
+    for item in sorted(ok, key=lambda i: i.record["seed"]):
+        links[(item.record["method"]["label"], item.record["slice"]["name"])].append(item)
+    disputed = {(c.cell[1], c.cell[2]) for c in conflicts}
+    rows = []
+    for row in table.itertuples(index=False):
+        # label-free methods ran once ('none' slice) and are repeated on every slice
+        key = (row.method, row.slice) if (row.method, row.slice) in links else (row.method, NO_SLICE)
+        rows.append({
+            "method": row.method, "slice": row.slice, "slice_sort": _slice_sort_value(row.slice),
+            "n": f"{row.n:.1f}".removesuffix(".0"), "n_sort": row.n, "seeds": int(row.seeds),
+            "micro": _fmt(row.micro_f1_mean), "micro_sort": row.micro_f1_mean, "micro_std": _fmt(row.micro_f1_std),
+            "macro": _fmt(row.macro_f1_mean), "macro_sort": row.macro_f1_mean, "macro_std": _fmt(row.macro_f1_std),
+            "records": [(f"seed {i.record['seed']}", quote(i.site_path)) for i in links.get(key, [])],
+            "disputed": key in disputed,
+        })
+    failed = [i for i in items if not i.ok]
+    first = ok[0].record["dataset"] if ok else items[0].record["dataset"]
+    return {
+        "dataset": dataset,
+        "tags": first.get("tags", []),
+        "sizes": first.get("sizes", {}),
+        "rows": rows,
+        "figures": figures,
+        "provenance": _provenance(items),
+        "conflicts": [
+            {"cell": c.cell, "kept": c.kept, "kept_link": quote(c.kept.site_path),
+             "others": [(o, quote(o.site_path), why) for o, why in c.others]}
+            for c in conflicts
+        ],
+        "failed": [(i, quote(i.site_path)) for i in failed],
+    }
+
+
+def publish_site(results_dirs: list[Path], out_dir: Path) -> Site:
+    """Write ``out_dir/index.html``, one page per dataset, figures and every record."""
+    from harness import __version__
+
+    records = collect_records(results_dirs)
+    kept, conflicts = merge_records(records)
+    _prepare_out_dir(out_dir)
+    for item in records:  # all of them, conflicting ones included, so each can be downloaded
+        target = out_dir / item.site_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(item.file, target)
+
+    env = _environment()
+    by_dataset: dict[str, list[SourcedRecord]] = defaultdict(list)
+    for item in kept:
+        by_dataset[item.record["dataset"]["name"]].append(item)
+    datasets = sorted(by_dataset)
+    pages = _page_names(datasets)
+    generated = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    sources = [(number, str(folder)) for number, folder in enumerate(results_dirs, start=1)]
+    summaries = []
+    for dataset in datasets:
+        items = by_dataset[dataset]
+        figures = _write_figures([i.record for i in items if i.ok], dataset, out_dir / "figures", pages[dataset])
+        dataset_conflicts = [c for c in conflicts if c.cell[0] == dataset]
+        page = _dataset_page(dataset, items, dataset_conflicts, figures)
+        html = env.get_template("dataset.html").render(
+            title=f"{dataset} leaderboard", generated=generated, harness_version=__version__, sources=sources, **page
+        )
+        (out_dir / f"{pages[dataset]}.html").write_text(html, encoding="utf-8")
+        dates = _distinct(i.record.get("finished_at") for i in items)
+        summaries.append({
+            "dataset": dataset, "page": quote(f"{pages[dataset]}.html"),
+            "methods": len({i.record["method"]["label"] for i in items}),
+            "cells": len(items), "failed": sum(not i.ok for i in items),
+            "seeds": ", ".join(str(s) for s in _distinct(i.record["seed"] for i in items)),
+            "last_run": dates[-1] if dates else "", "conflicts": len(dataset_conflicts),
+        })
+    index = out_dir / "index.html"
+    index.write_text(
+        env.get_template("index.html").render(
+            title="Leaderboards", generated=generated, harness_version=__version__, sources=sources,
+            datasets=summaries, n_conflicts=len(conflicts),
+        ),
+        encoding="utf-8",
+    )
+    return Site(index=index, datasets=datasets, n_records=len(records), conflicts=conflicts)
+
+
+def _write_figures(records: list[dict[str, Any]], dataset: str, folder: Path, stem: str) -> list[str]:
+    """The report's figure for one dataset, saved under a file-name-safe stem; site-relative paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        written = []
+        for path in write_figure(records, dataset, Path(scratch)):
+            target = folder / f"{stem}{path.suffix}"
+            shutil.move(path, target)
+            written.append(f"figures/{quote(target.name)}")
+    return written

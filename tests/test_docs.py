@@ -1,0 +1,46 @@
+"""Every hook in harness/hookspecs.py has a section in docs/hooks.md, as datasette checks its hooks."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+from harness import hookspecs
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+SECTION = re.compile(r"^## (\w+)\((.*)\)\s*$", re.MULTILINE)
+
+
+def _hookspecs() -> dict[str, list[str]]:
+    """Hook name -> argument names, for every function marked as a hookspec."""
+    return {
+        name: list(inspect.signature(function).parameters)
+        for name, function in inspect.getmembers(hookspecs, inspect.isfunction)
+        if hasattr(function, "harness_spec")
+    }
+
+
+def _documented() -> dict[str, list[str]]:
+    text = (DOCS / "hooks.md").read_text(encoding="utf-8")
+    return {name: [a.strip() for a in args.split(",") if a.strip()] for name, args in SECTION.findall(text)}
+
+
+def test_every_hookspec_is_documented_with_its_arguments():
+    specs, documented = _hookspecs(), _documented()
+    assert len(specs) >= 8
+    missing = sorted(set(specs) - set(documented))
+    assert not missing, f"hooks without a '## name(args)' section in docs/hooks.md: {missing}"
+    for name, arguments in specs.items():
+        assert documented[name] == arguments, f"docs/hooks.md documents {name}({', '.join(documented[name])}), the hookspec takes {arguments}"
+
+
+def test_docs_name_no_hook_that_does_not_exist():
+    stale = sorted(set(_documented()) - set(_hookspecs()))
+    assert not stale, f"docs/hooks.md documents hooks that harness/hookspecs.py lacks: {stale}"
+
+
+def test_plugin_guide_points_at_the_contract_suite_and_hooks():
+    guide = (DOCS / "plugins.md").read_text(encoding="utf-8")
+    for needed in ("harness plugin new", "MethodContract", "[project.entry-points.harness]", "hooks.md"):
+        assert needed in guide, needed
