@@ -156,6 +156,44 @@ def ls_datasets(cfg_dirs) -> None:
     click.echo(tabulate(rows, headers=["dataset", "source", "description", "config"]))
 
 
+@cli.group(name="plugin")
+def plugin() -> None:
+    """Create method plugin packages."""
+
+
+@plugin.command(name="new")
+@click.argument("name")
+@click.option("--dir", "parent", default=".", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder in which the package folder NAME is created.")
+def plugin_new(name: str, parent: Path) -> None:
+    """Write an installable plugin package for a method called NAME (pyproject, method, tests, README)."""
+    from harness.scaffold import ScaffoldError, new_plugin
+
+    try:
+        target = new_plugin(name, parent)
+    except ScaffoldError as exc:
+        _fail(exc)
+    click.echo(f"wrote {target}\nnext: pip install -e {target} && pytest {target}")
+
+
+@cli.command()
+@click.option("--results", "results_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Results folder to publish; repeat to merge several (earlier ones win conflicts). Default: results.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the static site (index.html and one page per dataset).")
+def publish(results_dirs, out_dir: Path) -> None:
+    """Write a static leaderboard site from one or more results folders."""
+    from harness.publish import PublishError, publish_site
+
+    try:
+        site = publish_site(list(results_dirs) or [Path("results")], out_dir)
+    except PublishError as exc:
+        _fail(exc)
+    for conflict in site.conflicts:
+        click.echo(f"warning: {conflict.describe()}", err=True)
+    click.echo(f"wrote {site.index} ({len(site.datasets)} dataset(s), {site.n_records} cell records)")
+
+
 def main() -> None:
     pm = get_plugin_manager()
     pm.hook.register_commands(cli=cli)
