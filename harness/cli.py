@@ -57,13 +57,28 @@ results_option = click.option(
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Cache for downloads, embeddings and models (env HARNESS_CACHE_DIR).")
 @click.option("--no-report", is_flag=True, help="Do not rebuild the leaderboard and figures at the end.")
+@click.option("--executor", type=click.Choice(["serial", "process", "dask"]), default=None,
+              help="Where cells run: here one by one (default), local worker processes, or Dask.")
+@click.option("--jobs", type=int, default=None,
+              help="Worker processes (process) or LocalCluster workers (dask); N > 1 implies --executor process.")
+@click.option("--scheduler", default=None, metavar="ADDRESS", help="Join a running Dask scheduler (implies --executor dask).")
+@click.option("--cell-timeout", type=float, default=None, metavar="SECONDS",
+              help="Fail a cell that runs longer, killing its worker (serial then runs cells in one worker process).")
+@click.option("--quiet", is_flag=True, help="Print only errors.")
+@click.option("--json-progress", is_flag=True, help="Write progress as JSON lines on stdout, for scripts.")
 @results_option
 @data_dir_option
 @cfg_dir_option
 def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed, cache_dir, no_report,
-        results_dir, data_dirs, cfg_dirs) -> None:
-    """Run every (dataset, method, slice, seed) cell not already on disk, then write reports."""
-    from harness.runner import Settings, plan_run, run_plan
+        executor, jobs, scheduler, cell_timeout, quiet, json_progress, results_dir, data_dirs, cfg_dirs) -> None:
+    """Run every (dataset, method, slice, seed) cell not already on disk, then write reports.
+
+    Ctrl-C stops taking new cells and lets the ones in flight finish (Ctrl-C again abandons
+    them); the same command resumes. Runs sharing a results folder split the cells between them.
+    """
+    from harness.executors import make_executor
+    from harness.progress import Progress
+    from harness.runner import RunInterrupted, Settings, plan_run, run_plan
 
     pm = get_plugin_manager()
     settings = Settings(
@@ -75,26 +90,38 @@ def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed
         slice_list = [s if s == "all" else int(s) for s in _csv(slices)] or None
         plan = plan_run(pm, settings, methods, _csv(datasets), seed_list, slice_list, preset,
                         list(overrides), label, retry_failed)
+        cell_executor = make_executor(executor, jobs, scheduler, cell_timeout)
     except USER_ERRORS as exc:
         _fail(exc)
-    click.echo(f"{len(plan.cells)} cells: {len(plan.todo)} to run, {len(plan.skipped)} already done", err=True)
+    progress = Progress("json" if json_progress else "quiet" if quiet else "human")
+    say = (lambda line: None) if quiet or json_progress else (lambda line: click.echo(line, err=True))
     try:
-        summary = run_plan(pm, plan, echo=lambda line: click.echo(line, err=True))
-    except KeyboardInterrupt:
-        click.echo("interrupted: finished cells are saved; run the same command again to resume", err=True)
+        summary = run_plan(pm, plan, cell_executor, progress)
+    except RunInterrupted as exc:
+        done = exc.summary
+        click.echo(f"interrupted: {done['ok']} ok and {done['failed']} failed cells saved; "
+                   "run the same command again to resume", err=True)
         sys.exit(130)
-    click.echo(f"done: {summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} skipped", err=True)
+    except KeyboardInterrupt:
+        click.echo("interrupted; run the same command again to resume", err=True)
+        sys.exit(130)
+    except USER_ERRORS as exc:  # e.g. Dask not installed, scheduler unreachable
+        _fail(exc)
+    say(f"done: {summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} skipped")
     if not no_report:
-        _write_reports(pm, results_dir)
+        _write_reports(pm, results_dir, say)
     if summary["failed"]:
         sys.exit(1)
 
 
-def _write_reports(pm, results_dir: Path) -> None:
+def _write_reports(pm, results_dir: Path, say=lambda line: click.echo(line, err=True)) -> None:
+    from harness.locks import FileLock
     from harness.report import write_reports
+    from harness.runner import LOCKS_DIR
 
-    for path in write_reports(results_dir, pm.registry.report_formats):
-        click.echo(f"wrote {path}", err=True)
+    with FileLock(results_dir / LOCKS_DIR / "report.lock"):  # runs sharing the folder take turns
+        for path in write_reports(results_dir, pm.registry.report_formats):
+            say(f"wrote {path}")
 
 
 @cli.command()
@@ -105,6 +132,60 @@ def report(results_dir: Path) -> None:
         _fail(ValueError(f"{results_dir}: no cell records (expected a 'cells' folder); run 'harness run' first"))
     _write_reports(get_plugin_manager(), results_dir)
     click.echo((results_dir / "leaderboard.md").read_text(encoding="utf-8"))
+
+
+@cli.command()
+@click.option("--methods", default=None, help="As for run (default all, when any run option is given).")
+@click.option("--datasets", default=None, help="As for run (default github-issues-datasets).")
+@click.option("--seeds", default=None, help="As for run (default 0).")
+@click.option("--slices", default=None, help="As for run (default: the dataset config's).")
+@click.option("--preset", default=DEFAULT_PRESET, show_default=True, help="As for run.")
+@click.option("--set", "overrides", multiple=True, metavar="METHOD.PARAM=VALUE", help="As for run.")
+@click.option("--label", default=None, help="As for run.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="As for run.")
+@results_option
+@data_dir_option
+@cfg_dir_option
+def status(methods, datasets, seeds, slices, preset, overrides, label, cache_dir, results_dir, data_dirs, cfg_dirs) -> None:
+    """Done / failed / running / missing cells per dataset and method, and why cells failed.
+
+    Given the run's options (--methods, --datasets, --seeds, --slices, --set, --label), every
+    planned cell is counted, so cells not yet run show as missing; otherwise only what is on
+    disk is shown. Running cells are those whose lock a live `harness run` holds.
+    """
+    from tabulate import tabulate
+
+    from harness.runner import Settings, plan_run
+    from harness.status import STATES, count_rows, disk_states, planned_states
+
+    planned = any((methods, datasets, seeds, slices, overrides, label, preset != DEFAULT_PRESET))
+    if planned:
+        pm = get_plugin_manager()
+        settings = Settings(
+            results_dir=str(results_dir), cache_dir=str(cache_dir or default_cache_dir()),
+            data_dirs=tuple(str(d) for d in data_dirs), datasets_cfg_dirs=tuple(str(d) for d in cfg_dirs),
+        )
+        try:
+            seed_list = [int(s) for s in _csv(seeds or "0")]
+            slice_list = [s if s == "all" else int(s) for s in _csv(slices)] or None
+            plan = plan_run(pm, settings, methods or "all", _csv(datasets or "github-issues-datasets"), seed_list,
+                            slice_list, preset, list(overrides), label)
+        except USER_ERRORS as exc:
+            _fail(exc)
+        states, columns = planned_states(plan), STATES
+    else:
+        states, columns = disk_states(results_dir), STATES[:-1]
+    if not states:
+        click.echo(f"{results_dir}: no cells on disk")
+        return
+    click.echo(tabulate(count_rows(states, columns), headers=["dataset", "method", *columns]))
+    if not planned:
+        click.echo("(pass the run's --methods/--datasets/--seeds/--slices to count missing cells too)")
+    failed = [cell for cell in states if cell.state == "failed"]
+    if failed:
+        click.echo("\nfailed cells:")
+        for cell in failed:
+            click.echo(f"  {cell.dataset} {cell.method} slice={cell.slice} seed={cell.seed}: {cell.error}")
 
 
 @cli.group(name="ls")

@@ -57,6 +57,8 @@ class Method:
     ``uses_labels = False`` marks a method that learns nothing from the training slice
     (zero-shot): it runs once per dataset and seed and is reported as a flat line.
     ``presets`` maps a preset name to parameter overrides on top of ``Params`` defaults.
+    ``resources`` names what one cell needs on a worker, e.g. ``{"GPU": 1}``: the Dask executor
+    runs the cell only on workers that offer it (``dask worker ... --resources GPU=1``).
     """
 
     name: ClassVar[str]
@@ -64,6 +66,7 @@ class Method:
     uses_labels: ClassVar[bool] = True
     Params: ClassVar[type[MethodParams]] = MethodParams
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    resources: ClassVar[dict[str, float]] = {}
 
     def __init__(self, params: MethodParams | None = None) -> None:
         self.params = params if params is not None else self.Params()

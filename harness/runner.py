@@ -2,15 +2,21 @@
 
 A cell is (dataset, method variant, training slice, seed). ``run_cell`` turns a plain-data
 ``CellSpec`` into a record and never raises: a failing method fails its own cell only.
-The driver (``run_plan``) is the only writer of records and the only caller of lifecycle hooks.
+The driver (``run_plan``) is the only writer of records and the only caller of lifecycle hooks;
+an executor (harness/executors.py) decides where ``run_cell`` runs. Before a cell starts, the
+driver takes the cell's lock under ``<results>/.locks`` and looks at its record again, so two
+runs on one results folder never compute (or write) the same cell at the same time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import random
+import signal
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -23,12 +29,16 @@ import numpy as np
 from harness.config import available_configs, load_config, unknown_name_message
 from harness.data import PreparedDataset, prepare
 from harness.environment import environment
+from harness.locks import FileLock
 from harness.methods import FitContext, LabeledTexts, Method, params_hash, stable_hash, validate_prediction
 from harness.metrics import score
 from harness.params import DEFAULT_PRESET, build_params, parse_overrides, variant_label
 from harness.plugins import HarnessPluginManager, get_plugin_manager
+from harness.progress import Progress
 from harness.splits import NO_SLICE, TrainSlice, nested_slices
-from harness.store import SCHEMA_VERSION, read_record, record_path, write_json_atomic
+from harness.store import CELLS_DIR, SCHEMA_VERSION, read_record, record_path, write_json_atomic
+
+LOCKS_DIR = ".locks"
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,7 @@ class CellSpec:
     seed: int
     slice_sizes: tuple[int | str, ...]  # the full list the nested slices are grown from
     key: dict[str, Any]
+    resources: dict[str, float] = field(default_factory=dict)  # Method.resources, for the Dask executor
 
     @property
     def key_hash(self) -> str:
@@ -59,6 +70,12 @@ class CellSpec:
 
     def path(self) -> Path:
         return record_path(Path(self.settings.results_dir), self.dataset, self.label, self.slice_name, self.seed)
+
+    def lock_path(self) -> Path:
+        """The lock a run holds while it computes this cell: the record's path under ``.locks``."""
+        results = Path(self.settings.results_dir)
+        relative = self.path().relative_to(results / CELLS_DIR)
+        return (results / LOCKS_DIR / relative).with_suffix(".lock")
 
 
 @dataclass
@@ -68,6 +85,7 @@ class RunPlan:
     methods: list[str]
     seeds: list[int]
     preset: str
+    retry_failed: bool = False
     todo: list[CellSpec] = field(default_factory=list)
     skipped: list[CellSpec] = field(default_factory=list)
 
@@ -149,16 +167,20 @@ def plan_run(
                     }
                     cells.append(
                         CellSpec(settings, dataset_name, method_name, variant, params.model_dump(mode="json"),
-                                 slice_name, seed, grow_from, key)
+                                 slice_name, seed, grow_from, key, dict(method_class.resources))
                     )
-    plan = RunPlan(cells, list(datasets), method_names, list(seeds), preset)
+    plan = RunPlan(cells, list(datasets), method_names, list(seeds), preset, retry_failed)
     for spec in cells:
-        existing = read_record(spec.path())
-        done = existing is not None and existing.get("key_hash") == spec.key_hash and (
-            existing.get("status") == "ok" or not retry_failed
-        )
-        (plan.skipped if done else plan.todo).append(spec)
+        (plan.skipped if is_done(spec, retry_failed) else plan.todo).append(spec)
     return plan
+
+
+def is_done(spec: CellSpec, retry_failed: bool = False) -> bool:
+    """Whether the cell's record on disk matches its key (and is ok, when failed cells are retried)."""
+    existing = read_record(spec.path())
+    return existing is not None and existing.get("key_hash") == spec.key_hash and (
+        existing.get("status") == "ok" or not retry_failed
+    )
 
 
 def _slice_sizes(config_sizes: list[int | str], wanted: list[int | str]) -> list[int | str]:
@@ -198,11 +220,8 @@ def _distribution_of(module_name: str) -> tuple[str | None, str | None]:
     return dists[0], metadata.version(dists[0])
 
 
-def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Fit and score one cell. Returns its record; failures are recorded, never raised."""
-    pm = pm or get_plugin_manager()
-    started = time.perf_counter()
-    record: dict[str, Any] = {
+def _base_record(spec: CellSpec) -> dict[str, Any]:
+    return {
         "schema_version": SCHEMA_VERSION,
         "key": spec.key,
         "key_hash": spec.key_hash,
@@ -213,6 +232,24 @@ def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: C
         "dataset": {"name": spec.dataset},
         "environment": environment(),
     }
+
+
+def _finished_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def failed_record(spec: CellSpec, error: str, seconds: float) -> dict[str, Any]:
+    """The record of a cell that failed outside ``run_cell`` (timed out, its worker died)."""
+    record = _base_record(spec)
+    record.update(error=error, timings={"total_s": seconds}, finished_at=_finished_now())
+    return record
+
+
+def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Fit and score one cell. Returns its record; failures are recorded, never raised."""
+    pm = pm or get_plugin_manager()
+    started = time.perf_counter()
+    record = _base_record(spec)
     timings: dict[str, float] = {}
     try:
         method_class: type[Method] = pm.registry.methods[spec.method]
@@ -256,48 +293,104 @@ def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: C
         record["traceback"] = traceback.format_exc()
     timings["total_s"] = time.perf_counter() - started
     record["timings"] = timings
-    record["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    record["finished_at"] = _finished_now()
     return record
 
 
-# ---------------------------------------------------------------- executors and the driver
+# ---------------------------------------------------------------- the driver
 
-class SerialExecutor:
-    """Runs cells one after another in this process."""
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the run; ``summary`` counts what finished (and was written) before."""
 
-    name = "serial"
+    def __init__(self, summary: dict[str, int]) -> None:
+        super().__init__("run interrupted")
+        self.summary = summary
 
-    def map(self, fn: Callable[[CellSpec], dict[str, Any]], specs: list[CellSpec]) -> Iterator[tuple[CellSpec, dict[str, Any]]]:
-        for spec in specs:
-            yield spec, fn(spec)
+
+class _StopOnCtrlC:
+    """First Ctrl-C: take no new cell, let the ones in flight finish. Second Ctrl-C: stop now."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.requested = False
+        self._progress = progress
+        self._previous: Any = None
+
+    def __enter__(self) -> _StopOnCtrlC:
+        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self._progress.note("stopping: no new cells; waiting for the cells in flight (Ctrl-C again to abandon them)")
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def run_plan(
     pm: HarnessPluginManager,
     plan: RunPlan,
     executor: Any = None,
-    echo: Callable[[str], None] = lambda line: None,
+    progress: Progress | None = None,
 ) -> dict[str, int]:
-    """Run the plan's to-do cells and write their records. Returns counts."""
+    """Run the plan's to-do cells on ``executor`` (serial by default) and write their records.
+
+    Returns counts: planned, skipped (done before, or taken by another run meanwhile), ok and
+    failed. On Ctrl-C, raises ``RunInterrupted`` once the cells in flight are written.
+    """
+    from harness.executors import SerialExecutor  # executors import this module
+
     executor = executor or SerialExecutor()
+    progress = progress or Progress(mode="quiet")
     pm.hook.before_run(plan=plan)
     summary = {"planned": len(plan.cells), "skipped": len(plan.skipped), "ok": 0, "failed": 0}
-    total = len(plan.todo)
+    claims: dict[Path, FileLock] = {}  # record path -> the lock this run holds on the cell
+
+    def cells_to_start(stop: _StopOnCtrlC) -> Iterator[CellSpec]:
+        """The to-do cells, each locked for this run at the moment an executor takes it."""
+        for spec in plan.todo:
+            if stop.requested:
+                return
+            lock = FileLock(spec.lock_path())
+            if not lock.acquire(blocking=False):  # another run is computing it
+                summary["skipped"] += 1
+                progress.cell_elsewhere(spec)
+                continue
+            if is_done(spec, plan.retry_failed):  # another run finished it since planning
+                lock.release()
+                summary["skipped"] += 1
+                progress.cell_elsewhere(spec)
+                continue
+            claims[spec.path()] = lock
+            yield spec
+
     cell_fn = functools.partial(run_cell, pm=pm) if executor.name == "serial" else run_cell
-    for done, (spec, record) in enumerate(executor.map(cell_fn, plan.todo), start=1):
-        write_json_atomic(spec.path(), record)
-        summary[record["status"]] += 1
-        pm.hook.after_cell(record=record)
-        if record["status"] == "ok":
-            metrics = record["metrics"]
-            outcome = f"ok  micro {metrics['micro_f1']:.4f} macro {metrics['macro_f1']:.4f}"
-        else:
-            outcome = f"FAILED {record['error']}"
-            pm.hook.on_cell_error(record=record)
-        echo(
-            f"[{done}/{total}] {spec.dataset} {spec.label} slice={spec.slice_name} seed={spec.seed} "
-            f"{outcome} ({record['timings']['total_s']:.1f}s)"
-        )
+    progress.run_started(len(plan.todo), len(plan.skipped))
+    try:
+        with _StopOnCtrlC(progress) as stop, contextlib.closing(
+            executor.map(cell_fn, cells_to_start(stop), on_message=progress.message)
+        ) as finished:
+            for spec, record in finished:
+                write_json_atomic(spec.path(), record)
+                claims.pop(spec.path()).release()
+                summary[record["status"]] += 1
+                progress.cell_finished(spec, record)
+                pm.hook.after_cell(record=record)
+                if record["status"] != "ok":
+                    pm.hook.on_cell_error(record=record)
+    except KeyboardInterrupt as exc:
+        progress.run_finished({**summary, "interrupted": True})
+        raise RunInterrupted(summary) from exc
+    finally:
+        for lock in claims.values():  # cells abandoned in flight
+            lock.release()
+    if stop.requested:
+        progress.run_finished({**summary, "interrupted": True})
+        raise RunInterrupted(summary)
+    progress.run_finished(summary)
     pm.hook.after_run(summary=summary)
     return summary
-
