@@ -9,8 +9,11 @@ written to disk as a dataset named ``tiny``, for runs through the real runner).
     class TestMyMethod(MethodContract):
         method_class = MyMethod
         params = {"epochs": 1}          # small, fast settings for the tests
-        other_params = {"epochs": 2}    # another valid setting: must change the cell key
+        other_params = {"epochs": 2}    # overrides giving another valid setting: another cell key
         min_micro_f1 = 0.5              # optional: the tiny set is easy to learn
+
+Parameters that need a file made at test time (a tiny model) come from overriding the
+class-scoped fixture ``contract_params``.
 
 Heavy modules (the runner, pandas, scikit-learn) are imported inside the tests, so loading
 this plugin keeps every pytest start fast.
@@ -157,8 +160,10 @@ def single_method_pm(method_class: type[Method]) -> HarnessPluginManager:
 
 class MethodContract:
     """What every method must do. Subclass it as ``class TestX(MethodContract)`` and set
-    ``method_class``, ``params`` (fast settings), ``other_params`` (a different valid setting)
-    and, if the method should learn the tiny set, ``min_micro_f1``."""
+    ``method_class``, ``params`` (fast settings), ``other_params`` (overrides on top of
+    ``params`` that make another valid setting) and, if the method should learn the tiny set,
+    ``min_micro_f1``. Parameters that need files built at test time (a tiny model) come from
+    overriding the class-scoped fixture ``contract_params`` instead of setting ``params``."""
 
     method_class: ClassVar[type[Method]]
     params: ClassVar[dict[str, Any]] = {}
@@ -168,14 +173,13 @@ class MethodContract:
 
     # ------------------------------------------------ helpers a subclass may reuse
 
-    def build(self, params: dict[str, Any] | None = None) -> Method:
-        """A fresh instance with the default preset plus ``params`` (``self.params`` if None)."""
+    def build(self, params: dict[str, Any]) -> Method:
+        """A fresh instance with the default preset plus ``params``."""
         from harness.params import DEFAULT_PRESET, build_params
 
-        chosen = self.params if params is None else params
-        return self.method_class(build_params(self.method_class, DEFAULT_PRESET, dict(chosen)))
+        return self.method_class(build_params(self.method_class, DEFAULT_PRESET, dict(params)))
 
-    def fit(self, train: LabeledTexts, valid: LabeledTexts, cache_dir: Path, params: dict[str, Any] | None = None) -> Method:
+    def fit(self, params: dict[str, Any], train: LabeledTexts, valid: LabeledTexts, cache_dir: Path) -> Method:
         """Seed and fit as the runner does; label-free methods get an empty train split."""
         from harness.runner import _seed_everything
 
@@ -188,13 +192,12 @@ class MethodContract:
         method.fit(train, valid, [], context)
         return method
 
-    def cell_spec(self, settings, params: dict[str, Any] | None = None, slice_size: int | str = 16):
+    def cell_spec(self, settings, params: dict[str, Any], slice_size: int | str = 16):
         """The runner's cell for this method on the tiny dataset (``--set`` carries ``params``)."""
         from harness.runner import plan_run
 
-        chosen = self.params if params is None else params
         name = self.method_class.name
-        overrides = [f"{name}.{key}={json.dumps(value)}" for key, value in chosen.items()]  # JSON is YAML
+        overrides = [f"{name}.{key}={json.dumps(value)}" for key, value in params.items()]  # JSON is YAML
         plan = plan_run(single_method_pm(self.method_class), settings, [name], [TINY_DATASET], [self.seed],
                         [slice_size], overrides=overrides)
         (spec,) = plan.cells
@@ -203,14 +206,19 @@ class MethodContract:
     # ------------------------------------------------ fixtures shared by the tests of one class
 
     @pytest.fixture(scope="class")
+    def contract_params(self) -> dict[str, Any]:
+        """The parameters every contract test uses; override to build them at test time."""
+        return dict(self.params)
+
+    @pytest.fixture(scope="class")
     def contract_data(self) -> tuple[LabeledTexts, LabeledTexts, LabeledTexts]:
         return tiny_splits()
 
     @pytest.fixture(scope="class")
-    def fitted(self, contract_data, tmp_path_factory) -> tuple[Method, np.ndarray]:
+    def fitted(self, contract_params, contract_data, tmp_path_factory) -> tuple[Method, np.ndarray]:
         """The method fitted once on the tiny train split, and its raw prediction on test."""
         train, valid, test = contract_data
-        method = self.fit(train, valid, tmp_path_factory.mktemp("contract-cache"))
+        method = self.fit(contract_params, train, valid, tmp_path_factory.mktemp("contract-cache"))
         return method, method.predict(test.texts)
 
     @pytest.fixture(scope="class")
@@ -242,23 +250,24 @@ class MethodContract:
         with pytest.raises(ParamError, match="no_such_parameter"):
             build_params(self.method_class, DEFAULT_PRESET, {"no_such_parameter": 1})
 
-    def test_params_survive_a_json_round_trip(self):
+    def test_params_survive_a_json_round_trip(self, contract_params):
         # cell specs carry parameters as JSON to worker processes and into the records
-        params = self.build().params
+        params = self.build(contract_params).params
         dumped = json.loads(json.dumps(params.model_dump(mode="json")))
         again = self.method_class.Params.model_validate(dumped)
         assert again == params
         assert params_hash(again) == params_hash(params)
 
-    def test_other_params_change_the_cell_key(self, contract_settings):
+    def test_other_params_change_the_cell_key(self, contract_params, contract_settings):
         if not self.method_class.Params.model_fields:
             pytest.skip(f"{self.method_class.__name__} has no parameters")
-        assert self.other_params is not None, "set other_params to a valid setting different from params"
-        assert params_hash(self.build().params) != params_hash(self.build(self.other_params).params), (
-            "other_params must differ from params"
+        assert self.other_params is not None, "set other_params: overrides of params that make another valid setting"
+        other = {**contract_params, **self.other_params}
+        assert params_hash(self.build(contract_params).params) != params_hash(self.build(other).params), (
+            "other_params must change at least one parameter"
         )
-        first = self.cell_spec(contract_settings)
-        second = self.cell_spec(contract_settings, self.other_params)
+        first = self.cell_spec(contract_settings, contract_params)
+        second = self.cell_spec(contract_settings, other)
         assert first.key["params_hash"] != second.key["params_hash"]
         assert first.key_hash != second.key_hash
         assert first.path() != second.path(), "two parameter settings must not share a record file"
@@ -282,20 +291,20 @@ class MethodContract:
         assert isinstance(details, dict)
         json.dumps(details)  # stored in the cell record
 
-    def test_same_seed_gives_the_same_predictions(self, fitted, contract_data, tmp_path):
+    def test_same_seed_gives_the_same_predictions(self, fitted, contract_params, contract_data, tmp_path):
         _, first = fitted
         train, valid, test = contract_data
-        second = self.fit(train, valid, tmp_path / "cache").predict(test.texts)
+        second = self.fit(contract_params, train, valid, tmp_path / "cache").predict(test.texts)
         np.testing.assert_array_equal(np.asarray(first), np.asarray(second))
 
-    def test_copes_with_a_tag_that_has_no_positive_example(self, contract_data, tmp_path):
+    def test_copes_with_a_tag_that_has_no_positive_example(self, contract_params, contract_data, tmp_path):
         # small slices (8 issues) often lack every example of some tag
         if not self.method_class.uses_labels:
             pytest.skip("the method uses no training labels")
         train, valid, test = contract_data
         labels = train.labels.copy()
         labels[:, 0] = 0
-        method = self.fit(LabeledTexts(train.texts, labels, train.tags), valid, tmp_path / "cache")
+        method = self.fit(contract_params, LabeledTexts(train.texts, labels, train.tags), valid, tmp_path / "cache")
         validate_prediction(self.method_class.name, method.predict(test.texts), len(test), len(test.tags))
 
     def test_learns_the_tiny_set(self, fitted, contract_data):
@@ -311,18 +320,19 @@ class MethodContract:
 
     # ------------------------------------------------ through the real runner
 
-    def test_runs_as_a_cell_of_the_runner(self, contract_settings):
+    def test_runs_as_a_cell_of_the_runner(self, contract_params, contract_settings):
         from harness.runner import run_cell
 
-        spec = self.cell_spec(contract_settings)
+        spec = self.cell_spec(contract_settings, contract_params)
         record = run_cell(spec, pm=single_method_pm(self.method_class))
         assert record["status"] == "ok", record.get("traceback")
-        assert record["method"]["params"] == self.build().params.model_dump(mode="json")
-        assert record["key"]["params_hash"] == params_hash(self.build().params)
+        params = self.build(contract_params).params
+        assert record["method"]["params"] == params.model_dump(mode="json")
+        assert record["key"]["params_hash"] == params_hash(params)
         assert 0.0 <= record["metrics"]["micro_f1"] <= 1.0
         json.dumps(record)  # the record is written as JSON
 
-    def test_errors_become_failed_cells(self, contract_settings):
+    def test_errors_become_failed_cells(self, contract_params, contract_settings):
         from harness.runner import run_cell
 
         base = self.method_class
@@ -335,7 +345,7 @@ class MethodContract:
             def predict(self, texts):
                 return np.asarray(super().predict(texts))[:, :-1]
 
-        spec = self.cell_spec(contract_settings)
+        spec = self.cell_spec(contract_settings, contract_params)
         for broken, message in ((FitFails, "fit failed on purpose"), (PredictsTooFewTags, "predicted shape")):
             record = run_cell(spec, pm=single_method_pm(broken))
             assert record["status"] == "failed"

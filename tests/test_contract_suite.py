@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from harness.testing import MethodContract
+
 pytest_plugins = ["pytester"]
 
 BROKEN_METHODS = '''
+from pathlib import Path
+
 import numpy as np
+import pytest
 from harness.methods import Method, MethodParams
 from harness.testing import MethodContract
 
@@ -80,14 +85,50 @@ class TestNumpyDetails(TestKeywords):
 
 class TestSameOtherParams(TestKeywords):
     other_params = {"min_count": 1}
+
+
+class StopwordParams(MethodParams):
+    stopwords_file: str = ""
+
+
+class KeywordsWithoutStopwords(Keywords):
+    """Needs a file at fit time: its tests build it in the contract_params fixture."""
+
+    Params = StopwordParams
+
+    def fit(self, train, valid, unlabeled, context):
+        super().fit(train, valid, unlabeled, context)
+        stop = set(Path(self.params.stopwords_file).read_text().split())
+        self.words = [words - stop for words in self.words]
+
+
+class TestParamsFromAFixture(MethodContract):
+    method_class = KeywordsWithoutStopwords
+    other_params = {"stopwords_file": "elsewhere.txt"}
+    min_micro_f1 = 0.5
+
+    @pytest.fixture(scope="class")
+    def contract_params(self, tmp_path_factory):
+        path = tmp_path_factory.mktemp("stopwords") / "stop.txt"
+        path.write_text("the issue with dataset")
+        return {"stopwords_file": str(path)}
 '''
+
+
+def _outcomes(lines: list[str], outcome: str) -> set[str]:
+    """Test ids (Class::test) with ``outcome`` in pytest's -rA short summary."""
+    prefix = f"{outcome} test_methods.py::"
+    return {line[len(prefix):].split(" ", 1)[0] for line in lines if line.startswith(prefix)}
 
 
 def test_contract_passes_a_good_method_and_fails_each_broken_one(pytester):
     pytester.makepyfile(test_methods=BROKEN_METHODS)
-    result = pytester.inline_run("-p", "no:cacheprovider")
-    failed = {report.nodeid.split("::", 1)[1] for report in result.getreports("pytest_runtest_logreport") if report.failed}
-    assert not {name for name in failed if name.startswith("TestKeywords::")}, failed
+    # a subprocess: scikit-learn must not be imported inside this process's pytester snapshot
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA")
+    failed, passed = _outcomes(result.outlines, "FAILED"), _outcomes(result.outlines, "PASSED")
+    assert not {name for name in failed if name.startswith(("TestKeywords::", "TestParamsFromAFixture::"))}, failed
+    contract_tests = {name for name in dir(MethodContract) if name.startswith("test_")}
+    assert {name.split("::")[1] for name in passed if name.startswith("TestParamsFromAFixture::")} == contract_tests
     assert failed == {
         "TestUnseeded::test_same_seed_gives_the_same_predictions",
         "TestScores::test_predicts_a_0_1_matrix_of_the_right_shape",
