@@ -12,12 +12,15 @@ import threading
 from pathlib import Path
 from urllib.parse import unquote
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from harness import hookimpl
 from harness.cli import cli
+from harness.methods import Method
 from harness.plugins import make_plugin_manager
-from harness.publish import PublishError, publish_site
+from harness.publish import publish_site
 from harness.runner import plan_run, run_plan
 from harness.store import iter_records, read_record, record_files, record_path, write_json_atomic
 from harness.testing import TINY_DATASET, tiny_run_settings
@@ -27,20 +30,50 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ARTIFACTS_ENV = "HARNESS_TEST_ARTIFACTS"  # folder for the screenshot; default: the test's tmp dir
 
 
-def _run(folder: Path, seeds: list[int], overrides: list[str] | None = None, label: str | None = None) -> Path:
+class Prior(Method):
+    """Predicts the tags that half of the valid split carries: learns nothing from train."""
+
+    name = "prior"
+    uses_labels = False
+
+    def fit(self, train, valid, unlabeled, context):
+        self.row = (valid.labels.mean(axis=0) >= 0.5).astype(np.uint8)
+
+    def predict(self, texts):
+        return np.tile(self.row, (len(texts), 1))
+
+
+class Broken(Method):
+    name = "broken"
+
+    def fit(self, train, valid, unlabeled, context):
+        raise RuntimeError("broken on purpose <b>")
+
+
+class ExtraMethods:
+    @hookimpl
+    def register_methods(self, register):
+        register(Prior)
+        register(Broken)
+
+
+def _run(folder: Path, methods: list[str], seeds: list[int], overrides: list[str] | None = None,
+         label: str | None = None) -> Path:
     settings = tiny_run_settings(folder)
     pm = make_plugin_manager(autoload=False)
-    plan = plan_run(pm, settings, ["nb"], [TINY_DATASET], seeds, overrides=overrides, label=label)
-    assert run_plan(pm, plan)["failed"] == 0
+    pm.register_module(ExtraMethods(), name="publish-test-methods")
+    plan = plan_run(pm, settings, methods, [TINY_DATASET], seeds, overrides=overrides, label=label)
+    run_plan(pm, plan)
     return Path(settings.results_dir)
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> tuple[Path, Path]:
-    """Two real results folders of the tiny dataset: nb and nb@smooth at seeds 0, 1; nb at seed 2."""
-    first = _run(tmp_path_factory.mktemp("team-a"), [0, 1])
-    _run(first.parent, [0, 1], ["nb.alpha=5"], "smooth")
-    second = _run(tmp_path_factory.mktemp("team-b"), [2])
+    """Two real results folders of the tiny dataset. Team a: nb, nb@smooth and the label-free
+    prior at seeds 0, 1; team b: nb and a method that fails, at seed 2."""
+    first = _run(tmp_path_factory.mktemp("team-a"), ["nb", "prior"], [0, 1])
+    _run(first.parent, ["nb"], [0, 1], ["nb.alpha=5"], "smooth")
+    second = _run(tmp_path_factory.mktemp("team-b"), ["nb", "broken"], [2])
     return first, second
 
 
@@ -56,17 +89,23 @@ def test_folders_merge_into_one_leaderboard_with_every_record_downloadable(resul
     first, second = results
     site = publish_site([first, second], tmp_path / "site")
     assert site.datasets == [TINY_DATASET] and site.conflicts == []
-    assert site.n_records == len(record_files(first)) + len(record_files(second)) == 15
+    assert site.n_records == len(record_files(first)) + len(record_files(second)) == 6 + 6 + 2 + 3 + 3
     page = (tmp_path / "site" / f"{TINY_DATASET}.html").read_text(encoding="utf-8")
-    # nb has seeds 0, 1 (team a) and 2 (team b); nb@smooth only 0, 1
-    assert page.count('<td class="num">3</td>') == 3 and page.count('<td class="num">2</td>') == 3
+    rows = page.split("<tbody>")[1].split("</tbody>")[0].split("<tr>")[1:]
+    assert len(rows) == 9  # nb, nb@smooth, prior on slices 8, 16, all
+    seeds = {(row.split("<td>")[1].split("<")[0].strip(), row.split("<td data-sort")[1].split(">")[1].split("<")[0]):
+             row.count("download>seed") for row in rows}
+    # nb: seeds 0, 1 from team a and 2 from team b; prior ran once per seed and is shown on every slice
+    assert seeds == {(m, s): n for m, n in (("nb", 3), ("nb@smooth", 2), ("prior", 2)) for s in ("8", "16", "all")}
     links = [unquote(part.split('"', 1)[0]) for part in page.split('href="')[1:] if part.startswith("records/")]
-    assert len(links) == 15
-    for link in links:
+    assert {link.split("/")[-1] for link in links if "/prior/" in link} == {"slice-none_seed-0.json", "slice-none_seed-1.json"}
+    for link in set(links):
         copied = json.loads((tmp_path / "site" / link).read_text(encoding="utf-8"))
         source = first if link.startswith("records/1/") else second
-        original = source / "cells" / link.split("/", 2)[2]
-        assert copied == read_record(original)
+        assert copied == read_record(source / "cells" / link.split("/", 2)[2])
+    # failed cells are listed below the table with their (escaped) error and record
+    failed = page.split('id="failed"')[1]
+    assert failed.count("broken on purpose &lt;b&gt;") == 3
     assert (tmp_path / "site" / "figures" / f"{TINY_DATASET}.png").read_bytes().startswith(b"\x89PNG")
     assert (tmp_path / "site" / "figures" / f"{TINY_DATASET}.svg").stat().st_size > 1000
     # what produced the numbers: versions, parameters, seeds, dates
@@ -235,7 +274,7 @@ def test_site_in_chromium_shows_table_and_figure_and_sorts(results, tmp_path, ch
 
     table = chrome.find_element(By.ID, "leaderboard")
     rows = table.find_elements(By.CSS_SELECTOR, "tbody tr")
-    assert len(rows) == 6
+    assert len(rows) == 9
     figure = chrome.find_element(By.ID, "figure")
     assert chrome.execute_script("return arguments[0].complete && arguments[0].naturalWidth", figure) > 500
 
@@ -252,7 +291,7 @@ def test_site_in_chromium_shows_table_and_figure_and_sorts(results, tmp_path, ch
     header.click()
     assert [float(v) for v in column(4)] == sorted(ascending, reverse=True)
     table.find_element(By.XPATH, ".//th[normalize-space()='slice']").click()
-    assert column(1)[:2] == ["8.0", "8.0"] and column(1)[-1] == "1000000000000.0"  # 8 < 16 < all
+    assert column(1)[:3] == ["8.0"] * 3 and column(1)[-1] == "1000000000000.0"  # 8 < 16 < all
     table.find_element(By.XPATH, ".//th[normalize-space()='method']").click()
     assert column(0) == sorted(column(0))
 
