@@ -221,7 +221,7 @@ def test_names_from_datasets_labels_and_methods_are_escaped(results, tmp_path):
 def chrome(tmp_path):
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         pytest.skip("Chromium not installed: apt-get install -y chromium chromium-driver")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed: pip install selenium")
+    from selenium import webdriver  # in the test extra: with Chromium present, a missing selenium is an error
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
