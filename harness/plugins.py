@@ -29,6 +29,7 @@ DEFAULT_PLUGINS = (
     "harness_nb",
     "harness_knn_embed",
     "harness_zeroshot",
+    "harness_finetune",
 )
 
 

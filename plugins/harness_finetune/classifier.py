@@ -1,0 +1,208 @@
+"""Fine-tune a pretrained encoder as a multi-label classifier with transformers' Trainer.
+
+One epoch = one pass over the training slice, then an evaluation on valid; the Trainer keeps
+the checkpoint with the best valid micro F1 (the first one on ties) and loads it at the end.
+Checkpoints live in a temporary folder that is removed before ``fine_tune`` returns.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from sklearn.metrics import f1_score
+from transformers import (
+    AutoModelForSequenceClassification,
+    PrinterCallback,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    EvalPrediction,
+    Trainer,
+    TrainingArguments,
+)
+
+from harness.methods import LabeledTexts
+
+from .runtime import ProgressReporter, explain_out_of_memory, load_pretrained, quiet_transformers
+
+# Thresholds tried when the decision threshold is tuned on valid.
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)
+
+
+@dataclass
+class ClassifierSettings:
+    """The fine-tuning hyper-parameters (a view of the method's parameters)."""
+
+    max_length: int
+    epochs: int
+    learning_rate: float
+    lr_scheduler: str
+    batch_size: int
+    eval_batch_size: int
+    weight_decay: float
+    threshold: float
+    tune_threshold: bool
+    bf16: bool
+
+
+@dataclass
+class FineTuned:
+    """A fine-tuned classifier, its decision threshold and what happened per epoch."""
+
+    model: Any
+    tokenizer: Any
+    threshold: float
+    best_epoch: int
+    epochs: list[dict[str, float]] = field(default_factory=list)
+
+
+class EncodedTexts(torch.utils.data.Dataset):
+    """Tokenised texts (unpadded; the collator pads per batch), with float labels if given."""
+
+    def __init__(self, tokenizer: Any, texts: list[str], max_length: int, labels: np.ndarray | None = None) -> None:
+        self.features = [dict(f) for f in _tokenize(tokenizer, texts, max_length)]
+        if labels is not None:
+            for feature, row in zip(self.features, labels):
+                feature["labels"] = row.astype(np.float32).tolist()  # BCE loss wants floats
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.features[index]
+
+
+def _tokenize(tokenizer: Any, texts: list[str], max_length: int) -> list[dict[str, list[int]]]:
+    encoded = tokenizer(list(texts), truncation=True, max_length=max_length)
+    return [{key: encoded[key][i] for key in encoded.keys()} for i in range(len(texts))]
+
+
+def decide(probabilities: np.ndarray, labels: np.ndarray, threshold: float, tune: bool) -> tuple[float, float, float]:
+    """(threshold, micro F1, macro F1) on valid: the given threshold, or the grid's best micro F1."""
+    candidates = THRESHOLD_GRID if tune else [threshold]
+    best = None
+    for candidate in candidates:
+        predicted = (probabilities > candidate).astype(np.uint8)
+        micro = f1_score(labels, predicted, average="micro", zero_division=0)
+        if best is None or micro > best[1]:  # first best on ties
+            macro = f1_score(labels, predicted, average="macro", zero_division=0)
+            best = (float(candidate), float(micro), float(macro))
+    assert best is not None
+    return best
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+
+
+def fine_tune(
+    model_folder: str,
+    train: LabeledTexts,
+    valid: LabeledTexts,
+    settings: ClassifierSettings,
+    seed: int,
+    report: Callable[[str], None],
+    label: str,
+) -> FineTuned:
+    """Fine-tune ``model_folder`` on ``train``, keeping the epoch with the best valid micro F1."""
+    tokenizer = load_pretrained(AutoTokenizer, model_folder)
+    tags = list(train.tags)
+    # transformers.set_seed(seed) ran before this, so the new classifier head is seeded
+    model = load_pretrained(
+        AutoModelForSequenceClassification, model_folder, num_labels=len(tags),
+        problem_type="multi_label_classification",
+        id2label=dict(enumerate(tags)), label2id={tag: i for i, tag in enumerate(tags)},
+    )
+    train_data = EncodedTexts(tokenizer, train.texts, settings.max_length, train.labels)
+    valid_data = EncodedTexts(tokenizer, valid.texts, settings.max_length, valid.labels)
+
+    def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
+        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+        threshold, micro, macro = decide(
+            _sigmoid(np.asarray(logits)), np.asarray(prediction.label_ids), settings.threshold, settings.tune_threshold
+        )
+        return {"micro_f1": micro, "macro_f1": macro, "threshold": threshold}
+
+    hint = (f"lower batch_size (now {settings.batch_size}), eval_batch_size (now {settings.eval_batch_size}) "
+            f"or max_length (now {settings.max_length})")
+    with tempfile.TemporaryDirectory(prefix="harness-finetune-") as checkpoints, quiet_transformers():
+        args = TrainingArguments(
+            output_dir=checkpoints,
+            num_train_epochs=settings.epochs,
+            learning_rate=settings.learning_rate,
+            lr_scheduler_type=settings.lr_scheduler,
+            per_device_train_batch_size=settings.batch_size,
+            per_device_eval_batch_size=settings.eval_batch_size,
+            weight_decay=settings.weight_decay,
+            eval_strategy="epoch",
+            save_strategy="epoch",
+            save_only_model=True,  # no optimizer state: the checkpoints only serve to restore the best epoch
+            save_total_limit=1,  # the best checkpoint is kept on top of this
+            load_best_model_at_end=True,
+            metric_for_best_model="micro_f1",
+            greater_is_better=True,
+            logging_strategy="epoch",
+            train_sampling_strategy="group_by_length",
+            bf16=settings.bf16,
+            seed=seed,
+            data_seed=seed,
+            report_to="none",
+            push_to_hub=False,
+            disable_tqdm=True,
+            dataloader_num_workers=0,
+            dataloader_pin_memory=False,
+        )
+        trainer = Trainer(
+            model=model, args=args, train_dataset=train_data, eval_dataset=valid_data,
+            processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
+            compute_metrics=compute_metrics, callbacks=[ProgressReporter(report, label)],
+        )
+        trainer.remove_callback(PrinterCallback)  # progress goes through ``report`` instead
+        with explain_out_of_memory(f"fine-tuning {model_folder}", hint):
+            trainer.train()
+        best_step = int(str(trainer.state.best_model_checkpoint).rsplit("-", 1)[1])
+    epochs = _epoch_history(trainer.state.log_history)
+    best = next(e for e in epochs if e["step"] == best_step)
+    model.eval()
+    return FineTuned(model, tokenizer, float(best["threshold"]), int(best["epoch"]), epochs)
+
+
+def _epoch_history(log_history: list[dict[str, float]]) -> list[dict[str, float]]:
+    """One row per epoch: train loss, valid micro/macro F1 and the threshold used."""
+    losses = {round(entry["epoch"]): entry["loss"] for entry in log_history if "loss" in entry}
+    rows = []
+    for entry in log_history:
+        if "eval_micro_f1" in entry:
+            epoch = round(entry["epoch"])
+            rows.append({
+                "epoch": epoch,
+                "step": entry["step"],
+                "train_loss": float(losses.get(epoch, float("nan"))),
+                "valid_micro_f1": float(entry["eval_micro_f1"]),
+                "valid_macro_f1": float(entry["eval_macro_f1"]),
+                "threshold": float(entry["eval_threshold"]),
+            })
+    return rows
+
+
+def predict_probabilities(model: Any, tokenizer: Any, texts: list[str], max_length: int, batch_size: int, bf16: bool) -> np.ndarray:
+    """Sigmoid scores (len(texts), n_tags), in the order of ``texts``.
+
+    Texts are batched by length so that dynamic padding pads little.
+    """
+    features = _tokenize(tokenizer, texts, max_length)
+    order = np.argsort([len(f["input_ids"]) for f in features], kind="stable")
+    scores = np.zeros((len(texts), model.config.num_labels), dtype=np.float64)
+    collate = DataCollatorWithPadding(tokenizer)
+    hint = f"lower eval_batch_size (now {batch_size}) or max_length (now {max_length})"
+    with explain_out_of_memory("predicting", hint), torch.inference_mode(), torch.autocast(
+        device_type=model.device.type, dtype=torch.bfloat16, enabled=bf16
+    ):
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            batch = {k: v.to(model.device) for k, v in collate([features[i] for i in rows]).items()}
+            scores[rows] = _sigmoid(model(**batch).logits.float().cpu().numpy())
+    return scores

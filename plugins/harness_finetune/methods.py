@@ -1,0 +1,158 @@
+"""The two fine-tuning methods, their parameters and presets.
+
+``finetune``: the pretrained encoder fine-tuned as a multi-label classifier on the slice.
+``adapt_finetune``: the same, starting from the encoder after masked-LM training on the
+dataset's unlabeled pool (domain adaptation, trained once and cached).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from harness.methods import FitContext, LabeledTexts, Method, MethodParams, stable_hash
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class FineTuneParams(MethodParams):
+    """Defaults are the offline, CPU-sized ``default`` preset (see the README for its cost)."""
+
+    model: str = DEFAULT_MODEL  # hub name, alias or local folder (harness.models.resolve_model)
+    max_length: int = Field(64, ge=8, le=4096)  # tokens kept per text
+    epochs: int = Field(6, ge=1)
+    learning_rate: float = Field(1e-4, gt=0)
+    lr_scheduler: Literal["constant", "linear", "cosine"] = "constant"
+    batch_size: int = Field(8, ge=1)
+    eval_batch_size: int = Field(32, ge=1)
+    weight_decay: float = Field(0.0, ge=0)
+    threshold: float = Field(0.5, gt=0, lt=1)  # a tag is predicted when its sigmoid score exceeds this
+    tune_threshold: bool = False  # instead pick the threshold with the best valid micro F1 per epoch
+    seed: int | None = None  # training seed; None = the cell's seed
+    bf16: bool = False  # bfloat16 autocast (mixed precision)
+
+
+BOOK_FINETUNE = {
+    "model": "bert-base-uncased",
+    "max_length": 128,
+    "epochs": 20,
+    "learning_rate": 3e-5,
+    "lr_scheduler": "constant",
+    "batch_size": 4,
+    "eval_batch_size": 32,
+    "weight_decay": 0.0,
+    "threshold": 0.5,
+    "tune_threshold": False,
+    "seed": 42,
+    "bf16": False,
+}
+
+
+class AdaptFineTuneParams(FineTuneParams):
+    da_epochs: int = Field(1, ge=1)
+    da_batch_size: int = Field(32, ge=1)
+    da_learning_rate: float = Field(5e-5, gt=0)
+    da_max_length: int = Field(64, ge=8, le=4096)
+    da_max_texts: int | None = Field(2000, ge=1)  # MLM training texts sampled from the pool; None = all
+    da_eval_texts: int = Field(200, ge=1)  # held-out pool texts for the MLM loss before/after
+    mlm_probability: float = Field(0.15, gt=0, lt=1)
+    da_seed: int = 42  # fixed, not the cell's seed: one adapted model serves every slice and seed
+
+
+BOOK_ADAPT = {
+    **BOOK_FINETUNE,
+    "da_epochs": 16,
+    "da_batch_size": 32,
+    "da_learning_rate": 5e-5,
+    "da_max_length": 128,
+    "da_max_texts": None,
+    "mlm_probability": 0.15,
+}
+
+
+class FineTune(Method):
+    """Fine-tune a pretrained encoder on the slice; keep the epoch with the best valid micro F1."""
+
+    name = "finetune"
+    version = "1"
+    Params = FineTuneParams
+    presets = {"default": {}, "book": BOOK_FINETUNE}
+
+    def fit(self, train: LabeledTexts, valid: LabeledTexts, unlabeled: list[str], context: FitContext) -> None:
+        from .classifier import ClassifierSettings, fine_tune
+        from .runtime import local_model_folder, prepare_torch
+
+        p = self.params
+        self._stage_s: dict[str, float] = {}
+        seed = p.seed if p.seed is not None else context.seed
+        prepare_torch(seed)
+        base_folder = local_model_folder(p.model)
+        start_folder = self._start_from(base_folder, unlabeled, context)
+        prepare_torch(seed)  # the classifier head is drawn the same whether adaptation ran or not
+        settings = ClassifierSettings(
+            max_length=p.max_length, epochs=p.epochs, learning_rate=p.learning_rate, lr_scheduler=p.lr_scheduler,
+            batch_size=p.batch_size, eval_batch_size=p.eval_batch_size, weight_decay=p.weight_decay,
+            threshold=p.threshold, tune_threshold=p.tune_threshold, bf16=p.bf16,
+        )
+        tick = time.perf_counter()
+        self._fitted = fine_tune(start_folder, train, valid, settings, seed, context.progress,
+                                 label=f"{self.name} slice {context.slice_name}")
+        self._stage_s["fine_tune_s"] = round(time.perf_counter() - tick, 2)
+
+    def _start_from(self, base_folder: str, unlabeled: list[str], context: FitContext) -> str:
+        """The folder fine-tuning starts from: the pretrained model itself."""
+        return base_folder
+
+    def predict(self, texts: list[str]) -> np.ndarray:
+        from .classifier import predict_probabilities
+
+        fitted = self._fitted
+        if not texts:
+            return np.zeros((0, fitted.model.config.num_labels), dtype=np.uint8)
+        tick = time.perf_counter()
+        scores = predict_probabilities(fitted.model, fitted.tokenizer, texts, self.params.max_length,
+                                       self.params.eval_batch_size, self.params.bf16)
+        self._stage_s["predict_s"] = round(time.perf_counter() - tick, 2)
+        return (scores > fitted.threshold).astype(np.uint8)
+
+    def details(self) -> dict[str, Any]:
+        fitted = self._fitted
+        return {
+            "best_epoch": fitted.best_epoch,
+            "threshold": fitted.threshold,
+            "valid_micro_f1_per_epoch": [row["valid_micro_f1"] for row in fitted.epochs],
+            "epochs": fitted.epochs,
+            "stage_s": dict(self._stage_s),
+        }
+
+
+class AdaptFineTune(FineTune):
+    """Masked-LM training on the unlabeled pool first (once per dataset), then fine-tune."""
+
+    name = "adapt_finetune"
+    version = "1"
+    Params = AdaptFineTuneParams
+    presets = {"default": {}, "book": BOOK_ADAPT}
+
+    def _start_from(self, base_folder: str, unlabeled: list[str], context: FitContext) -> str:
+        from .adaptation import AdaptationSettings, adapted_model
+
+        p = self.params
+        settings = AdaptationSettings(
+            epochs=p.da_epochs, batch_size=p.da_batch_size, learning_rate=p.da_learning_rate,
+            max_length=p.da_max_length, max_texts=p.da_max_texts, eval_texts=p.da_eval_texts,
+            mlm_probability=p.mlm_probability, seed=p.da_seed, bf16=p.bf16,
+        )
+        cache_path = context.cache_path(
+            "adapted_lm", context.fingerprint, p.model, stable_hash(unlabeled), stable_hash(vars(settings))
+        )
+        tick = time.perf_counter()
+        folder, self._adaptation = adapted_model(base_folder, cache_path, unlabeled, settings, context.progress)
+        self._stage_s["adapt_lm_s"] = round(time.perf_counter() - tick, 2)
+        return folder
+
+    def details(self) -> dict[str, Any]:
+        return {**super().details(), "adaptation": self._adaptation}

@@ -1,0 +1,216 @@
+"""finetune and adapt_finetune on a tiny BERT built here (random weights, word-level tokenizer
+trained on the test texts): these check the mechanics, never the quality of a real model."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.methods import FitContext, LabeledTexts
+from harness.models import ModelResolutionError
+from harness.testing import TINY_TAGS, MethodContract, tiny_multilabel, tiny_splits
+from harness_finetune import AdaptFineTune, FineTune
+
+# Idle-waiting OpenMP threads: on a CPU shared with other processes, spinning threads make torch
+# several times slower (libgomp reads this when torch is first imported).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+pytest.importorskip("transformers")
+
+# Small, fast settings; the tests add "model": the tiny BERT's folder.
+FAST = {"max_length": 32, "epochs": 5, "learning_rate": 2e-3, "batch_size": 4}
+FAST_DA = {**FAST, "da_epochs": 2, "da_batch_size": 16, "da_learning_rate": 1e-3, "da_max_length": 32,
+           "da_max_texts": 200, "da_eval_texts": 8}
+
+
+def unlabeled_texts(n: int = 120, seed: int = 1) -> list[str]:
+    """Issue-like texts without labels, in the tiny set's vocabulary."""
+    rng = np.random.default_rng(seed)
+    words = ["the", "issue", "with", "dataset", "crash", "readme", "support", "error", "typo", "option"]
+    return [" ".join(rng.choice(words, size=8)) for _ in range(n)]
+
+
+def build_tiny_bert(folder: Path) -> None:
+    """A 2-layer BERT without an MLM head (like the MiniLM checkpoint) and its tokenizer."""
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokenizer = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.train_from_iterator(tiny_multilabel(200).texts + unlabeled_texts(), trainers.WordLevelTrainer(special_tokens=specials))
+    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+        mask_token="[MASK]", model_max_length=64,
+    ).save_pretrained(folder)
+    config = BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> str:
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    build_tiny_bert(folder)
+    return str(folder)
+
+
+def context(cache_dir: Path, slice_name: str = "all", seed: int = 0, progress=lambda message: None) -> FitContext:
+    return FitContext(seed=seed, tags=list(TINY_TAGS), dataset="tiny", fingerprint="tiny", cache_dir=cache_dir,
+                      slice_name=slice_name, progress=progress)
+
+
+class TestFineTuneContract(MethodContract):
+    method_class = FineTune
+    other_params = {"epochs": 2}
+    min_micro_f1 = 0.6
+
+    @pytest.fixture(scope="class")
+    def contract_params(self, tiny_bert):
+        return {**FAST, "model": tiny_bert}
+
+    def test_training_lowers_the_loss(self, fitted):
+        method, _ = fitted
+        losses = [row["train_loss"] for row in method.details()["epochs"]]
+        assert len(losses) == FAST["epochs"]
+        assert losses[-1] < losses[0]
+
+    def test_details_record_the_epochs_and_stage_times(self, fitted):
+        details = fitted[0].details()
+        per_epoch = details["valid_micro_f1_per_epoch"]
+        assert len(per_epoch) == FAST["epochs"]
+        assert details["best_epoch"] == int(np.argmax(per_epoch)) + 1  # first best on ties, as the Trainer keeps
+        assert details["threshold"] == 0.5
+        assert details["stage_s"]["fine_tune_s"] > 0 and "predict_s" in details["stage_s"]
+
+
+class TestAdaptFineTuneContract(MethodContract):
+    method_class = AdaptFineTune
+    other_params = {"da_epochs": 1}
+    min_micro_f1 = 0.6
+
+    @pytest.fixture(scope="class")
+    def contract_params(self, tiny_bert):
+        return {**FAST_DA, "model": tiny_bert}
+
+    def fit(self, params, train, valid, cache_dir):
+        # the contract passes no unlabeled texts; adaptation needs some
+        from harness.runner import _seed_everything
+
+        method = self.build(params)
+        _seed_everything(self.seed)
+        method.fit(train, valid, unlabeled_texts(), context(cache_dir, seed=self.seed))
+        return method
+
+
+def test_keeps_the_best_epoch_not_the_last(tiny_bert, tmp_path):
+    # valid = the training texts with every label flipped: the better the fit to train, the
+    # worse on valid, so the best valid epoch comes early and the last one is worse
+    train, _, _ = tiny_splits()
+    flipped = LabeledTexts(train.texts, 1 - train.labels, train.tags)
+    method = FineTune(FineTune.Params(**{**FAST, "epochs": 4}, model=tiny_bert))
+    method.fit(train, flipped, [], context(tmp_path))
+    details = method.details()
+    per_epoch = details["valid_micro_f1_per_epoch"]
+    assert details["best_epoch"] < 4 and per_epoch[-1] < max(per_epoch)
+    from sklearn.metrics import f1_score
+
+    restored = f1_score(flipped.labels, method.predict(flipped.texts), average="micro", zero_division=0)
+    assert restored == pytest.approx(max(per_epoch), abs=1e-6)  # the weights are the best epoch's
+
+
+def test_adapted_model_is_trained_once_and_reused(tiny_bert, tmp_path, monkeypatch):
+    from harness_finetune import adaptation
+
+    calls = []
+    real_train = adaptation._train_mlm
+    monkeypatch.setattr(adaptation, "_train_mlm", lambda *args, **kwargs: calls.append(1) or real_train(*args, **kwargs))
+    train, valid, _ = tiny_splits()
+    pool = unlabeled_texts()
+    messages: list[str] = []
+
+    first = AdaptFineTune(AdaptFineTune.Params(**FAST_DA, model=tiny_bert))
+    first.fit(LabeledTexts(train.texts[:16], train.labels[:16], train.tags), valid, pool,
+              context(tmp_path, "16", progress=messages.append))
+    second = AdaptFineTune(AdaptFineTune.Params(**FAST_DA, model=tiny_bert))
+    second.fit(train, valid, pool, context(tmp_path, "all", seed=1))
+
+    assert len(calls) == 1  # the second slice and seed load the cached model
+    one, two = first.details()["adaptation"], second.details()["adaptation"]
+    assert one["reused"] is False and two["reused"] is True
+    assert one["mlm_loss_after"] < one["mlm_loss_before"]
+    assert two["mlm_loss_after"] == one["mlm_loss_after"]
+    assert two["train_texts"] == len(pool) - FAST_DA["da_eval_texts"]
+    (folder,) = [p for p in (tmp_path / "adapted_lm").iterdir() if p.is_dir()]
+    assert (folder / "model.safetensors").exists()
+    assert json.loads((folder / "adaptation.json").read_text())["mlm_loss_before"] == one["mlm_loss_before"]
+    assert any("domain adaptation" in m and "ETA" in m for m in messages)
+    assert any(m.startswith("adapt_finetune slice 16: epoch 5/5, valid micro F1") for m in messages)
+
+
+def test_other_adaptation_settings_train_another_model(tiny_bert, tmp_path):
+    train, valid, _ = tiny_splits()
+    for da_epochs in (1, 2):
+        method = AdaptFineTune(AdaptFineTune.Params(**{**FAST_DA, "da_epochs": da_epochs, "epochs": 1}, model=tiny_bert))
+        method.fit(train, valid, unlabeled_texts(), context(tmp_path))
+        assert method.details()["adaptation"]["reused"] is False
+
+
+def test_adaptation_without_unlabeled_texts_is_a_clear_error(tiny_bert, tmp_path):
+    train, valid, _ = tiny_splits()
+    method = AdaptFineTune(AdaptFineTune.Params(**FAST_DA, model=tiny_bert))
+    with pytest.raises(ValueError, match="da_eval_texts=8"):
+        method.fit(train, valid, ["", "   "], context(tmp_path))
+
+
+def test_unknown_model_names_the_parameter(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    train, valid, _ = tiny_splits()
+    method = FineTune(FineTune.Params(**{**FAST, "model": "no-such-org/no-such-model"}))
+    with pytest.raises(ModelResolutionError, match="'no-such-org/no-such-model' \\(parameter 'model'\\)"):
+        method.fit(train, valid, [], context(tmp_path))
+
+
+def test_a_folder_that_is_no_model_is_a_clear_error(tmp_path):
+    from harness_finetune.runtime import ModelLoadError
+
+    train, valid, _ = tiny_splits()
+    method = FineTune(FineTune.Params(**{**FAST, "model": str(tmp_path)}))
+    with pytest.raises(ModelLoadError, match="parameter 'model'"):
+        method.fit(train, valid, [], context(tmp_path))
+
+
+def test_out_of_memory_names_what_to_lower():
+    import torch
+
+    from harness_finetune.runtime import FineTuneMemoryError, explain_out_of_memory
+
+    with pytest.raises(FineTuneMemoryError, match="while fine-tuning x; lower batch_size"):
+        with explain_out_of_memory("fine-tuning x", "lower batch_size (now 4)"):
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+    with pytest.raises(FineTuneMemoryError):
+        with explain_out_of_memory("predicting", "lower eval_batch_size"):
+            raise torch.OutOfMemoryError("CUDA out of memory")
+    with pytest.raises(ValueError, match="unrelated"):  # other errors pass through unchanged
+        with explain_out_of_memory("predicting", "lower eval_batch_size"):
+            raise ValueError("unrelated")
+
+
+def test_tuned_threshold_is_chosen_on_valid(tiny_bert, tmp_path):
+    train, valid, _ = tiny_splits()
+    method = FineTune(FineTune.Params(**{**FAST, "tune_threshold": True, "epochs": 2}, model=tiny_bert))
+    method.fit(train, valid, [], context(tmp_path))
+    from harness_finetune.classifier import THRESHOLD_GRID
+
+    assert method.details()["threshold"] in THRESHOLD_GRID
+    assert all(row["threshold"] in THRESHOLD_GRID for row in method.details()["epochs"])
