@@ -32,7 +32,7 @@ class SourceConfig(_Strict):
     url: str | None = None
     url_sha256: str | None = Field(None, description="checksum of the downloaded file")
     member: str | None = Field(None, description="file inside a zip archive")
-    format: Literal["jsonl", "jsonl.gz", "csv", "parquet"] | None = None
+    format: str | None = Field(None, description="jsonl, jsonl.gz, csv, parquet or a plugin's format; default: from the file name")
     encoding: str = "utf-8"
     encoding_errors: Literal["strict", "replace"] = "strict"
 

@@ -21,8 +21,9 @@ def register_methods(register: Callable[[type], None]) -> None:
 def register_dataset_loaders(register: Callable[[str, Callable[..., Any]], None]) -> None:
     """Register readers for extra file formats: ``register("feather", reader)``.
 
-    ``reader(path_or_buffer, encoding, encoding_errors)`` returns a list of row dicts or a
-    pandas DataFrame.
+    ``reader(stream, name, source)`` gets a binary stream, a name for error messages and the
+    dataset's ``SourceConfig``; it returns a list of row dicts or a pandas DataFrame. Files whose
+    name ends in ``.feather`` (or whose config sets ``source.format: feather``) use it.
     """
 
 

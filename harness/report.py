@@ -9,7 +9,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from harness.splits import NO_SLICE
-from harness.store import iter_records
+from harness.store import iter_records, safe_name
 
 LEADERBOARD_COLUMNS = [
     "dataset", "method", "slice", "n", "seeds",
@@ -131,7 +131,7 @@ def write_figure(records: list[dict[str, Any]], dataset: str, folder: Path) -> l
     figure.suptitle(f"{dataset}: test F1 vs training samples ({seeds} seed{'s' if seeds > 1 else ''}; band = ±1 sd)")
     figure.tight_layout()
     folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / f"{dataset}.png", folder / f"{dataset}.svg"]
+    paths = [folder / f"{safe_name(dataset)}.png", folder / f"{safe_name(dataset)}.svg"]
     for path in paths:
         figure.savefig(path, dpi=120)
     plt.close(figure)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import json
 import random
 import signal
 import sys
@@ -63,6 +64,7 @@ class CellSpec:
     slice_sizes: tuple[int | str, ...]  # the full list the nested slices are grown from
     key: dict[str, Any]
     resources: dict[str, float] = field(default_factory=dict)  # Method.resources, for the Dask executor
+    preset: str = DEFAULT_PRESET
 
     @property
     def key_hash(self) -> str:
@@ -167,7 +169,7 @@ def plan_run(
                     }
                     cells.append(
                         CellSpec(settings, dataset_name, method_name, variant, params.model_dump(mode="json"),
-                                 slice_name, seed, grow_from, key, dict(method_class.resources))
+                                 slice_name, seed, grow_from, key, dict(method_class.resources), preset)
                     )
     plan = RunPlan(cells, list(datasets), method_names, list(seeds), preset, retry_failed)
     for spec in cells:
@@ -227,7 +229,7 @@ def _base_record(spec: CellSpec) -> dict[str, Any]:
         "key_hash": spec.key_hash,
         "status": "failed",
         "seed": spec.seed,
-        "method": {"name": spec.method, "label": spec.label, "params": spec.params},
+        "method": {"name": spec.method, "label": spec.label, "preset": spec.preset, "params": spec.params},
         "slice": {"name": spec.slice_name},
         "dataset": {"name": spec.dataset},
         "environment": environment(),
@@ -286,7 +288,7 @@ def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: C
         timings["predict_s"] = time.perf_counter() - tick
         prediction = validate_prediction(spec.method, raw_prediction, len(test), len(dataset.tags))
         record["metrics"] = score(test.labels, prediction, dataset.tags)
-        record["details"] = method.details()
+        record["details"] = _json_details(spec.method, method.details())
         record["status"] = "ok"
     except Exception as exc:  # the cell fails, the run goes on
         record["error"] = f"{type(exc).__name__}: {exc}"
@@ -295,6 +297,15 @@ def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: C
     record["timings"] = timings
     record["finished_at"] = _finished_now()
     return record
+
+
+def _json_details(method_name: str, details: dict[str, Any]) -> dict[str, Any]:
+    """Details must survive the JSON record; a numpy scalar would otherwise crash the driver."""
+    try:
+        json.dumps(details)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"method {method_name!r}: details() must return JSON-serialisable values ({exc})") from None
+    return details
 
 
 # ---------------------------------------------------------------- the driver

@@ -99,14 +99,14 @@ def _download(dataset: str, source: SourceConfig, file_name: str | None, where: 
         ) from None
 
 
-def file_format(path: Path, source: SourceConfig) -> str:
+def file_format(path: Path, source: SourceConfig, known: list[str]) -> str:
     if source.format:
         return source.format
     name = (source.member or path.name).lower()
-    for fmt in ("jsonl.gz", "jsonl", "csv", "parquet"):
-        if name.endswith("." + fmt) or (fmt == "jsonl" and name.endswith(".json")):
+    for fmt in sorted(known, key=len, reverse=True):  # "jsonl.gz" before "gz"-less "jsonl"
+        if name.endswith("." + fmt):
             return fmt
-    raise DataError(f"{path}: cannot tell the format from the name; set source.format (jsonl, jsonl.gz, csv, parquet)")
+    raise DataError(f"{path}: cannot tell the format from the name; set source.format (one of {', '.join(sorted(known))})")
 
 
 Reader = Callable[[io.BufferedIOBase, str, SourceConfig], "pd.DataFrame | list[dict[str, Any]]"]
@@ -178,7 +178,7 @@ BUILTIN_READERS: dict[str, Reader] = {
 def read_rows(path: Path, source: SourceConfig, extra_readers: dict[str, Reader] | None = None) -> pd.DataFrame:
     """Read a data file into a frame of raw rows."""
     readers = {**BUILTIN_READERS, **(extra_readers or {})}
-    fmt = file_format(path, source)
+    fmt = file_format(path, source, list(readers))
     if fmt not in readers:
         raise DataError(f"{path}: no reader for format {fmt!r} (known: {', '.join(sorted(readers))})")
     stream, name = _open_bytes(path, source)

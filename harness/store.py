@@ -29,12 +29,13 @@ def write_json_atomic(path: Path, obj: Any) -> None:
         raise
 
 
-def _safe(part: str) -> str:
+def safe_name(part: str) -> str:
+    """A file-name-safe version of a dataset, method or slice name."""
     return "".join(c if c.isalnum() or c in "-_.@+" else "_" for c in part)
 
 
 def record_path(results_dir: Path, dataset: str, method_label: str, slice_name: str, seed: int) -> Path:
-    return results_dir / CELLS_DIR / _safe(dataset) / _safe(method_label) / f"slice-{_safe(slice_name)}_seed-{seed}.json"
+    return results_dir / CELLS_DIR / safe_name(dataset) / safe_name(method_label) / f"slice-{safe_name(slice_name)}_seed-{seed}.json"
 
 
 def read_record(path: Path) -> dict[str, Any] | None:

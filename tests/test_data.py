@@ -124,3 +124,16 @@ def test_user_config_folder_adds_a_dataset(tmp_path):
     (tmp_path / "mine.yaml").write_text(yaml.safe_dump(toy_config(name="mine")))
     assert load_config("mine", [tmp_path]).name == "mine"
     assert load_config_file(tmp_path / "mine.yaml").text == "{title}\n\n{body}"
+
+
+def test_a_plugin_reader_adds_a_file_format(tmp_path):
+    def read_tsv(stream, name, source):
+        header, *lines = stream.read().decode(source.encoding).splitlines()
+        keys = header.split("\t")
+        return [dict(zip(keys, line.split("\t"))) for line in lines]
+
+    rows = "title\tlabels\n" + "".join(f"issue {i}\t{['bug', 'docs'][i % 2]}\n" for i in range(20))
+    (tmp_path / "toy.tsv").write_text(rows)
+    cfg = DatasetConfig.model_validate(toy_config(source={"file": "toy.tsv"}, text="{title}"))
+    dataset = prepare(cfg, [tmp_path], tmp_path / "cache", {"tsv": read_tsv})
+    assert dataset.tags == ["bug", "docs"] and len(dataset.texts) == 20
