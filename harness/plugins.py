@@ -27,6 +27,7 @@ EXTRA_PLUGINS_ENV = "HARNESS_PLUGINS"
 
 DEFAULT_PLUGINS = (
     "harness_nb",
+    "harness_nb_aug",
     "harness_knn_embed",
     "harness_zeroshot",
     "harness_finetune",
