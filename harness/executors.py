@@ -113,9 +113,23 @@ def _bind(on_message: MessageFn | None, spec: CellSpec) -> Callable[[str], None]
 
 # ---------------------------------------------------------------- local processes
 
+@contextlib.contextmanager
+def _children_ignore_ctrl_c() -> Iterator[None]:
+    """Processes started inside inherit an ignored SIGINT (Python keeps it ignored), so that a
+    Ctrl-C in the terminal, sent to the whole process group, reaches only the driver: the driver
+    then lets the cells in flight finish instead of losing them with their workers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _worker_main(conn: multiprocessing.connection.Connection, threads: int, driver_pid: int) -> None:
     """A worker process: receive (fn, spec); send ("started", None), ("message", text)... ("record", record)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's: it lets cells in flight finish
     limit_threads(threads)
     _exit_when_orphaned(driver_pid)
     send_lock = threading.Lock()  # a method may report progress from its own threads
@@ -151,7 +165,8 @@ class _WorkerProcess:
         self.process = context.Process(
             target=_worker_main, args=(child_conn, threads, os.getpid()), name="harness-worker", daemon=True
         )
-        self.process.start()
+        with _children_ignore_ctrl_c():
+            self.process.start()
         child_conn.close()
         self.spec: CellSpec | None = None
         self.sent = 0.0
@@ -322,8 +337,10 @@ class DaskExecutor:
             with Client(self.scheduler) as client:
                 yield client
             return
-        with LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True, memory_limit=self.memory_limit,
-                          dashboard_address=None) as cluster, Client(cluster) as client:
+        with _children_ignore_ctrl_c():  # the nannies and their workers
+            cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                   memory_limit=self.memory_limit, dashboard_address=None)
+        with cluster, Client(cluster) as client:
             yield client
 
     def map(self, fn: CellFn, specs: Iterable[CellSpec], on_message: MessageFn | None = None) -> Iterator[tuple[CellSpec, dict[str, Any]]]:

@@ -106,10 +106,6 @@ class Progress:
         with self._lock:
             self._emit({"event": "message", **_cell_fields(spec), "text": text}, f"    {cell_name(spec)}: {text}")
 
-    def note(self, text: str) -> None:
-        with self._lock:
-            self._emit({"event": "note", "text": text}, text)
-
     def run_finished(self, summary: dict[str, Any]) -> None:
         with self._lock:
             self._emit(self._with_counts({"event": "run_finished", **summary}), None)

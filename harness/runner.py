@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import functools
 import json
+import os
 import random
 import signal
 import sys
@@ -335,7 +336,10 @@ class _StopOnCtrlC:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
-        self._progress.note("stopping: no new cells; waiting for the cells in flight (Ctrl-C again to abandon them)")
+        if self._progress.mode == "human":
+            # os.write, not the display: the signal may come while the display holds its lock
+            os.write(sys.stderr.fileno(), b"\nstopping: no new cells; waiting for the cells in flight "
+                                          b"(Ctrl-C again to abandon them)\n")
 
     def __exit__(self, *exc_info: Any) -> None:
         if self._previous is not None:

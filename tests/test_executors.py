@@ -1,0 +1,160 @@
+"""Executors: local processes and a Dask LocalCluster give the serial results; timeouts,
+crashes, resources, thread caps and progress messages from workers."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from harness.executors import DaskExecutor, ProcessExecutor, SerialExecutor, make_executor
+from harness.plugins import make_plugin_manager
+from harness.progress import Progress
+from harness.runner import Settings, plan_run, run_plan
+from harness.store import iter_records
+from harness.testing import TINY_DATASET, tiny_run_settings
+from conftest import MIRROR
+from robustness_methods import PLUGIN_MODULE
+
+TESTS_DIR = str(Path(__file__).resolve().parent)
+NB_CELLS = {"methods": "nb", "datasets": ["github-issues-datasets"], "seeds": [0, 1], "slices": [8, 32, 128]}
+
+
+@pytest.fixture(scope="module")
+def worker_env():
+    """Workers (spawned processes, Dask workers) load the test methods through $HARNESS_PLUGINS."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HARNESS_PLUGINS", PLUGIN_MODULE)
+        patch.setenv("HARNESS_DISABLE_PLUGIN_AUTOLOAD", "1")
+        patch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [TESTS_DIR, os.environ.get("PYTHONPATH")])))
+        yield
+
+
+@pytest.fixture
+def pm(worker_env):
+    return make_plugin_manager(autoload=False)
+
+
+@pytest.fixture(scope="module")
+def dask_client(worker_env):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, memory_limit="1GiB",
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        yield client
+
+
+def _results(settings: Settings) -> dict[tuple, dict]:
+    return {(r["method"]["label"], r["slice"]["name"], r["seed"]): r for r in iter_records(Path(settings.results_dir))}
+
+
+def _outcomes(settings: Settings) -> dict[str, str]:
+    return {r["method"]["name"]: r.get("error", r["status"]) for r in iter_records(Path(settings.results_dir))}
+
+
+def _mirror_settings(tmp_path: Path, mirror_dir: Path, name: str) -> Settings:
+    return Settings(results_dir=str(tmp_path / name), cache_dir=str(tmp_path / "cache"), data_dirs=(str(mirror_dir),))
+
+
+def _run_nb(pm, settings: Settings, executor) -> dict[tuple, dict]:
+    """The book's NB on the mirror: every cell's metrics, slice and key."""
+    plan = plan_run(pm, settings, NB_CELLS["methods"], NB_CELLS["datasets"], NB_CELLS["seeds"], NB_CELLS["slices"])
+    assert run_plan(pm, plan, executor) == {"planned": 6, "skipped": 0, "ok": 6, "failed": 0}
+    return {key: (record["metrics"], record["slice"], record["key_hash"]) for key, record in _results(settings).items()}
+
+
+@pytest.fixture(scope="module")
+def nb_serial(tmp_path_factory, worker_env):
+    if not MIRROR.exists():
+        pytest.skip(f"data mirror not found at {MIRROR}")
+    folder = tmp_path_factory.mktemp("nb_serial")
+    return _run_nb(make_plugin_manager(autoload=False), _mirror_settings(folder, MIRROR.parent, "serial"), SerialExecutor())
+
+
+def test_make_executor_reads_the_command_line_options():
+    assert make_executor().name == "serial"
+    assert make_executor(jobs=2).name == "process"
+    assert isinstance(make_executor(cell_timeout=5), ProcessExecutor)  # serial cannot kill a hung cell
+    assert make_executor(cell_timeout=5).jobs == 1
+    assert make_executor(scheduler="tcp://127.0.0.1:8786").name == "dask"
+    assert make_executor("dask", jobs=3).workers == 3
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"jobs": 0}, r"--jobs 0: expected a positive number of workers"),
+    ({"cell_timeout": -1}, r"--cell-timeout -1: expected a positive number of seconds"),
+    ({"executor": "threads"}, r"--executor 'threads': expected one of serial, process, dask"),
+    ({"executor": "serial", "jobs": 2}, r"--jobs 2 needs --executor process or dask"),
+    ({"executor": "process", "scheduler": "tcp://x:1"}, r"--scheduler needs --executor dask"),
+])
+def test_make_executor_rejects_bad_options(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make_executor(**kwargs)
+
+
+def test_process_executor_gives_the_serial_results(pm, tmp_path, nb_serial):
+    parallel = _run_nb(pm, _mirror_settings(tmp_path, MIRROR.parent, "process"), ProcessExecutor(jobs=2))
+    assert parallel == nb_serial
+
+
+def test_process_executor_fails_bad_cells_and_goes_on(pm, tmp_path):
+    """A hang past the timeout, an exception, NaN scores and a dead worker each fail their own
+    cell; the workers' progress messages reach the driver; BLAS threads are capped."""
+    settings = tiny_run_settings(tmp_path)
+    plan = plan_run(pm, settings, "hangs,explodes,nan_scores,dies,sleepy", [TINY_DATASET], [0], slices=[8])
+    out = io.StringIO()
+    summary = run_plan(pm, plan, ProcessExecutor(jobs=2, cell_timeout=3), Progress("json", stream=out))
+    assert summary == {"planned": 5, "skipped": 0, "ok": 1, "failed": 4}
+    outcomes = _outcomes(settings)
+    assert outcomes["hangs"].startswith("CellTimeout: the cell ran longer than the cell timeout of 3s")
+    assert outcomes["explodes"] == "RuntimeError: boom"
+    assert outcomes["nan_scores"] == "PredictionError: method 'nan_scores' predicted NaN or infinite values"
+    assert outcomes["dies"] == "WorkerDied: the worker process running this cell exited with code 3"
+    assert outcomes["sleepy"] == "ok"
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert {"event": "message", "dataset": TINY_DATASET, "method": "sleepy", "slice": "8", "seed": 0,
+            "text": "sleeping 0.3s"} in events
+    (sleepy,) = [r for r in iter_records(Path(settings.results_dir)) if r["method"]["name"] == "sleepy"]
+    assert sleepy["details"]["pid"] != os.getpid()
+    assert sleepy["details"]["blas_threads"] == max(1, len(os.sched_getaffinity(0)) // 2)
+
+
+def test_dask_cluster_gives_the_serial_results(pm, tmp_path, nb_serial, dask_client):
+    on_dask = _run_nb(pm, _mirror_settings(tmp_path, MIRROR.parent, "dask"), DaskExecutor(scheduler=dask_client.scheduler.address))
+    assert on_dask == nb_serial
+
+
+def test_dask_honours_method_resources(pm, tmp_path, dask_client):
+    async def offer_token(dask_worker):
+        await dask_worker.set_resources(TOKEN=1)
+
+    token_worker = sorted(dask_client.scheduler_info()["workers"])[0]
+    dask_client.run(offer_token, workers=[token_worker])
+    token_pid = dask_client.run(os.getpid, workers=[token_worker])[token_worker]
+    settings = tiny_run_settings(tmp_path)
+    plan = plan_run(pm, settings, "needs_token,needs_unicorn", [TINY_DATASET], [0, 1], slices=[8],
+                    overrides=["needs_token.seconds=0.1", "needs_unicorn.seconds=0.1"])
+    summary = run_plan(pm, plan, DaskExecutor(scheduler=dask_client.scheduler.address))
+    assert summary["ok"] == 2 and summary["failed"] == 2
+    records = list(iter_records(Path(settings.results_dir)))
+    assert {r["details"]["pid"] for r in records if r["method"]["name"] == "needs_token"} == {token_pid}
+    assert {r["details"]["blas_threads"] for r in records if r["method"]["name"] == "needs_token"} == {1}
+    unicorn_errors = {r["error"] for r in records if r["method"]["name"] == "needs_unicorn"}
+    assert len(unicorn_errors) == 1
+    assert unicorn_errors.pop().startswith("ResourceError: the method needs {'UNICORN': 1} and no Dask worker offers it")
+
+
+def test_dask_timeout_restarts_the_hung_worker(pm, tmp_path, dask_client):
+    settings = tiny_run_settings(tmp_path)
+    plan = plan_run(pm, settings, "hangs,explodes,nan_scores,sleepy", [TINY_DATASET], [0], slices=[8])
+    summary = run_plan(pm, plan, DaskExecutor(scheduler=dask_client.scheduler.address, cell_timeout=2))
+    assert summary == {"planned": 4, "skipped": 0, "ok": 1, "failed": 3}
+    outcomes = _outcomes(settings)
+    assert outcomes["hangs"].startswith("CellTimeout: the cell ran longer than the cell timeout of 2s; its Dask worker")
+    assert outcomes["hangs"].endswith("was restarted")
+    assert outcomes["explodes"] == "RuntimeError: boom"
+    assert outcomes["nan_scores"] == "PredictionError: method 'nan_scores' predicted NaN or infinite values"
+    assert outcomes["sleepy"] == "ok"
+    dask_client.wait_for_workers(2, timeout=60)
