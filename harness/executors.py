@@ -128,10 +128,10 @@ def _children_ignore_ctrl_c() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _worker_main(conn: multiprocessing.connection.Connection, threads: int, driver_pid: int) -> None:
+def _worker_main(conn: multiprocessing.connection.Connection, threads: int) -> None:
     """A worker process: receive (fn, spec); send ("started", None), ("message", text)... ("record", record)."""
     limit_threads(threads)
-    _exit_when_orphaned(driver_pid)
+    _exit_when_orphaned()
     send_lock = threading.Lock()  # a method may report progress from its own threads
 
     def send(message: tuple[str, Any]) -> None:
@@ -146,11 +146,13 @@ def _worker_main(conn: multiprocessing.connection.Connection, threads: int, driv
             send(("record", record))
 
 
-def _exit_when_orphaned(driver_pid: int) -> None:
-    """Exit if the driver dies (even by SIGKILL), so that no orphan keeps computing a lost cell."""
+def _exit_when_orphaned() -> None:
+    """Exit if the parent (the driver, or the forkserver it started) dies, even by SIGKILL, so
+    that no orphan keeps computing a lost cell."""
+    parent = os.getppid()
 
     def watch() -> None:
-        while os.getppid() == driver_pid:
+        while os.getppid() == parent:
             time.sleep(1.0)
         os._exit(1)
 
@@ -163,7 +165,7 @@ class _WorkerProcess:
     def __init__(self, context: Any, threads: int) -> None:
         self.conn, child_conn = context.Pipe()
         self.process = context.Process(
-            target=_worker_main, args=(child_conn, threads, os.getpid()), name="harness-worker", daemon=True
+            target=_worker_main, args=(child_conn, threads), name="harness-worker", daemon=True
         )
         with _children_ignore_ctrl_c():
             self.process.start()
@@ -311,7 +313,7 @@ class _DaskCell:
 
 
 class DaskExecutor:
-    """Runs cells on a Dask cluster: ``client.submit`` one cell per free worker thread, ``as_completed``.
+    """Runs cells on a Dask cluster: ``client.submit`` one cell per free worker thread.
 
     Without ``scheduler`` it starts a LocalCluster of ``workers`` processes with one thread each.
     A cell asks for its method's ``resources``; one that no worker offers fails at once, instead
@@ -320,12 +322,10 @@ class DaskExecutor:
 
     name = "dask"
 
-    def __init__(self, workers: int | None = None, scheduler: str | None = None, cell_timeout: float | None = None,
-                 memory_limit: str | float = "auto") -> None:
+    def __init__(self, workers: int | None = None, scheduler: str | None = None, cell_timeout: float | None = None) -> None:
         self.workers = workers or available_cores()
         self.scheduler = scheduler
         self.cell_timeout = cell_timeout
-        self.memory_limit = memory_limit
 
     @contextlib.contextmanager
     def client(self) -> Iterator[Any]:
@@ -338,19 +338,15 @@ class DaskExecutor:
                 yield client
             return
         with _children_ignore_ctrl_c():  # the nannies and their workers
-            cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                   memory_limit=self.memory_limit, dashboard_address=None)
+            cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True, dashboard_address=None)
         with cluster, Client(cluster) as client:
             yield client
 
     def map(self, fn: CellFn, specs: Iterable[CellSpec], on_message: MessageFn | None = None) -> Iterator[tuple[CellSpec, dict[str, Any]]]:
-        from distributed import as_completed
-
         with self.client() as client:
             topic, events = f"harness-{uuid.uuid4().hex}", queue.Queue()
             client.subscribe_topic(topic, events.put)
             running: dict[int, _DaskCell] = {}
-            completed = as_completed(loop=client.loop)
             pending, ids = iter(specs), itertools.count()
             more = True
             try:
@@ -368,13 +364,11 @@ class DaskExecutor:
                         future = client.submit(_run_on_dask_worker, fn, spec, topic, cell_id,
                                                resources=spec.resources or None, pure=False)
                         running[cell_id] = _DaskCell(future, spec, time.monotonic())
-                        completed.add(future)
                     if not running:
                         return
                     self._read_events(events, running, on_message)
-                    finished = {f.key for f in completed.next_batch(block=False)}
                     for cell_id, cell in list(running.items()):
-                        if cell.future.key in finished or cell.future.done():
+                        if cell.future.done():
                             del running[cell_id]
                             yield cell.spec, _result(cell)
                         elif self.cell_timeout is not None and cell.started is not None and cell.elapsed() > self.cell_timeout:

@@ -108,9 +108,10 @@ class Progress:
 
     def run_finished(self, summary: dict[str, Any]) -> None:
         with self._lock:
-            self._emit(self._with_counts({"event": "run_finished", **summary}), None)
-            if self.live:
-                self.stream.write("\r\033[K")
+            if self.mode == "json":
+                self._emit(self._with_counts({"event": "run_finished", **summary}), "")
+            elif self.live:
+                self.stream.write("\r\033[K")  # the caller prints its own summary
                 self.stream.flush()
 
     # ------------------------------------------------------------ output
@@ -120,14 +121,13 @@ class Progress:
         return {**event, "done": self.done, "failed": self.failed, "remaining": self.remaining,
                 "eta_s": None if eta is None else round(eta, 1)}
 
-    def _emit(self, event: dict[str, Any], line: str | None) -> None:
+    def _emit(self, event: dict[str, Any], line: str) -> None:
         if self.mode == "json":
             self.stream.write(json.dumps(event) + "\n")
         elif self.mode == "human":
             if self.live:
                 self.stream.write("\r\033[K")  # erase the status line, print above it, redraw it
-            if line is not None:
-                self.stream.write(line + "\n")
+            self.stream.write(line + "\n")
             if self.live:
                 self.stream.write(self.status_line())
         self.stream.flush()
