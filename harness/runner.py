@@ -255,6 +255,11 @@ def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: C
     record = _base_record(spec)
     timings: dict[str, float] = {}
     try:
+        if spec.method not in pm.registry.methods:  # e.g. a worker process, which rebuilds the plugin manager
+            raise LookupError(
+                f"method {spec.method!r} is not registered in this process; worker processes load plugins from "
+                f"DEFAULT_PLUGINS, $HARNESS_PLUGINS and entry points, not those registered in the driver only"
+            )
         method_class: type[Method] = pm.registry.methods[spec.method]
         plugin = pm.registry.method_plugins[spec.method]
         distribution, dist_version = _distribution_of(method_class.__module__)
