@@ -142,16 +142,16 @@ def _check_method_class(method_class: Any, plugin: str) -> None:
 
 
 def make_plugin_manager(autoload: bool | None = None, builtins: bool = True) -> HarnessPluginManager:
-    """A fresh plugin manager with the built-ins, the modules named in $HARNESS_PLUGINS and,
-    unless disabled, entry-point plugins."""
+    """A fresh plugin manager with the built-ins and the modules named in $HARNESS_PLUGINS
+    (unless ``builtins`` is False) and, unless disabled, entry-point plugins."""
     from harness import __version__
 
     pm = HarnessPluginManager()
     if builtins:
         for module_name in DEFAULT_PLUGINS:
             pm.load_module(module_name, source="builtin", version=__version__)
-    for module_name in filter(None, (m.strip() for m in os.environ.get(EXTRA_PLUGINS_ENV, "").split(","))):
-        pm.load_module(module_name, source=f"${EXTRA_PLUGINS_ENV}", version="")
+        for module_name in filter(None, (m.strip() for m in os.environ.get(EXTRA_PLUGINS_ENV, "").split(","))):
+            pm.load_module(module_name, source=f"${EXTRA_PLUGINS_ENV}", version="")
     if autoload is None:
         autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
     if autoload:
