@@ -13,11 +13,11 @@ import pytest
 from harness.executors import DaskExecutor, ProcessExecutor, SerialExecutor, make_executor
 from harness.plugins import make_plugin_manager
 from harness.progress import Progress
-from harness.runner import Settings, plan_run, run_plan
+from harness.runner import Settings, plan_run, run_cell, run_plan
 from harness.store import iter_records
-from harness.testing import TINY_DATASET, tiny_run_settings
+from harness.testing import TINY_DATASET, single_method_pm, tiny_run_settings
 from conftest import MIRROR
-from robustness_methods import PLUGIN_MODULE
+from robustness_methods import PLUGIN_MODULE, Sleepy
 
 TESTS_DIR = str(Path(__file__).resolve().parent)
 NB_CELLS = {"methods": "nb", "datasets": ["github-issues-datasets"], "seeds": [0, 1], "slices": [8, 32, 128]}
@@ -119,6 +119,13 @@ def test_process_executor_fails_bad_cells_and_goes_on(pm, tmp_path):
     (sleepy,) = [r for r in iter_records(Path(settings.results_dir)) if r["method"]["name"] == "sleepy"]
     assert sleepy["details"]["pid"] != os.getpid()
     assert sleepy["details"]["blas_threads"] == max(1, len(os.sched_getaffinity(0)) // 2)
+
+
+def test_a_worker_without_the_method_says_why(pm, tmp_path):
+    (spec,) = plan_run(pm, tiny_run_settings(tmp_path), "explodes", [TINY_DATASET], [0], slices=[8]).cells
+    record = run_cell(spec, pm=single_method_pm(Sleepy))  # as a worker whose plugins lack the method
+    assert record["status"] == "failed"
+    assert record["error"].startswith("LookupError: method 'explodes' is not registered in this process")
 
 
 def test_dask_cluster_gives_the_serial_results(pm, tmp_path, nb_serial, dask_client):
