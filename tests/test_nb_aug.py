@@ -234,6 +234,50 @@ def test_contextual_needs_a_masked_lm(tmp_path):
         contextual(str(tmp_path)).augmented_slice(tiny_multilabel(4), context(tmp_path / "cache"))
 
 
+# ---------------------------------------------------------------- back-translation (tiny seq2seq models)
+
+
+def build_tiny_translator(folder: Path, texts: list[str], seed: int) -> str:
+    """A randomly initialised 1-layer BART and a word-level tokenizer: mechanics only, no meaning."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BartConfig, BartForConditionalGeneration, PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.decoder = decoders.WordPiece()  # words joined by spaces
+    tokenizer.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=["<pad>", "<unk>", "<s>", "</s>"]))
+    bos, eos = tokenizer.token_to_id("<s>"), tokenizer.token_to_id("</s>")
+    tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", bos), ("</s>", eos)])
+    PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", pad_token="<pad>", bos_token="<s>",
+                            eos_token="</s>", model_input_names=["input_ids", "attention_mask"]).save_pretrained(folder)
+    config = BartConfig(vocab_size=tokenizer.get_vocab_size(), d_model=16, encoder_layers=1, decoder_layers=1,
+                        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
+                        max_position_embeddings=64, init_std=0.5, pad_token_id=0, bos_token_id=bos, eos_token_id=eos,
+                        decoder_start_token_id=eos, forced_eos_token_id=eos)
+    torch.manual_seed(seed)
+    model = BartForConditionalGeneration(config)
+    model.generation_config.min_new_tokens = 3  # a random model would stop at once
+    model.save_pretrained(folder)
+    return str(folder)
+
+
+def test_back_translation_with_tiny_translators(tmp_path):
+    pytest.importorskip("transformers")
+    issues = tiny_multilabel(6, seed=2)
+    out = build_tiny_translator(tmp_path / "out", issues.texts, seed=0)
+    back = build_tiny_translator(tmp_path / "back", issues.texts, seed=1)
+    method = make_method(augmenters=["back_translation"], translate_model=out, translate_back_model=back,
+                         translation_max_length=8)
+    first = unshuffled(method.augmented_slice(issues, context(tmp_path / "a")))
+    again = unshuffled(method.augmented_slice(issues, context(tmp_path / "b")))
+    assert first.texts[::2] == issues.texts
+    np.testing.assert_array_equal(first.labels[1::2], issues.labels)
+    assert all(copy and copy != text for copy, text in zip(first.texts[1::2], issues.texts))
+    assert first.texts == again.texts
+
+
 # ---------------------------------------------------------------- missing resources and bad parameters
 
 
