@@ -83,11 +83,25 @@ def test_nli_batched_scores_equal_the_pipeline(tiny_nli, template):
 
     texts = nli_texts()
     hypotheses = [template.format(tag) for tag in TINY_TAGS]
-    batched = nli_scores(texts, hypotheses, model=str(tiny_nli), batch_size=5, device="cpu")
+    # at most 5 pairs and 80 padded tokens per batch: batches of 2 to 5 pairs, all padded
+    batched = nli_scores(texts, hypotheses, model=str(tiny_nli), batch_size=5, batch_tokens=80, device="cpu")
     expected = pipeline_scores(tiny_nli, texts, TINY_TAGS, template)
     assert batched.shape == (len(texts), len(TINY_TAGS))
     assert expected.std() > 0.01  # the random model does separate pairs, so the comparison means something
     np.testing.assert_allclose(batched, expected, atol=1e-5, rtol=0)
+
+
+def test_length_sorted_batches_respect_both_caps():
+    from harness_zeroshot.nli import length_sorted_batches
+
+    lengths = [30, 500, 7, 120, 120, 64, 9, 700]
+    batches = list(length_sorted_batches(lengths, batch_size=3, batch_tokens=256))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))
+    assert [lengths[i] for i in np.concatenate(batches)] == sorted(lengths, reverse=True)
+    for batch in batches:
+        longest = max(lengths[i] for i in batch)
+        assert len(batch) <= 3 and (len(batch) == 1 or len(batch) * longest <= 256)
+    assert [len(b) for b in batches] == [1, 1, 2, 3, 1]  # a pair over the budget still runs, alone
 
 
 def test_nli_needs_an_entailment_label(tmp_path):

@@ -33,7 +33,8 @@ class ZeroShotParams(MethodParams):
         None, gt=0,
         description="tokens per input; None: nli uses the tokenizer's limit (as the pipeline), embedding the core encoder's 128",
     )
-    batch_size: int = Field(32, gt=0)
+    batch_size: int = Field(32, gt=0, description="texts per embedding batch; at most this many pairs per NLI batch")
+    batch_tokens: int = Field(2048, gt=0, description="at most this many padded tokens per NLI batch")
     select_by: SelectBy = "micro"
     device: str | None = Field(None, description="torch device; None: cuda when available, else cpu")
 
@@ -117,7 +118,7 @@ class ZeroShot(Method):
         if p.backend == "nli":
             from harness_zeroshot.nli import nli_scores
 
-            return nli_scores(texts, self.hypotheses, p.model, **common)
+            return nli_scores(texts, self.hypotheses, p.model, batch_tokens=p.batch_tokens, **common)
         from harness_zeroshot.embedding import embedding_scores
 
         return embedding_scores(texts, self.hypotheses, p.model, self.context.cache_dir, **common)

@@ -4,14 +4,16 @@ The numbers are those of transformers' ``ZeroShotClassificationPipeline`` with
 ``multi_label=True``: each pair is tokenized as the pipeline tokenizes it (only the premise is
 truncated, to the tokenizer's limit unless ``max_length`` says otherwise), and a pair's score is
 the softmax over its [contradiction, entailment] logits. The pipeline runs one forward pass per
-pair; here the pairs are sorted by length and run in batches padded to their longest pair.
+pair; here the pairs are sorted by length and run in batches padded to their longest pair, each
+batch capped in pairs and in padded tokens (long pairs in small batches: on a CPU, big batches
+of long pairs cost more per token than small ones).
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -67,12 +69,24 @@ def _tokenize_pairs(tokenizer: Any, premises: list[str], hypotheses: list[str], 
     return [{name: pair[name] for name in names if name in pair} for pair in pairs]
 
 
+def length_sorted_batches(lengths: list[int], batch_size: int, batch_tokens: int) -> Iterator[np.ndarray]:
+    """Indices of ``lengths`` in batches, longest first; a batch holds at most ``batch_size``
+    items and, padded to its longest, at most ``batch_tokens`` tokens (always at least one item)."""
+    order = np.argsort([-n for n in lengths], kind="stable")
+    start = 0
+    while start < len(order):
+        size = max(1, min(batch_size, batch_tokens // lengths[order[start]]))
+        yield order[start:start + size]
+        start += size
+
+
 def nli_scores(
     texts: list[str],
     hypotheses: list[str],
     model: str,
     max_length: int | None = None,
     batch_size: int = 32,
+    batch_tokens: int = 2048,
     device: str | None = None,
     progress: Callable[[str], None] = lambda message: None,
 ) -> np.ndarray:
@@ -88,14 +102,12 @@ def nli_scores(
     # pair p is (text p // L, hypothesis p % L): the row-major layout of the score matrix
     n_tags = len(hypotheses)
     encodings = _tokenize_pairs(tokenizer, [t for t in texts for _ in hypotheses], hypotheses * len(texts), max_length)
-    order = np.argsort([-len(e["input_ids"]) for e in encodings], kind="stable")  # longest first
     # decoder-style models would return a key/value cache we do not need (the pipeline skips it too)
     extra = {"use_cache": False} if "use_cache" in inspect.signature(nli_model.forward).parameters else {}
     progress(f"nli: scoring {len(encodings)} (text, tag) pairs with {model}")
     logits = np.empty((len(encodings), nli_model.config.num_labels), dtype=np.float64)
     with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            chosen = order[start:start + batch_size]
+        for chosen in length_sorted_batches([len(e["input_ids"]) for e in encodings], batch_size, batch_tokens):
             batch = tokenizer.pad([encodings[i] for i in chosen], padding=True, return_tensors="pt").to(device)
             logits[chosen] = nli_model(**batch, **extra).logits.double().cpu().numpy()
     margin = logits[:, entailment] - logits[:, contradiction]
