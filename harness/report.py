@@ -19,7 +19,8 @@ LEADERBOARD_COLUMNS = [
 
 def cell_table(records: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per ok cell; label-free methods ('none' slice) are repeated on every slice of
-    their dataset so that they are drawn as a flat line."""
+    their dataset so that they are drawn as a flat line, or keep their 'none' row when the
+    dataset has no sliced cells to spread them across."""
     rows = [
         {
             "dataset": r["dataset"]["name"],
@@ -40,12 +41,15 @@ def cell_table(records: list[dict[str, Any]]) -> pd.DataFrame:
     for dataset, group in flat.groupby("dataset"):
         sizes = table[table["dataset"] == dataset].groupby(["slice", "seed"], as_index=False)["n"].first()
         if sizes.empty:
+            expanded.append(group)
             continue
         expanded.append(group.drop(columns=["slice", "n"]).merge(sizes, on="seed"))
     return pd.concat(expanded, ignore_index=True)
 
 
 def _slice_order(name: str) -> float:
+    if name == NO_SLICE:  # a label-free method with no sliced cells beside it
+        return -1.0
     return float("inf") if name == "all" else float(name)
 
 
@@ -106,7 +110,7 @@ def write_figure(records: list[dict[str, Any]], dataset: str, folder: Path) -> l
     import seaborn as sns
 
     cells = cell_table(records)
-    cells = cells[cells["dataset"] == dataset].copy()
+    cells = cells[(cells["dataset"] == dataset) & (cells["slice"] != NO_SLICE)].copy()  # 'none' alone has no x
     if cells.empty:
         return []
     # x = the slice's nominal size, as the book plots it; "all" at the mean actual train size

@@ -44,6 +44,15 @@ def test_label_free_method_is_a_flat_line_on_every_slice():
     assert zero_shot["n"].tolist() == [7, 100]
 
 
+def test_label_free_method_alone_keeps_its_row_and_draws_no_figure(tmp_path):
+    records = [_record("zs", "none", 0, 0.45, 0.35, 0)]
+    table = leaderboard(records)
+    assert table[["method", "slice", "micro_f1_mean"]].values.tolist() == [["zs", "none", 0.45]]
+    write_json_atomic(record_path(tmp_path, "toy", "zs", "none", 0), records[0])
+    written = {p.name for p in write_reports(tmp_path)}
+    assert written == {"leaderboard.md", "leaderboard.csv", "leaderboard.tex", "leaderboard.html"}
+
+
 def test_write_reports_from_records_only(tmp_path):
     for i, record in enumerate(RECORDS):
         write_json_atomic(record_path(tmp_path, "toy", record["method"]["label"], record["slice"]["name"], record["seed"]), record)
