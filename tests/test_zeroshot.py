@@ -272,3 +272,27 @@ class TestZeroShotContract(MethodContract):
 
     method_class = ZeroShot
     other_params = {"template": "This issue is about {}."}
+
+
+def test_center_calibration_uses_valid_texts_not_labels(tmp_path):
+    """A tag whose hypothesis is close to every text wins everywhere raw; centering fixes it."""
+    from harness.methods import FitContext, LabeledTexts
+    from harness_zeroshot.method import ZeroShot, ZeroShotParams
+
+    tags = ["a", "b"]
+    valid_scores = np.array([[0.9, 0.2], [0.8, 0.4], [0.85, 0.1], [0.7, 0.5]], dtype=np.float32)
+    labels = np.array([[1, 0], [0, 1], [1, 0], [0, 1]], dtype=np.uint8)
+    context = FitContext(seed=0, tags=tags, dataset="d", fingerprint="f", cache_dir=tmp_path)
+    results = {}
+    for calibrate in ("none", "center"):
+        method = ZeroShot(ZeroShotParams(calibrate=calibrate))
+        method.scores = lambda texts, split: valid_scores[: len(texts)]
+        texts = ["t"] * 4
+        method.fit(LabeledTexts([], np.zeros((0, 2), np.uint8), tags), LabeledTexts(texts, labels, tags), [], context)
+        results[calibrate] = method.predict(texts)
+        shuffled = ZeroShot(ZeroShotParams(calibrate=calibrate))
+        shuffled.scores = method.scores
+        shuffled.fit(LabeledTexts([], np.zeros((0, 2), np.uint8), tags), LabeledTexts(texts, labels[::-1], tags), [], context)
+        np.testing.assert_allclose(shuffled.offset, method.offset)  # labels do not move the offset
+    assert results["center"].tolist() == labels.tolist()
+    assert results["none"].tolist() != labels.tolist()

@@ -36,6 +36,11 @@ class ZeroShotParams(MethodParams):
     batch_size: int = Field(32, gt=0, description="texts per embedding batch; at most this many pairs per NLI batch")
     batch_tokens: int = Field(2048, gt=0, description="at most this many padded tokens per NLI batch")
     select_by: SelectBy = "micro"
+    calibrate: Literal["none", "center"] = Field(
+        "none",
+        description="center: subtract each tag's mean score over the valid texts (no labels used), "
+        "so that hypotheses close to every issue stop winning everywhere",
+    )
     device: str | None = Field(None, description="torch device; None: cuda when available, else cpu")
 
     @field_validator("template")
@@ -62,11 +67,11 @@ class ZeroShot(Method):
     """The book's zero-shot step: score each (issue, tag) pair, then top-k or a threshold."""
 
     name = "zeroshot"
-    version = "1"
+    version = "2"
     uses_labels = False
     Params = ZeroShotParams
     presets = {
-        "default": {"backend": "embedding", "model": "sentence-transformers/all-MiniLM-L6-v2"},
+        "default": {"backend": "embedding", "model": "sentence-transformers/all-MiniLM-L6-v2", "calibrate": "center"},
         "book": {"backend": "nli", "model": "facebook/bart-large-mnli", "template": "This example is {}."},
     }
 
@@ -76,10 +81,12 @@ class ZeroShot(Method):
         self.hypotheses = hypotheses_for(list(context.tags), self.params.template, descriptions)
         self.score_sources: dict[str, str] = {}  # split -> "computed" or "cache", for the record
         valid_scores = self.scores(valid.texts, split="valid")
-        self.choice: RuleChoice = choose_rule(valid_scores, valid.labels, self.params.select_by)
+        # the offset comes from valid texts alone, never from their labels
+        self.offset = valid_scores.mean(axis=0) if self.params.calibrate == "center" else np.zeros(len(context.tags))
+        self.choice: RuleChoice = choose_rule(valid_scores - self.offset, valid.labels, self.params.select_by)
 
     def predict(self, texts: list[str]) -> np.ndarray:
-        return self.choice.rule.apply(self.scores(texts, split="test"))
+        return self.choice.rule.apply(self.scores(texts, split="test") - self.offset)
 
     def details(self) -> dict[str, Any]:
         top_k, top_k_f1 = self.choice.best_top_k
@@ -90,6 +97,7 @@ class ZeroShot(Method):
             "best_top_k": {**top_k.as_dict(), "valid_f1": round(top_k_f1, 5)},
             "best_threshold": {**threshold.as_dict(), "valid_f1": round(threshold_f1, 5)},
             "hypotheses": self.hypotheses,
+            "calibration_offset": [round(float(v), 5) for v in self.offset],
             "scores": self.score_sources,
         }
 
