@@ -21,7 +21,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 pytest.importorskip("transformers")
 
 # Small, fast settings; the tests add "model": the tiny BERT's folder.
-FAST = {"max_length": 32, "epochs": 5, "learning_rate": 2e-3, "batch_size": 4}
+FAST = {"max_length": 32, "epochs": 5, "learning_rate": 2e-3, "batch_size": 4, "tune_threshold": False,
+        "precision": "fp32"}
 FAST_DA = {**FAST, "da_epochs": 2, "da_batch_size": 16, "da_learning_rate": 1e-3, "da_max_length": 32,
            "da_max_texts": 200, "da_eval_texts": 8}
 
@@ -206,11 +207,15 @@ def test_out_of_memory_names_what_to_lower():
             raise ValueError("unrelated")
 
 
-def test_tuned_threshold_is_chosen_on_valid(tiny_bert, tmp_path):
-    train, valid, _ = tiny_splits()
-    method = FineTune(FineTune.Params(**{**FAST, "tune_threshold": True, "epochs": 2}, model=tiny_bert))
-    method.fit(train, valid, [], context(tmp_path))
+def test_bf16_with_a_threshold_tuned_on_valid(tiny_bert, tmp_path):
+    # what the default preset does on a CPU with native bf16
     from harness_finetune.classifier import THRESHOLD_GRID
 
-    assert method.details()["threshold"] in THRESHOLD_GRID
-    assert all(row["threshold"] in THRESHOLD_GRID for row in method.details()["epochs"])
+    train, valid, test = tiny_splits()
+    method = FineTune(FineTune.Params(**{**FAST, "tune_threshold": True, "precision": "bf16", "epochs": 2}, model=tiny_bert))
+    method.fit(train, valid, [], context(tmp_path))
+    details = method.details()
+    assert details["precision"] == "bf16"
+    assert details["threshold"] in THRESHOLD_GRID
+    assert all(row["threshold"] in THRESHOLD_GRID for row in details["epochs"])
+    assert method.predict(test.texts).shape == (len(test), len(test.tags))

@@ -187,6 +187,7 @@ def _train_mlm(model: Any, tokenizer: Any, features: list[dict[str, list[int]]],
             logging_strategy="epoch",
             train_sampling_strategy="group_by_length",
             bf16=settings.bf16,
+            use_cpu=not torch.cuda.is_available(),  # the Trainer refuses bf16 on CPU otherwise
             seed=settings.seed,
             data_seed=settings.seed,
             report_to="none",

@@ -147,6 +147,7 @@ def fine_tune(
             logging_strategy="epoch",
             train_sampling_strategy="group_by_length",
             bf16=settings.bf16,
+            use_cpu=not torch.cuda.is_available(),  # the Trainer refuses bf16 on CPU otherwise
             seed=seed,
             data_seed=seed,
             report_to="none",

@@ -23,16 +23,17 @@ class FineTuneParams(MethodParams):
 
     model: str = DEFAULT_MODEL  # hub name, alias or local folder (harness.models.resolve_model)
     max_length: int = Field(64, ge=8, le=4096)  # tokens kept per text
-    epochs: int = Field(6, ge=1)
+    epochs: int = Field(5, ge=1)
     learning_rate: float = Field(1e-4, gt=0)
     lr_scheduler: Literal["constant", "linear", "cosine"] = "constant"
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(4, ge=1)
     eval_batch_size: int = Field(32, ge=1)
     weight_decay: float = Field(0.0, ge=0)
     threshold: float = Field(0.5, gt=0, lt=1)  # a tag is predicted when its sigmoid score exceeds this
-    tune_threshold: bool = False  # instead pick the threshold with the best valid micro F1 per epoch
+    tune_threshold: bool = True  # instead pick the threshold with the best valid micro F1 per epoch
     seed: int | None = None  # training seed; None = the cell's seed
-    bf16: bool = False  # bfloat16 autocast (mixed precision)
+    # bf16 = bfloat16 autocast (mixed precision); auto = bf16 where the hardware computes it natively
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
 
 
 BOOK_FINETUNE = {
@@ -47,7 +48,7 @@ BOOK_FINETUNE = {
     "threshold": 0.5,
     "tune_threshold": False,
     "seed": 42,
-    "bf16": False,
+    "precision": "fp32",
 }
 
 
@@ -83,10 +84,11 @@ class FineTune(Method):
 
     def fit(self, train: LabeledTexts, valid: LabeledTexts, unlabeled: list[str], context: FitContext) -> None:
         from .classifier import ClassifierSettings, fine_tune
-        from .runtime import local_model_folder, prepare_torch
+        from .runtime import local_model_folder, prepare_torch, resolve_precision
 
         p = self.params
         self._stage_s: dict[str, float] = {}
+        self._precision = resolve_precision(p.precision)
         seed = p.seed if p.seed is not None else context.seed
         prepare_torch(seed)
         base_folder = local_model_folder(p.model)
@@ -95,7 +97,7 @@ class FineTune(Method):
         settings = ClassifierSettings(
             max_length=p.max_length, epochs=p.epochs, learning_rate=p.learning_rate, lr_scheduler=p.lr_scheduler,
             batch_size=p.batch_size, eval_batch_size=p.eval_batch_size, weight_decay=p.weight_decay,
-            threshold=p.threshold, tune_threshold=p.tune_threshold, bf16=p.bf16,
+            threshold=p.threshold, tune_threshold=p.tune_threshold, bf16=self._precision == "bf16",
         )
         tick = time.perf_counter()
         self._fitted = fine_tune(start_folder, train, valid, settings, seed, context.progress,
@@ -114,7 +116,7 @@ class FineTune(Method):
             return np.zeros((0, fitted.model.config.num_labels), dtype=np.uint8)
         tick = time.perf_counter()
         scores = predict_probabilities(fitted.model, fitted.tokenizer, texts, self.params.max_length,
-                                       self.params.eval_batch_size, self.params.bf16)
+                                       self.params.eval_batch_size, self._precision == "bf16")
         self._stage_s["predict_s"] = round(time.perf_counter() - tick, 2)
         return (scores > fitted.threshold).astype(np.uint8)
 
@@ -123,6 +125,7 @@ class FineTune(Method):
         return {
             "best_epoch": fitted.best_epoch,
             "threshold": fitted.threshold,
+            "precision": self._precision,
             "valid_micro_f1_per_epoch": [row["valid_micro_f1"] for row in fitted.epochs],
             "epochs": fitted.epochs,
             "stage_s": dict(self._stage_s),
@@ -144,7 +147,7 @@ class AdaptFineTune(FineTune):
         settings = AdaptationSettings(
             epochs=p.da_epochs, batch_size=p.da_batch_size, learning_rate=p.da_learning_rate,
             max_length=p.da_max_length, max_texts=p.da_max_texts, eval_texts=p.da_eval_texts,
-            mlm_probability=p.mlm_probability, seed=p.da_seed, bf16=p.bf16,
+            mlm_probability=p.mlm_probability, seed=p.da_seed, bf16=self._precision == "bf16",
         )
         cache_path = context.cache_path(
             "adapted_lm", context.fingerprint, p.model, stable_hash(unlabeled), stable_hash(vars(settings))

@@ -40,6 +40,17 @@ def prepare_torch(seed: int) -> None:
     transformers.set_seed(seed)
 
 
+def resolve_precision(precision: str) -> str:
+    """'fp32' or 'bf16'; 'auto' is bf16 where the hardware computes it natively (a CUDA GPU with
+    bf16, or a CPU whose oneDNN has bf16 kernels, i.e. AVX-512 or Arm bf16), else fp32."""
+    if precision != "auto":
+        return precision
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return "bf16" if native else "fp32"
+
+
 def local_model_folder(name_or_path: str) -> str:
     """The model's local folder, or harness.models.ModelResolutionError naming the ``model`` parameter."""
     return resolve_model(name_or_path, parameter="model")
