@@ -120,8 +120,9 @@ def _train(base_folder: str, unlabeled: list[str], settings: AdaptationSettings,
         log_history = _train_mlm(model, tokenizer, train_features, settings, report)
         train_s = time.perf_counter() - tick
         loss_after = masked_lm_loss(model, held_out_batches, settings.bf16)
-    model.save_pretrained(out)  # safetensors
-    tokenizer.save_pretrained(out)
+    with quiet_transformers():
+        model.save_pretrained(out)  # safetensors
+        tokenizer.save_pretrained(out)
     return {
         "base_model": base_folder,
         "settings": dataclasses.asdict(settings),
