@@ -7,6 +7,7 @@ dataset's unlabeled pool (domain adaptation, trained once and cached).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any, Literal
 
@@ -150,7 +151,7 @@ class AdaptFineTune(FineTune):
             mlm_probability=p.mlm_probability, seed=p.da_seed, bf16=self._precision == "bf16",
         )
         cache_path = context.cache_path(
-            "adapted_lm", context.fingerprint, p.model, stable_hash(unlabeled), stable_hash(vars(settings))
+            "adapted_lm", context.fingerprint, p.model, stable_hash(unlabeled), stable_hash(dataclasses.asdict(settings))
         )
         tick = time.perf_counter()
         folder, self._adaptation = adapted_model(base_folder, cache_path, unlabeled, settings, context.progress)
