@@ -83,6 +83,7 @@ def adapted_model(
         try:
             info = _train(base_folder, unlabeled, settings, staging, report)
             (staging / INFO_FILE).write_text(json.dumps(info, indent=1), encoding="utf-8")
+            staging.chmod(0o755)  # mkdtemp makes it private; the cache is shared like its other folders
             os.rename(staging, cache_path)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
