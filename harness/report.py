@@ -116,7 +116,7 @@ def write_figure(records: list[dict[str, Any]], dataset: str, folder: Path) -> l
     # x = the slice's nominal size, as the book plots it; "all" at the mean actual train size
     all_n = cells.loc[cells["slice"] == "all", "n"].mean()
     cells["samples"] = [all_n if s == "all" else float(s) for s in cells["slice"]]
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    figure, axes = plt.subplots(1, 2, figsize=(12.5, 4.2), sharey=True)
     for axis, metric, title in ((axes[0], "micro_f1", "Micro F1"), (axes[1], "macro_f1", "Macro F1")):
         sns.lineplot(data=cells, x="samples", y=metric, hue="method", errorbar="sd", marker="o", ax=axis,
                      hue_order=sorted(cells["method"].unique()))
@@ -130,9 +130,10 @@ def write_figure(records: list[dict[str, Any]], dataset: str, folder: Path) -> l
         if axis is axes[0]:
             axis.get_legend().remove()
         else:
-            axis.legend(loc="lower right", fontsize="small")
-    seeds = cells["seed"].nunique()
-    figure.suptitle(f"{dataset}: test F1 vs training samples ({seeds} seed{'s' if seeds > 1 else ''}; band = ±1 sd)")
+            axis.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", title="method")
+    per_method = cells.groupby("method")["seed"].nunique()
+    seeds = f"{per_method.min()}" if per_method.min() == per_method.max() else f"{per_method.min()} to {per_method.max()}"
+    figure.suptitle(f"{dataset}: test F1 vs training samples ({seeds} seeds per method; band = ±1 sd)")
     figure.tight_layout()
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{safe_name(dataset)}.png", folder / f"{safe_name(dataset)}.svg"]
