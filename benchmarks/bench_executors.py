@@ -37,6 +37,29 @@ def cell_results(results_dir: Path) -> dict[str, tuple]:
     return out
 
 
+def _burn(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
+
+
+def machine_ceiling(n: int = 20_000_000) -> float:
+    """Speed-up of two processes over one on pure-Python work with no harness at all: what
+    this machine's cores allow (shared virtual cores give less than 2x)."""
+    import multiprocessing
+
+    start = time.perf_counter()
+    _burn(n), _burn(n)
+    serial = time.perf_counter() - start
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        pool.map(_burn, [1000, 1000])  # start-up not counted
+        start = time.perf_counter()
+        pool.map(_burn, [n, n])
+        parallel = time.perf_counter() - start
+    return serial / parallel
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", required=True, type=Path, help="folder holding github-issues-datasets.jsonl.gz")
@@ -61,6 +84,7 @@ def main() -> int:
 
     print(f"{args.seeds * 6} nb cells ({', '.join(overrides) or 'default parameters'}), {os.cpu_count()} cores")
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"machine ceiling: 2 bare processes on pure-Python work run x{machine_ceiling():.2f} faster than 1")
     seconds, results = {}, {}
     for way, extra in WAYS.items():
         folder = work / way.replace(" ", "_").replace(",", "")
