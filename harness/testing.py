@@ -56,6 +56,28 @@ def tiny_multilabel(n: int = 60, seed: int = 0) -> LabeledTexts:
     return LabeledTexts(texts, labels, list(TINY_TAGS))
 
 
+def save_tiny_bert_tokenizer(folder: Path, texts: list[str], max_length: int = 64) -> int:
+    """Train a lower-casing word-level BERT-style tokenizer on ``texts`` and save it to ``folder``
+    (for tiny models built inside tests). Returns the vocabulary size."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokenizer = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=specials))
+    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+        mask_token="[MASK]", model_max_length=max_length,
+    ).save_pretrained(folder)
+    return tokenizer.get_vocab_size()
+
+
 @pytest.fixture
 def harness_pm() -> HarnessPluginManager:
     """A fresh plugin manager with the built-ins and no entry-point autoload."""

@@ -12,7 +12,7 @@ import pytest
 
 from harness.methods import FitContext, LabeledTexts
 from harness.models import ModelResolutionError
-from harness.testing import TINY_TAGS, MethodContract, tiny_multilabel, tiny_splits
+from harness.testing import TINY_TAGS, MethodContract, save_tiny_bert_tokenizer, tiny_multilabel, tiny_splits
 from harness_finetune import AdaptFineTune, FineTune
 
 # Idle-waiting OpenMP threads: on a CPU shared with other processes, spinning threads make torch
@@ -37,23 +37,10 @@ def unlabeled_texts(n: int = 120, seed: int = 1) -> list[str]:
 def build_tiny_bert(folder: Path) -> None:
     """A 2-layer BERT without an MLM head (like the MiniLM checkpoint) and its tokenizer."""
     import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+    from transformers import BertConfig, BertModel
 
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tokenizer = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.Lowercase()
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.train_from_iterator(tiny_multilabel(200).texts + unlabeled_texts(), trainers.WordLevelTrainer(special_tokens=specials))
-    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
-    )
-    PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
-        mask_token="[MASK]", model_max_length=64,
-    ).save_pretrained(folder)
-    config = BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+    vocab_size = save_tiny_bert_tokenizer(folder, tiny_multilabel(200).texts + unlabeled_texts())
+    config = BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=64)
     torch.manual_seed(0)
     BertModel(config).save_pretrained(folder)

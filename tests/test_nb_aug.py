@@ -17,7 +17,7 @@ import harness_nb_aug
 from harness.methods import FitContext, LabeledTexts
 from harness.models import ModelResolutionError
 from harness.params import ParamError, build_params
-from harness.testing import TINY_TAGS, MethodContract, tiny_multilabel
+from harness.testing import TINY_TAGS, MethodContract, save_tiny_bert_tokenizer, tiny_multilabel
 from harness_nb_aug import NaiveBayesAugmented, augmenter_spec
 from harness_nb_aug.augmenters import build_augmenter
 from harness_nb_aug.resources import MissingResourceError, shipped_wordnet_folder
@@ -160,23 +160,10 @@ def test_more_copies_later_only_computes_the_new_ones(train, tmp_path):
 def build_tiny_masked_lm(folder: Path, texts: list[str]) -> Path:
     """A randomly initialised 2-layer BERT with an MLM head and a word-level tokenizer on ``texts``."""
     import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
+    from transformers import BertConfig, BertForMaskedLM
 
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tokenizer = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.Lowercase()
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=specials))
-    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
-    )
-    PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
-        mask_token="[MASK]", model_max_length=64,
-    ).save_pretrained(folder)
-    config = BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+    vocab_size = save_tiny_bert_tokenizer(folder, texts)
+    config = BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=64, initializer_range=0.5)
     torch.manual_seed(0)
     BertForMaskedLM(config).save_pretrained(folder)
