@@ -63,7 +63,7 @@ def machine_ceiling(n: int = 20_000_000) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", required=True, type=Path, help="folder holding github-issues-datasets.jsonl.gz")
-    parser.add_argument("--seeds", type=int, default=10, help="slice seeds 0..N-1 (6 cells each)")
+    parser.add_argument("--seeds", type=int, default=20, help="slice seeds 0..N-1 (6 cells each)")
     parser.add_argument("--set", dest="overrides", action="append", default=None, help="nb parameter override")
     parser.add_argument("--min-speedup", type=float, default=1.7)
     parser.add_argument("--work-dir", type=Path, default=None, help="default: a temporary folder")

@@ -364,6 +364,7 @@ class DaskExecutor:
                         future = client.submit(_run_on_dask_worker, fn, spec, topic, cell_id,
                                                resources=spec.resources or None, pure=False)
                         running[cell_id] = _DaskCell(future, spec, time.monotonic())
+                        future.add_done_callback(lambda _, cell_id=cell_id: events.put((None, {"cell": cell_id, "kind": "done"})))
                     if not running:
                         return
                     self._read_events(events, running, on_message)
@@ -379,7 +380,7 @@ class DaskExecutor:
 
     @staticmethod
     def _read_events(events: queue.Queue, running: dict[int, _DaskCell], on_message: MessageFn | None) -> None:
-        """Start and progress events from the workers; waits a little when there are none."""
+        """Start, progress and done events (a done one only wakes the loop); waits a little when there are none."""
         try:
             batch = [events.get(timeout=0.2)]
         except queue.Empty:
@@ -395,7 +396,7 @@ class DaskExecutor:
                 continue
             if event["kind"] == "start":
                 cell.started, cell.worker = time.monotonic(), event["worker"]
-            elif on_message is not None:
+            elif event["kind"] == "message" and on_message is not None:
                 on_message(cell.spec, event["text"])
 
     def _abandon(self, client: Any, cell: _DaskCell) -> str:
