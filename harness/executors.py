@@ -284,6 +284,16 @@ def _timeout_error(seconds: float, action: str) -> str:
 
 # ---------------------------------------------------------------- Dask distributed
 
+# For the LocalCluster the harness starts: Dask's statistical profiler (every 10 ms) and its
+# monitors (event loop tick, system and memory) take a few % of every CPU-bound cell on a small
+# machine, for a dashboard nobody looks at here; cells last seconds to hours, so slower is fine.
+LOCAL_CLUSTER_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "5s",
+    "distributed.worker.memory.monitor-interval": "1s",
+}
+
 def _run_on_dask_worker(fn: CellFn, spec: CellSpec, topic: str, cell_id: int) -> dict[str, Any]:
     """The task a Dask worker runs: tells the driver it started, forwards progress messages."""
     from distributed import get_worker
@@ -330,6 +340,7 @@ class DaskExecutor:
     @contextlib.contextmanager
     def client(self) -> Iterator[Any]:
         try:
+            import dask
             from distributed import Client, LocalCluster
         except ImportError as exc:
             raise ValueError("--executor dask needs Dask distributed: pip install 'fewlabels-harness[dask]'") from exc
@@ -337,7 +348,7 @@ class DaskExecutor:
             with Client(self.scheduler) as client:
                 yield client
             return
-        with _children_ignore_ctrl_c():  # the nannies and their workers
+        with _children_ignore_ctrl_c(), dask.config.set(LOCAL_CLUSTER_CONFIG):
             cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True, dashboard_address=None)
         with cluster, Client(cluster) as client:
             yield client
@@ -348,10 +359,11 @@ class DaskExecutor:
             client.subscribe_topic(topic, events.put)
             running: dict[int, _DaskCell] = {}
             pending, ids = iter(specs), itertools.count()
-            more = True
+            more, capacity = True, 1
             try:
                 while True:
-                    capacity = max(1, sum(client.nthreads().values()))
+                    if more and len(running) < capacity:  # a free slot: how many worker threads are there now?
+                        capacity = max(1, sum(client.nthreads().values()))
                     while more and len(running) < capacity:
                         spec = next(pending, None)
                         if spec is None:
@@ -367,7 +379,7 @@ class DaskExecutor:
                         future.add_done_callback(lambda _, cell_id=cell_id: events.put((None, {"cell": cell_id, "kind": "done"})))
                     if not running:
                         return
-                    self._read_events(events, running, on_message)
+                    self._read_events(events, running, on_message, wait=1.0 if self.cell_timeout is None else 0.2)
                     for cell_id, cell in list(running.items()):
                         if cell.future.done():
                             del running[cell_id]
@@ -379,10 +391,10 @@ class DaskExecutor:
                 client.cancel([cell.future for cell in running.values()])
 
     @staticmethod
-    def _read_events(events: queue.Queue, running: dict[int, _DaskCell], on_message: MessageFn | None) -> None:
-        """Start, progress and done events (a done one only wakes the loop); waits a little when there are none."""
+    def _read_events(events: queue.Queue, running: dict[int, _DaskCell], on_message: MessageFn | None, wait: float) -> None:
+        """Start, progress and done events (a done one only wakes the loop); waits up to ``wait`` s for one."""
         try:
-            batch = [events.get(timeout=0.2)]
+            batch = [events.get(timeout=wait)]
         except queue.Empty:
             return
         while True:
