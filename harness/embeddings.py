@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Literal
@@ -20,6 +18,7 @@ import numpy as np
 from harness.locks import artifact_lock
 from harness.methods import stable_hash
 from harness.models import resolve_model
+from harness.store import write_json_atomic, write_npy_atomic
 
 
 @dataclass(frozen=True)
@@ -62,11 +61,8 @@ class EmbeddingCache:
     def _save(self, keys: list[str], vectors: np.ndarray) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "spec.json").write_text(json.dumps(asdict(self.spec), indent=1))
-        for name, write in (("vectors.npy", lambda f: np.save(f, vectors)), ("keys.json", lambda f: f.write(json.dumps(keys).encode()))):
-            fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
-            with os.fdopen(fd, "wb") as handle:
-                write(handle)
-            os.replace(tmp, self.folder / name)
+        write_npy_atomic(self.folder / "vectors.npy", vectors)
+        write_json_atomic(self.folder / "keys.json", keys)
 
     def embed(
         self,

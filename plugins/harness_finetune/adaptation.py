@@ -9,16 +9,14 @@ reader never sees half a model.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import json
 import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -30,6 +28,8 @@ from transformers import (
     Trainer,
     TrainingArguments,
 )
+
+from harness.locks import artifact_lock
 
 from .runtime import ProgressReporter, explain_out_of_memory, load_pretrained, quiet_transformers
 
@@ -76,7 +76,7 @@ def adapted_model(
     info_path = cache_path / INFO_FILE
     if info_path.exists():
         return str(cache_path), {**json.loads(info_path.read_text(encoding="utf-8")), "reused": True}
-    with _exclusive_lock(cache_path.with_name(cache_path.name + ".lock")):
+    with artifact_lock(cache_path):
         if info_path.exists():  # another process finished it while we waited for the lock
             return str(cache_path), {**json.loads(info_path.read_text(encoding="utf-8")), "reused": True}
         staging = Path(tempfile.mkdtemp(prefix=cache_path.name + ".tmp-", dir=cache_path.parent))
@@ -88,16 +88,6 @@ def adapted_model(
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return str(cache_path), {**info, "reused": False}
-
-
-@contextlib.contextmanager
-def _exclusive_lock(path: Path) -> Iterator[None]:
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _train(base_folder: str, unlabeled: list[str], settings: AdaptationSettings, out: Path,

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from harness.embeddings import text_key
+from harness.locks import artifact_lock
 from harness.store import write_json_atomic
 
 
@@ -45,9 +46,11 @@ class AugmentedTextCache:
         """Write the copies, merged with what another process may have written meanwhile."""
         if not self._added:
             return
-        on_disk = self._read()
-        for key, stored in on_disk.items():
-            if len(stored) > len(self.copies.get(key, [])):
-                self.copies[key] = stored
-        write_json_atomic(self.path, {"augmenter": self.description, "copies": self.copies})
+        # Read, merge and write under the file's lock, so concurrent cells never drop each other's copies.
+        with artifact_lock(self.path):
+            on_disk = self._read()
+            for key, stored in on_disk.items():
+                if len(stored) > len(self.copies.get(key, [])):
+                    self.copies[key] = stored
+            write_json_atomic(self.path, {"augmenter": self.description, "copies": self.copies})
         self._added = False

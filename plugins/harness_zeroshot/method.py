@@ -8,8 +8,6 @@ every seed and rerun after the first costs a file read.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,7 +15,9 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from harness.embeddings import text_key
+from harness.locks import artifact_lock
 from harness.methods import FitContext, LabeledTexts, Method, MethodParams, stable_hash
+from harness.store import write_npy_atomic
 
 from harness_zeroshot.rules import RuleChoice, SelectBy, choose_rule
 
@@ -108,15 +108,24 @@ class ZeroShot(Method):
             "zeroshot_scores", SCORES_VERSION, self.context.fingerprint, p.backend, p.model, self.hypotheses,
             p.max_length, stable_hash([text_key(t) for t in texts]),
         ).with_suffix(".npy")
-        if path.exists():
-            cached = np.load(path)
-            if cached.shape == (len(texts), len(self.hypotheses)):
-                self.score_sources[split] = "cache"
-                return cached
-        scores = self._compute(texts)
-        _save_atomically(path, scores)
-        self.score_sources[split] = "computed"
-        return scores
+        cached = self._cached(path, len(texts))
+        if cached is None:
+            # one process scores, concurrent cells of other seeds wait and then read its matrix
+            with artifact_lock(path):
+                cached = self._cached(path, len(texts))
+                if cached is None:
+                    scores = self._compute(texts)
+                    write_npy_atomic(path, scores)
+                    self.score_sources[split] = "computed"
+                    return scores
+        self.score_sources[split] = "cache"
+        return cached
+
+    def _cached(self, path: Path, n_texts: int) -> np.ndarray | None:
+        if not path.exists():
+            return None
+        cached = np.load(path)
+        return cached if cached.shape == (n_texts, len(self.hypotheses)) else None
 
     def _compute(self, texts: list[str]) -> np.ndarray:
         p = self.params
@@ -130,10 +139,3 @@ class ZeroShot(Method):
         from harness_zeroshot.embedding import embedding_scores
 
         return embedding_scores(texts, self.hypotheses, p.model, self.context.cache_dir, **common)
-
-
-def _save_atomically(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "wb") as handle:
-        np.save(handle, array)
-    os.replace(tmp, path)
