@@ -91,6 +91,27 @@ def test_nli_batched_scores_equal_the_pipeline(tiny_nli, template):
     np.testing.assert_allclose(batched, expected, atol=1e-5, rtol=0)
 
 
+def test_bf16_scores_stay_close_to_fp32_on_a_minilm_sized_model(tmp_path):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from harness.models import resolve_model
+    from harness_zeroshot.nli import nli_scores
+
+    body = resolve_model(MINILM)  # MiniLM body with a seeded NLI head: real-sized activations
+    torch.manual_seed(0)
+    labels = NLI_LABELS["contradiction first"]
+    AutoModelForSequenceClassification.from_pretrained(
+        body, num_labels=3, label2id=labels, id2label={i: label for label, i in labels.items()}
+    ).save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(body).save_pretrained(tmp_path)
+    texts, hypotheses = nli_texts(), [f"This example is {tag}." for tag in TINY_TAGS]
+    exact = nli_scores(texts, hypotheses, model=str(tmp_path), device="cpu")
+    fast = nli_scores(texts, hypotheses, model=str(tmp_path), device="cpu", precision="bf16")
+    difference = np.abs(fast - exact).max()
+    assert 1e-5 < difference < 1e-2  # computed in bf16, and still close
+
+
 def test_length_sorted_batches_respect_both_caps():
     from harness_zeroshot.nli import length_sorted_batches
 
@@ -153,6 +174,8 @@ def test_nli_method_caches_scores_per_split(tiny_nli, tmp_path, monkeypatch):
     assert again.details()["rule"] == first.details()["rule"]
     with pytest.raises(ScoresNotCached):  # another template is another cache entry
         _fit({**params, "template": "This issue is about {}."}, tmp_path)
+    with pytest.raises(ScoresNotCached):  # and so is another precision
+        _fit({**params, "precision": "bf16"}, tmp_path)
 
 
 @pytest.fixture(scope="module")

@@ -41,6 +41,11 @@ class ZeroShotParams(MethodParams):
         description="center: subtract each tag's mean score over the valid texts (no labels used), "
         "so that hypotheses close to every issue stop winning everywhere",
     )
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32",
+        description="nli forward passes: fp32 gives the transformers pipeline's scores; bf16 (autocast) is faster "
+        "on GPUs and bf16-capable CPUs, with scores a little off (see benchmarks/bench_zeroshot.py)",
+    )
     device: str | None = Field(None, description="torch device; None: cuda when available, else cpu")
 
     @field_validator("template")
@@ -106,7 +111,7 @@ class ZeroShot(Method):
         p = self.params
         path = self.context.cache_path(
             "zeroshot_scores", SCORES_VERSION, self.context.fingerprint, p.backend, p.model, self.hypotheses,
-            p.max_length, stable_hash([text_key(t) for t in texts]),
+            p.max_length, p.precision if p.backend == "nli" else None, stable_hash([text_key(t) for t in texts]),
         ).with_suffix(".npy")
         cached = self._cached(path, len(texts))
         if cached is None:
@@ -135,7 +140,7 @@ class ZeroShot(Method):
         if p.backend == "nli":
             from harness_zeroshot.nli import nli_scores
 
-            return nli_scores(texts, self.hypotheses, p.model, batch_tokens=p.batch_tokens, **common)
+            return nli_scores(texts, self.hypotheses, p.model, batch_tokens=p.batch_tokens, precision=p.precision, **common)
         from harness_zeroshot.embedding import embedding_scores
 
         return embedding_scores(texts, self.hypotheses, p.model, self.context.cache_dir, **common)
