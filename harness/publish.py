@@ -201,6 +201,10 @@ def _fmt(value: float) -> str:
     return f"{value:.4f}"
 
 
+def _fmt_std(value: float) -> str:
+    return "" if math.isnan(value) else _fmt(value)  # one seed: no spread to show
+
+
 def _slice_sort_value(name: str) -> float:
     return 1e12 if name == "all" else float(name)  # 'all' sorts after every numbered slice
 
@@ -219,8 +223,8 @@ def _dataset_page(dataset: str, items: list[SourcedRecord], conflicts: list[Conf
         rows.append({
             "method": row.method, "slice": row.slice, "slice_sort": _slice_sort_value(row.slice),
             "n": f"{row.n:.1f}".removesuffix(".0"), "n_sort": row.n, "seeds": int(row.seeds),
-            "micro": _fmt(row.micro_f1_mean), "micro_sort": row.micro_f1_mean, "micro_std": _fmt(row.micro_f1_std),
-            "macro": _fmt(row.macro_f1_mean), "macro_sort": row.macro_f1_mean, "macro_std": _fmt(row.macro_f1_std),
+            "micro": _fmt(row.micro_f1_mean), "micro_sort": row.micro_f1_mean, "micro_std": _fmt_std(row.micro_f1_std),
+            "macro": _fmt(row.macro_f1_mean), "macro_sort": row.macro_f1_mean, "macro_std": _fmt_std(row.macro_f1_std),
             "records": [(f"seed {i.record['seed']}", quote(i.site_path)) for i in links.get(key, [])],
             "disputed": key in disputed,
         })

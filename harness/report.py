@@ -64,7 +64,7 @@ def leaderboard(records: list[dict[str, Any]]) -> pd.DataFrame:
         micro_f1_mean=("micro_f1", "mean"), micro_f1_std=("micro_f1", "std"),
         macro_f1_mean=("macro_f1", "mean"), macro_f1_std=("macro_f1", "std"),
     ).reset_index()
-    table[["micro_f1_std", "macro_f1_std"]] = table[["micro_f1_std", "macro_f1_std"]].fillna(0.0)
+    # one seed has no spread: its std stays NaN (an empty CSV cell, no "±" shown), not a false 0
     table["order"] = table["slice"].map(_slice_order)
     table = table.sort_values(["dataset", "method", "order"]).drop(columns="order")
     return table[LEADERBOARD_COLUMNS].reset_index(drop=True)
@@ -74,7 +74,7 @@ def _display(table: pd.DataFrame) -> pd.DataFrame:
     shown = table.copy()
     shown["n"] = shown["n"].round(1)
     for metric in ("micro_f1", "macro_f1"):
-        shown[metric] = [f"{m:.4f} ± {s:.4f}" for m, s in zip(shown[f"{metric}_mean"], shown[f"{metric}_std"])]
+        shown[metric] = [f"{m:.4f}" if pd.isna(s) else f"{m:.4f} ± {s:.4f}" for m, s in zip(shown[f"{metric}_mean"], shown[f"{metric}_std"])]
     return shown[["dataset", "method", "slice", "n", "seeds", "micro_f1", "macro_f1"]]
 
 

@@ -61,6 +61,19 @@ def test_write_reports_from_records_only(tmp_path):
     csv = pd.read_csv(tmp_path / "leaderboard.csv", dtype={"slice": str})
     assert list(csv.columns) == LEADERBOARD_COLUMNS and len(csv) == 4
     assert "0.5500 ± 0.0707" in (tmp_path / "leaderboard.md").read_text()
+
+
+def test_one_seed_shows_no_spread(tmp_path):
+    records = [_record("ft", "8", 0, 0.50, 0.20, 6), *RECORDS[:2]]
+    table = leaderboard(records)
+    one_seed = table[table["method"] == "ft"].iloc[0]
+    assert one_seed["seeds"] == 1 and pd.isna(one_seed["micro_f1_std"])  # unknown, not 0
+    for record in records:
+        write_json_atomic(record_path(tmp_path, "toy", record["method"]["label"], "8", record["seed"]), record)
+    write_reports(tmp_path)
+    rows = {line.split("|")[2].strip(): line for line in (tmp_path / "leaderboard.md").read_text().splitlines()[2:]}
+    assert "| 0.5000 " in rows["ft"] and "±" not in rows["ft"]
+    assert "0.5500 ± 0.0707" in rows["nb"]
     assert (tmp_path / "figures" / "toy.png").stat().st_size > 10_000
 
 
