@@ -31,39 +31,10 @@ import numpy as np
 
 from harness.config import load_config
 from harness.data import prepare
-from harness.models import resolve_model
 from harness_zeroshot.nli import nli_scores
+from harness_zeroshot.reference import build_minilm_nli, pipeline_per_text
 
-NLI_LABELS = {"contradiction": 0, "neutral": 1, "entailment": 2}
 TEMPLATE = "This example is {}."
-
-
-def build_minilm_nli(folder: Path, max_tokens: int) -> Path:
-    """MiniLM body + a new 3-label NLI head (seeded), saved with its tokenizer (limit ``max_tokens``)."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    folder = folder / f"minilm-nli-{max_tokens}"
-    if (folder / "config.json").exists():
-        return folder
-    source = resolve_model("sentence-transformers/all-MiniLM-L6-v2")
-    torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        source, num_labels=3, label2id=NLI_LABELS, id2label={i: label for label, i in NLI_LABELS.items()}
-    )
-    model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(source, model_max_length=max_tokens).save_pretrained(folder)
-    return folder
-
-
-def pipeline_per_text(pipe, texts: list[str], tags: list[str]) -> np.ndarray:
-    """The book's way: one pipeline call per issue; scores put back in tag order."""
-    rows = []
-    for text in texts:
-        out = pipe(text, candidate_labels=tags, hypothesis_template=TEMPLATE, multi_label=True)
-        by_tag = dict(zip(out["labels"], out["scores"]))
-        rows.append([by_tag[tag] for tag in tags])
-    return np.array(rows)
 
 
 def main() -> int:
@@ -89,7 +60,7 @@ def main() -> int:
     texts = [valid[i] for i in np.random.default_rng(0).choice(len(valid), size=min(args.texts, len(valid)), replace=False)]
     tags = list(dataset.tags)
     hypotheses = [TEMPLATE.format(tag) for tag in tags]
-    model_dir = build_minilm_nli(args.cache_dir, args.max_tokens)
+    model_dir = build_minilm_nli(args.cache_dir / f"minilm-nli-{args.max_tokens}", args.max_tokens)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     lengths = np.array([len(tokenizer(t)["input_ids"]) for t in texts])
     n_pairs = len(texts) * len(tags)
@@ -103,13 +74,13 @@ def main() -> int:
 
     pipe = pipeline("zero-shot-classification", model=AutoModelForSequenceClassification.from_pretrained(model_dir),
                     tokenizer=tokenizer, device=args.device)
-    pipeline_per_text(pipe, texts[:1], tags)  # warm-up: both ways start with a loaded model
+    pipeline_per_text(pipe, texts[:1], tags, TEMPLATE)  # warm-up: both ways start with a loaded model
     batch = dict(batch_size=args.batch_size, batch_tokens=args.batch_tokens, device=args.device)
     nli_scores(texts[:1], hypotheses, str(model_dir), **batch)
     nli_scores(texts[:1], hypotheses, str(model_dir), precision="bf16", **batch)
 
     ways = {
-        "pipeline, one call per issue": lambda: pipeline_per_text(pipe, texts, tags),
+        "pipeline, one call per issue": lambda: pipeline_per_text(pipe, texts, tags, TEMPLATE),
         f"batched ({args.batch_size} pairs, {args.batch_tokens} tok)": lambda: nli_scores(texts, hypotheses, str(model_dir), **batch),
         "batched, bf16 autocast": lambda: nli_scores(texts, hypotheses, str(model_dir), precision="bf16", **batch),
     }

@@ -13,6 +13,7 @@ from harness.metrics import score
 from harness.params import ParamError, build_params
 from harness.testing import TINY_TAGS, MethodContract, tiny_multilabel
 from harness_zeroshot.method import ZeroShot, hypotheses_for
+from harness_zeroshot.reference import build_minilm_nli, pipeline_per_text
 from harness_zeroshot.rules import DecisionRule, choose_rule, f1
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -64,17 +65,11 @@ def tiny_nli(request, tmp_path_factory) -> Path:
 
 
 def pipeline_scores(model_dir: Path, texts: list[str], tags: list[str], template: str) -> np.ndarray:
-    """What the book does: one zero-shot pipeline call per text, multi_label=True."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
     pipe = pipeline("zero-shot-classification", model=AutoModelForSequenceClassification.from_pretrained(model_dir),
                     tokenizer=AutoTokenizer.from_pretrained(model_dir), device="cpu")
-    rows = []
-    for text in texts:
-        out = pipe(text, candidate_labels=tags, hypothesis_template=template, multi_label=True)
-        by_tag = dict(zip(out["labels"], out["scores"]))
-        rows.append([by_tag[tag] for tag in tags])
-    return np.array(rows)
+    return pipeline_per_text(pipe, texts, tags, template)
 
 
 @pytest.mark.parametrize("template", ["This example is {}.", LONG_TEMPLATE], ids=["book-template", "template-over-the-limit"])
@@ -92,22 +87,12 @@ def test_nli_batched_scores_equal_the_pipeline(tiny_nli, template):
 
 
 def test_bf16_scores_stay_close_to_fp32_on_a_minilm_sized_model(tmp_path):
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from harness.models import resolve_model
     from harness_zeroshot.nli import nli_scores
 
-    body = resolve_model(MINILM)  # MiniLM body with a seeded NLI head: real-sized activations
-    torch.manual_seed(0)
-    labels = NLI_LABELS["contradiction first"]
-    AutoModelForSequenceClassification.from_pretrained(
-        body, num_labels=3, label2id=labels, id2label={i: label for label, i in labels.items()}
-    ).save_pretrained(tmp_path)
-    AutoTokenizer.from_pretrained(body).save_pretrained(tmp_path)
+    model = str(build_minilm_nli(tmp_path))  # real-sized activations, unlike the tiny model's
     texts, hypotheses = nli_texts(), [f"This example is {tag}." for tag in TINY_TAGS]
-    exact = nli_scores(texts, hypotheses, model=str(tmp_path), device="cpu")
-    fast = nli_scores(texts, hypotheses, model=str(tmp_path), device="cpu", precision="bf16")
+    exact = nli_scores(texts, hypotheses, model=model, device="cpu")
+    fast = nli_scores(texts, hypotheses, model=model, device="cpu", precision="bf16")
     difference = np.abs(fast - exact).max()
     assert 1e-5 < difference < 1e-2  # computed in bf16, and still close
 
