@@ -21,7 +21,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 pytest.importorskip("transformers")
 
 # Small, fast settings; the tests add "model": the tiny BERT's folder.
-FAST = {"max_length": 32, "epochs": 5, "learning_rate": 2e-3, "batch_size": 4, "tune_threshold": False,
+FAST = {"max_length": 32, "epochs": 5, "min_steps": 0, "learning_rate": 2e-3, "batch_size": 4, "tune_threshold": False,
         "precision": "fp32"}
 FAST_DA = {**FAST, "da_epochs": 2, "da_batch_size": 16, "da_learning_rate": 1e-3, "da_max_length": 32,
            "da_max_texts": 200, "da_eval_texts": 8}
@@ -75,7 +75,7 @@ class TestFineTuneContract(MethodContract):
 
     def test_details_record_the_epochs_and_stage_times(self, fitted):
         details = fitted[0].details()
-        per_epoch = details["valid_micro_f1_per_epoch"]
+        per_epoch = details["valid_micro_f1_per_evaluation"]
         assert len(per_epoch) == FAST["epochs"]
         assert details["best_epoch"] == int(np.argmax(per_epoch)) + 1  # first best on ties, as the Trainer keeps
         assert details["threshold"] == 0.5
@@ -109,12 +109,42 @@ def test_keeps_the_best_epoch_not_the_last(tiny_bert, tmp_path):
     method = FineTune(FineTune.Params(**{**FAST, "epochs": 4}, model=tiny_bert))
     method.fit(train, flipped, [], context(tmp_path))
     details = method.details()
-    per_epoch = details["valid_micro_f1_per_epoch"]
+    per_epoch = details["valid_micro_f1_per_evaluation"]
     assert details["best_epoch"] < 4 and per_epoch[-1] < max(per_epoch)
     from sklearn.metrics import f1_score
 
     restored = f1_score(flipped.labels, method.predict(flipped.texts), average="micro", zero_division=0)
     assert restored == pytest.approx(max(per_epoch), abs=1e-6)  # the weights are the best epoch's
+
+
+@pytest.mark.parametrize(
+    "n_texts, epochs, min_steps, max_evaluations, expected",
+    [
+        (6, 5, 300, 20, (152, 8, 2)),  # the default preset on the 8-issue slice: 150 epochs, evaluated every 8
+        (818, 5, 300, 20, (5, 1, 205)),  # the full split already has 1,025 steps in 5 epochs
+        (6, 20, 0, None, (20, 1, 2)),  # the book: 20 epochs, each evaluated, whatever the slice
+    ],
+)
+def test_small_slices_train_for_at_least_min_steps(n_texts, epochs, min_steps, max_evaluations, expected):
+    from harness_finetune.classifier import ClassifierSettings, training_schedule
+
+    settings = ClassifierSettings(max_length=32, epochs=epochs, min_steps=min_steps, max_evaluations=max_evaluations,
+                                  learning_rate=1e-4, lr_scheduler="constant", batch_size=4, eval_batch_size=32,
+                                  weight_decay=0.0, threshold=0.5, tune_threshold=False, bf16=False)
+    assert training_schedule(n_texts, settings) == expected
+
+
+def test_min_steps_and_max_evaluations_drive_the_trainer(tiny_bert, tmp_path):
+    train, valid, _ = tiny_splits()
+    steps_per_epoch = -(-len(train) // FAST["batch_size"])
+    min_steps = 5 * steps_per_epoch + 1  # one step past 5 epochs: 6 epochs, then 3 evaluations of every 2
+    method = FineTune(FineTune.Params(**{**FAST, "epochs": 1, "min_steps": min_steps, "max_evaluations": 3}, model=tiny_bert))
+    method.fit(train, valid, [], context(tmp_path))
+    details = method.details()
+    assert details["epochs_trained"] == 6 and details["evaluated_every_epochs"] == 2
+    assert [row["epoch"] for row in details["epochs"]] == [2, 4, 6]
+    assert [row["step"] for row in details["epochs"]] == [2 * steps_per_epoch, 4 * steps_per_epoch, 6 * steps_per_epoch]
+    assert details["best_epoch"] in (2, 4, 6)
 
 
 def test_adapted_model_is_trained_once_and_reused(tiny_bert, tmp_path, monkeypatch):

@@ -1,12 +1,15 @@
 """Fine-tune a pretrained encoder as a multi-label classifier with transformers' Trainer.
 
-One epoch = one pass over the training slice, then an evaluation on valid; the Trainer keeps
-the checkpoint with the best valid micro F1 (the first one on ties) and loads it at the end.
-Checkpoints live in a temporary folder that is removed before ``fine_tune`` returns.
+One epoch = one pass over the training slice. A slice too small to give ``min_steps`` optimizer
+steps in ``epochs`` epochs gets more epochs (see ``training_schedule``). Every epoch, or every k
+epochs when there are more than ``max_evaluations`` of them, ends with an evaluation on valid;
+the Trainer keeps the checkpoint with the best valid micro F1 (the first one on ties) and loads
+it at the end. Checkpoints live in a temporary folder that is removed before ``fine_tune`` returns.
 """
 
 from __future__ import annotations
 
+import math
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -38,6 +41,8 @@ class ClassifierSettings:
 
     max_length: int
     epochs: int
+    min_steps: int
+    max_evaluations: int | None
     learning_rate: float
     lr_scheduler: str
     batch_size: int
@@ -56,7 +61,9 @@ class FineTuned:
     tokenizer: Any
     threshold: float
     best_epoch: int
-    epochs: list[dict[str, float]] = field(default_factory=list)
+    epochs_trained: int
+    evaluated_every: int  # epochs between evaluations
+    epochs: list[dict[str, float]] = field(default_factory=list)  # one row per evaluation
 
 
 class EncodedTexts(torch.utils.data.Dataset):
@@ -94,6 +101,18 @@ def decide(probabilities: np.ndarray, labels: np.ndarray, threshold: float, tune
     return best
 
 
+def training_schedule(n_texts: int, settings: ClassifierSettings) -> tuple[int, int, int]:
+    """(epochs to train, epochs between evaluations, optimizer steps per epoch) for ``n_texts``.
+
+    Epochs grow until ``min_steps`` steps, then round up to a whole number of evaluation periods
+    so that the last epoch is evaluated too.
+    """
+    steps_per_epoch = max(1, math.ceil(n_texts / settings.batch_size))
+    epochs = max(settings.epochs, math.ceil(settings.min_steps / steps_per_epoch))
+    every = 1 if settings.max_evaluations is None else math.ceil(epochs / settings.max_evaluations)
+    return math.ceil(epochs / every) * every, every, steps_per_epoch
+
+
 def _sigmoid(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
 
@@ -128,17 +147,21 @@ def fine_tune(
 
     hint = (f"lower batch_size (now {settings.batch_size}), eval_batch_size (now {settings.eval_batch_size}) "
             f"or max_length (now {settings.max_length})")
+    epochs, every, steps_per_epoch = training_schedule(len(train_data), settings)
+    period = {"eval_strategy": "epoch", "save_strategy": "epoch"} if every == 1 else {
+        "eval_strategy": "steps", "eval_steps": every * steps_per_epoch,
+        "save_strategy": "steps", "save_steps": every * steps_per_epoch,
+    }
     with tempfile.TemporaryDirectory(prefix="harness-finetune-") as checkpoints, quiet_transformers():
         args = TrainingArguments(
             output_dir=checkpoints,
-            num_train_epochs=settings.epochs,
+            num_train_epochs=epochs,
             learning_rate=settings.learning_rate,
             lr_scheduler_type=settings.lr_scheduler,
             per_device_train_batch_size=settings.batch_size,
             per_device_eval_batch_size=settings.eval_batch_size,
             weight_decay=settings.weight_decay,
-            eval_strategy="epoch",
-            save_strategy="epoch",
+            **period,
             save_only_model=True,  # no optimizer state: the checkpoints only serve to restore the best epoch
             save_total_limit=1,  # the best checkpoint is kept on top of this
             load_best_model_at_end=True,
@@ -165,14 +188,14 @@ def fine_tune(
         with explain_out_of_memory(f"fine-tuning {model_folder}", hint):
             trainer.train()
         best_step = int(str(trainer.state.best_model_checkpoint).rsplit("-", 1)[1])
-    epochs = _epoch_history(trainer.state.log_history)
-    best = next(e for e in epochs if e["step"] == best_step)
+    history = _epoch_history(trainer.state.log_history)
+    best = next(e for e in history if e["step"] == best_step)
     model.eval()
-    return FineTuned(model, tokenizer, float(best["threshold"]), int(best["epoch"]), epochs)
+    return FineTuned(model, tokenizer, float(best["threshold"]), int(best["epoch"]), epochs, every, history)
 
 
 def _epoch_history(log_history: list[dict[str, float]]) -> list[dict[str, float]]:
-    """One row per epoch: train loss, valid micro/macro F1 and the threshold used."""
+    """One row per evaluation: its epoch, the epoch's train loss, valid micro/macro F1 and the threshold used."""
     losses = {round(entry["epoch"]): entry["loss"] for entry in log_history if "loss" in entry}
     rows = []
     for entry in log_history:

@@ -25,6 +25,11 @@ class FineTuneParams(MethodParams):
     model: str = DEFAULT_MODEL  # hub name, alias or local folder (harness.models.resolve_model)
     max_length: int = Field(64, ge=8, le=4096)  # tokens kept per text
     epochs: int = Field(5, ge=1)
+    # small slices have few steps per epoch: they get more epochs until this many optimizer steps
+    min_steps: int = Field(300, ge=0)
+    # evaluate (and keep the best checkpoint) every epoch, or every k epochs so that long runs
+    # evaluate at most this often; None: every epoch, whatever the count
+    max_evaluations: int | None = Field(20, ge=1)
     learning_rate: float = Field(1e-4, gt=0)
     lr_scheduler: Literal["constant", "linear", "cosine"] = "constant"
     batch_size: int = Field(4, ge=1)
@@ -41,6 +46,8 @@ BOOK_FINETUNE = {
     "model": "bert-base-uncased",
     "max_length": 128,
     "epochs": 20,
+    "min_steps": 0,
+    "max_evaluations": None,
     "learning_rate": 3e-5,
     "lr_scheduler": "constant",
     "batch_size": 4,
@@ -96,7 +103,8 @@ class FineTune(Method):
         start_folder = self._start_from(base_folder, unlabeled, context)
         prepare_torch(seed)  # the classifier head is drawn the same whether adaptation ran or not
         settings = ClassifierSettings(
-            max_length=p.max_length, epochs=p.epochs, learning_rate=p.learning_rate, lr_scheduler=p.lr_scheduler,
+            max_length=p.max_length, epochs=p.epochs, min_steps=p.min_steps, max_evaluations=p.max_evaluations,
+            learning_rate=p.learning_rate, lr_scheduler=p.lr_scheduler,
             batch_size=p.batch_size, eval_batch_size=p.eval_batch_size, weight_decay=p.weight_decay,
             threshold=p.threshold, tune_threshold=p.tune_threshold, bf16=self._precision == "bf16",
         )
@@ -125,9 +133,11 @@ class FineTune(Method):
         fitted = self._fitted
         return {
             "best_epoch": fitted.best_epoch,
+            "epochs_trained": fitted.epochs_trained,
+            "evaluated_every_epochs": fitted.evaluated_every,
             "threshold": fitted.threshold,
             "precision": self._precision,
-            "valid_micro_f1_per_epoch": [row["valid_micro_f1"] for row in fitted.epochs],
+            "valid_micro_f1_per_evaluation": [row["valid_micro_f1"] for row in fitted.epochs],
             "epochs": fitted.epochs,
             "stage_s": dict(self._stage_s),
         }
