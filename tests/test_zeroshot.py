@@ -163,6 +163,37 @@ def test_nli_method_caches_scores_per_split(tiny_nli, tmp_path, monkeypatch):
         _fit({**params, "precision": "bf16"}, tmp_path)
 
 
+def test_a_cell_waits_for_scores_another_cell_is_computing(tiny_nli, tmp_path, monkeypatch):
+    import threading
+
+    import harness_zeroshot.nli
+    from harness.locks import artifact_lock
+
+    params = {"backend": "nli", "model": str(tiny_nli), "batch_size": 8, "device": "cpu"}
+    _fit(params, tmp_path)
+    valid_path, test_path = sorted((tmp_path / "zeroshot_scores").glob("*.npy"), key=lambda p: p.stat().st_mtime)
+    matrix = np.load(valid_path)
+    valid_path.unlink()
+    monkeypatch.setattr(harness_zeroshot.nli, "nli_scores", not_cached)
+    outcome: dict[str, object] = {}
+
+    def other_cell() -> None:
+        try:
+            outcome["method"] = _fit(params, tmp_path)[0]
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            outcome["error"] = exc
+
+    with artifact_lock(valid_path):  # another cell is scoring the valid split right now
+        waiting = threading.Thread(target=other_cell)
+        waiting.start()
+        waiting.join(timeout=0.5)
+        assert waiting.is_alive()  # it waits instead of scoring the same texts again
+        np.save(valid_path, matrix)
+    waiting.join(timeout=30)
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["method"].details()["scores"] == {"valid": "cache", "test": "cache"}
+
+
 @pytest.fixture(scope="module")
 def minilm_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("minilm-cache")
