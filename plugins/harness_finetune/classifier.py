@@ -191,7 +191,8 @@ def fine_tune(
     history = _epoch_history(trainer.state.log_history)
     best = next(e for e in history if e["step"] == best_step)
     model.eval()
-    return FineTuned(model, tokenizer, float(best["threshold"]), int(best["epoch"]), epochs, every, history)
+    return FineTuned(model, tokenizer, threshold=float(best["threshold"]), best_epoch=int(best["epoch"]),
+                     epochs_trained=epochs, evaluated_every=every, epochs=history)
 
 
 def _epoch_history(log_history: list[dict[str, float]]) -> list[dict[str, float]]:
