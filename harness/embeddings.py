@@ -59,8 +59,7 @@ class EmbeddingCache:
         return keys, vectors
 
     def _save(self, keys: list[str], vectors: np.ndarray) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / "spec.json").write_text(json.dumps(asdict(self.spec), indent=1))
+        write_json_atomic(self.folder / "spec.json", asdict(self.spec))
         write_npy_atomic(self.folder / "vectors.npy", vectors)
         write_json_atomic(self.folder / "keys.json", keys)
 

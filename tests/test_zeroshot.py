@@ -11,7 +11,7 @@ import pytest
 from harness.methods import FitContext, LabeledTexts
 from harness.metrics import score
 from harness.params import ParamError, build_params
-from harness.testing import TINY_TAGS, MethodContract, tiny_multilabel
+from harness.testing import TINY_TAGS, MethodContract, save_tiny_bert_tokenizer, tiny_multilabel
 from harness_zeroshot.method import ZeroShot, hypotheses_for
 from harness_zeroshot.reference import build_minilm_nli, pipeline_per_text
 from harness_zeroshot.rules import DecisionRule, choose_rule, f1
@@ -29,27 +29,15 @@ def nli_texts() -> list[str]:
 def build_tiny_nli(folder: Path, label2id: dict[str, int], texts: list[str]) -> Path:
     """A randomly initialised BERT with NLI labels and a word-level tokenizer trained on ``texts``."""
     import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+    from transformers import BertConfig, BertForSequenceClassification
 
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
-    tokenizer = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.Lowercase()
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.train_from_iterator(texts + [LONG_TEMPLATE, "this example is ."] + TINY_TAGS, trainers.WordLevelTrainer(special_tokens=specials))
-    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
-    )
     # model_max_length 24: long premises are truncated, and LONG_TEMPLATE alone does not fit
-    wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]",
-                                      cls_token="[CLS]", sep_token="[SEP]", model_max_length=24)
-    config = BertConfig(vocab_size=tokenizer.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+    vocab_size = save_tiny_bert_tokenizer(folder, texts + [LONG_TEMPLATE, "this example is ."] + TINY_TAGS, max_length=24)
+    config = BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=256, initializer_range=0.5,
                         label2id=label2id, id2label={i: label for label, i in label2id.items()})
     torch.manual_seed(0)
     BertForSequenceClassification(config).save_pretrained(folder)
-    wrapped.save_pretrained(folder)
     return folder
 
 
