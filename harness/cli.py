@@ -78,7 +78,9 @@ def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed
     """
     from harness.executors import make_executor
     from harness.progress import Progress
-    from harness.runner import RunInterrupted, Settings, plan_run, run_plan
+    from harness.datasets import Settings
+    from harness.driver import RunInterrupted, run_plan
+    from harness.plan import plan_run
 
     pm = get_plugin_manager()
     settings = Settings(
@@ -117,7 +119,7 @@ def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed
 def _write_reports(pm, results_dir: Path, say=lambda line: click.echo(line, err=True)) -> None:
     from harness.locks import FileLock
     from harness.report import write_reports
-    from harness.runner import LOCKS_DIR
+    from harness.records import LOCKS_DIR
 
     with FileLock(results_dir / LOCKS_DIR / "report.lock"):  # runs sharing the folder take turns
         for path in write_reports(results_dir, pm.registry.report_formats):
@@ -155,7 +157,8 @@ def status(methods, datasets, seeds, slices, preset, overrides, label, cache_dir
     """
     from tabulate import tabulate
 
-    from harness.runner import Settings, plan_run
+    from harness.datasets import Settings
+    from harness.plan import plan_run
     from harness.status import STATES, count_rows, disk_states, planned_states
 
     planned = any((methods, datasets, seeds, slices, overrides, label, preset != DEFAULT_PRESET))
@@ -215,7 +218,7 @@ def ls_methods() -> None:
         _fail(exc)
     rows = []
     for name, method_class in sorted(registry.methods.items()):
-        plugin = registry.method_plugins[name]
+        plugin = registry.methods.origins[name]
         params = ", ".join(f"{k}={v!r}" for k, v in method_class.Params().model_dump().items())
         rows.append((name, method_class.version, plugin, pm.plugin_version(plugin), params))
     click.echo(tabulate(rows, headers=["method", "version", "plugin", "plugin version", "parameters (defaults)"]))

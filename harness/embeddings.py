@@ -7,7 +7,6 @@ in row order). Only texts not yet in the cache go through the model.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Callable, Literal
 import numpy as np
 
 from harness.locks import artifact_lock
-from harness.methods import stable_hash
+from harness.hashing import stable_hash, text_key
 from harness.models import resolve_model
 from harness.store import write_json_atomic, write_npy_atomic
 
@@ -34,10 +33,6 @@ class EncoderSpec:
 
     def key(self) -> str:
         return stable_hash(asdict(self))
-
-
-def text_key(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()
 
 
 class EmbeddingCache:

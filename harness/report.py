@@ -1,15 +1,23 @@
-"""Leaderboards and figures, rebuilt from cell records alone (nothing is computed here)."""
+"""Leaderboards and figures, rebuilt from cell records alone (nothing is computed here).
+
+This module is also the core plugin that registers the built-in leaderboard formats (md, csv,
+tex, html) through ``register_report_formats``, the hook a third-party format uses.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import pandas as pd
 from tabulate import tabulate
 
+from harness import hookimpl
+from harness.records import CellRecord, iter_records, safe_name
 from harness.splits import NO_SLICE
-from harness.store import iter_records, safe_name
+
+Writer = Callable[[pd.DataFrame, Path], None]  # writer(leaderboard table, path of leaderboard.<format>)
 
 LEADERBOARD_COLUMNS = [
     "dataset", "method", "slice", "n", "seeds",
@@ -17,22 +25,22 @@ LEADERBOARD_COLUMNS = [
 ]
 
 
-def cell_table(records: list[dict[str, Any]]) -> pd.DataFrame:
+def cell_table(records: list[CellRecord]) -> pd.DataFrame:
     """One row per ok cell; label-free methods ('none' slice) are repeated on every slice of
     their dataset so that they are drawn as a flat line, or keep their 'none' row when the
     dataset has no sliced cells to spread them across."""
     rows = [
         {
-            "dataset": r["dataset"]["name"],
-            "method": r["method"]["label"],
-            "slice": r["slice"]["name"],
-            "n": r["slice"].get("actual_n", 0),
-            "seed": r["seed"],
-            "micro_f1": r["metrics"]["micro_f1"],
-            "macro_f1": r["metrics"]["macro_f1"],
+            "dataset": r.dataset.name,
+            "method": r.method.label,
+            "slice": r.slice.name,
+            "n": r.slice.actual_n,
+            "seed": r.seed,
+            "micro_f1": r.metrics.micro_f1,
+            "macro_f1": r.metrics.macro_f1,
         }
         for r in records
-        if r.get("status") == "ok"
+        if r.ok and r.metrics is not None
     ]
     table = pd.DataFrame(rows, columns=["dataset", "method", "slice", "n", "seed", "micro_f1", "macro_f1"])
     flat = table[table["slice"] == NO_SLICE]
@@ -53,7 +61,7 @@ def _slice_order(name: str) -> float:
     return float("inf") if name == "all" else float(name)
 
 
-def leaderboard(records: list[dict[str, Any]]) -> pd.DataFrame:
+def leaderboard(records: list[CellRecord]) -> pd.DataFrame:
     """Mean and standard deviation over seeds per (dataset, method, slice)."""
     cells = cell_table(records)
     if cells.empty:
@@ -96,12 +104,16 @@ def _write_html(table: pd.DataFrame, path: Path) -> None:
     path.write_text(tabulate(_display(table), headers="keys", tablefmt="html", showindex=False) + "\n", encoding="utf-8")
 
 
-WRITERS: dict[str, Callable[[pd.DataFrame, Path], None]] = {
-    "md": _write_md, "csv": _write_csv, "tex": _write_tex, "html": _write_html,
-}
+WRITERS: dict[str, Writer] = {"md": _write_md, "csv": _write_csv, "tex": _write_tex, "html": _write_html}
 
 
-def write_figure(records: list[dict[str, Any]], dataset: str, folder: Path) -> list[Path]:
+@hookimpl
+def register_report_formats(register: Callable[[str, Writer], None]) -> None:
+    for fmt, writer in WRITERS.items():
+        register(fmt, writer)
+
+
+def write_figure(records: list[CellRecord], dataset: str, folder: Path) -> list[Path]:
     """Micro and macro F1 against training samples, one line per method, band over seeds."""
     import matplotlib
 
@@ -143,12 +155,13 @@ def write_figure(records: list[dict[str, Any]], dataset: str, folder: Path) -> l
     return paths
 
 
-def write_reports(results_dir: Path, extra_formats: dict[str, Callable[[pd.DataFrame, Path], None]] | None = None) -> list[Path]:
-    """Write ``leaderboard.*`` and ``figures/<dataset>.{png,svg}`` from the records in results_dir."""
+def write_reports(results_dir: Path, formats: Mapping[str, Writer] = WRITERS) -> list[Path]:
+    """Write ``leaderboard.<format>`` for each of ``formats`` (a plugin manager's
+    ``registry.report_formats``) and ``figures/<dataset>.{png,svg}`` from the records in results_dir."""
     records = list(iter_records(results_dir))
     table = leaderboard(records)
     written = []
-    for fmt, writer in {**WRITERS, **(extra_formats or {})}.items():
+    for fmt, writer in formats.items():
         path = results_dir / f"leaderboard.{fmt}"
         writer(table, path)
         written.append(path)

@@ -157,7 +157,7 @@ def test_more_copies_later_only_computes_the_new_ones(train, tmp_path):
 def test_a_save_waits_for_the_cache_lock_and_keeps_what_others_wrote(tmp_path):
     import threading
 
-    from harness.embeddings import text_key
+    from harness.hashing import text_key
     from harness.locks import artifact_lock
     from harness.store import write_json_atomic
     from harness_nb_aug.text_cache import AugmentedTextCache

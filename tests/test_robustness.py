@@ -20,7 +20,7 @@ from harness.cli import cli
 from harness.locks import FileLock
 from harness.plugins import make_plugin_manager
 from harness.progress import Progress
-from harness.runner import plan_run
+from harness.plan import plan_run
 from harness.testing import TINY_DATASET, tiny_run_settings, write_tiny_dataset
 from robustness_methods import PLUGIN_MODULE
 

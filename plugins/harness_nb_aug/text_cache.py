@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.embeddings import text_key
+from harness.hashing import text_key
 from harness.locks import artifact_lock
 from harness.store import write_json_atomic
 

@@ -14,9 +14,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from harness.embeddings import text_key
+from harness.hashing import stable_hash, text_key
 from harness.locks import artifact_lock
-from harness.methods import FitContext, LabeledTexts, Method, MethodParams, stable_hash
+from harness.methods import FitContext, LabeledTexts, Method, MethodParams
 from harness.store import write_npy_atomic
 
 from harness_zeroshot.rules import RuleChoice, SelectBy, choose_rule
