@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -29,6 +30,12 @@ def _fail(exc: Exception) -> None:
 @click.version_option(package_name="fewlabels-harness")
 def cli() -> None:
     """Benchmark multi-label text classifiers at 8, 16, 32, 64, 128 and all labeled examples."""
+    warnings.showwarning = _show_warning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings (an invalid cell record, a slice clamped to the train split) as one line each."""
+    click.echo(f"warning: {message}", err=True)
 
 
 data_dir_option = click.option(

@@ -99,8 +99,9 @@ def migrate(raw: dict[str, Any]) -> dict[str, Any]:
     """
     version = raw.get("schema_version")
     if version == 1:
-        dataset = raw.get("dataset")
-        raw = {**raw, "schema_version": 2, "dataset": {"revision": None, **dataset} if isinstance(dataset, dict) else dataset}
+        raw = {**raw, "schema_version": 2}
+        if isinstance(raw.get("dataset"), dict):
+            raw["dataset"] = {"revision": None, **raw["dataset"]}
     return raw
 
 
