@@ -205,12 +205,25 @@ def ls() -> None:
 
 @ls.command(name="plugins")
 def ls_plugins() -> None:
-    """Plugins with their source and version, and why any failed to load."""
+    """Plugins with their source and version, what each registered, and why any failed to load."""
     from tabulate import tabulate
 
     pm = get_plugin_manager()
-    rows = [(i.name, i.source, i.version, "ok" if not i.error else f"FAILED: {i.error}") for i in pm.plugin_info.values()]
-    click.echo(tabulate(rows, headers=["plugin", "source", "version", "status"]))
+    try:
+        registries = pm.registry
+    except PluginError as exc:
+        _fail(exc)
+    provides: dict[str, list[str]] = {}
+    for kind, registry in (("methods", registries.methods), ("readers", registries.readers),
+                           ("report formats", registries.report_formats)):
+        by_plugin: dict[str, list[str]] = {}
+        for name, plugin in registry.origins.items():
+            by_plugin.setdefault(plugin, []).append(name)
+        for plugin, names in by_plugin.items():
+            provides.setdefault(plugin, []).append(f"{kind}: {', '.join(names)}")
+    rows = [(i.name, i.source, i.version, "; ".join(provides.get(i.name, [])), "ok" if not i.error else f"FAILED: {i.error}")
+            for i in pm.plugin_info.values()]
+    click.echo(tabulate(rows, headers=["plugin", "source", "version", "registers", "status"]))
 
 
 @ls.command(name="methods")
