@@ -254,7 +254,7 @@ def ls_datasets(cfg_dirs) -> None:
     for name, path in available_configs(list(cfg_dirs)).items():
         try:
             cfg = load_config_file(path)
-            rows.append((name, cfg.source.file or cfg.source.url or cfg.source.files, cfg.description, str(path)))
+            rows.append((name, cfg.source.file or cfg.source.url or cfg.source.files or f"hf:{cfg.source.hf}", cfg.description, str(path)))
         except ConfigError as exc:
             rows.append((name, "INVALID", str(exc), str(path)))
     click.echo(tabulate(rows, headers=["dataset", "source", "description", "config"]))
