@@ -389,7 +389,7 @@ def run_plan(
             yield spec
 
     cell_fn = functools.partial(run_cell, pm=pm) if executor.name == "serial" else run_cell
-    progress.run_started(len(plan.todo), len(plan.skipped))
+    progress.run_started(len(plan.todo), len(plan.skipped), cells=plan.todo)
     try:
         with _StopOnCtrlC(progress) as stop, contextlib.closing(
             executor.map(cell_fn, cells_to_start(stop), on_message=progress.message)
