@@ -236,3 +236,34 @@ def test_bf16_with_a_threshold_tuned_on_valid(tiny_bert, tmp_path):
     assert details["threshold"] in THRESHOLD_GRID
     assert all(row["threshold"] in THRESHOLD_GRID for row in details["epochs"])
     assert method.predict(test.texts).shape == (len(test), len(test.tags))
+
+
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@pytest.mark.skipif(CORES < 2, reason="with one core every worker gets one thread anyway")
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_fit_keeps_the_thread_cap_of_its_worker(jobs, tmp_path):
+    # `harness run --jobs 2` gives each worker half the cores; the fit's torch set-up must not undo that
+    import subprocess
+    import sys
+
+    from harness.testing import TINY_DATASET, write_tiny_dataset
+
+    cfg_dir, data_dir = write_tiny_dataset(tmp_path)
+    tests_dir = str(Path(__file__).resolve().parent)
+    env = {**os.environ, "HARNESS_PLUGINS": "torch_threads_methods", "HARNESS_DISABLE_PLUGIN_AUTOLOAD": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [tests_dir, os.environ.get("PYTHONPATH")]))}
+    env.pop("OMP_NUM_THREADS", None)
+    results = tmp_path / "results"
+    done = subprocess.run(
+        [sys.executable, "-c", "from harness.cli import main; main()", "run", "--methods", "torch_threads",
+         "--datasets", TINY_DATASET, "--seeds", "0,1", "--datasets-cfg", str(cfg_dir), "--data-dir", str(data_dir),
+         "--results", str(results), "--cache-dir", str(tmp_path / "cache"), "--no-report", "--quiet",
+         "--jobs", str(jobs)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(path.read_text()) for path in results.glob("cells/**/*.json")]
+    assert records and all(record["status"] == "ok" for record in records)
+    assert {record["details"]["torch_threads"] for record in records} == {max(1, CORES // jobs)}
