@@ -13,11 +13,8 @@ import pytest
 from harness.methods import FitContext, LabeledTexts
 from harness.models import ModelResolutionError
 from harness.testing import TINY_TAGS, MethodContract, save_tiny_bert_tokenizer, tiny_multilabel, tiny_splits
-from harness_finetune import AdaptFineTune, FineTune
+from harness_finetune import SHORT_SPIN, AdaptFineTune, FineTune
 
-# Idle-waiting OpenMP threads: on a CPU shared with other processes, spinning threads make torch
-# several times slower (libgomp reads this when torch is first imported).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 pytest.importorskip("transformers")
 
 # Small, fast settings; the tests add "model": the tiny BERT's folder.
@@ -254,7 +251,8 @@ def test_a_fit_keeps_the_thread_cap_of_its_worker(jobs, tmp_path):
     tests_dir = str(Path(__file__).resolve().parent)
     env = {**os.environ, "HARNESS_PLUGINS": "torch_threads_methods", "HARNESS_DISABLE_PLUGIN_AUTOLOAD": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [tests_dir, os.environ.get("PYTHONPATH")]))}
-    env.pop("OMP_NUM_THREADS", None)
+    for name in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        env.pop(name, None)
     results = tmp_path / "results"
     done = subprocess.run(
         [sys.executable, "-c", "from harness.cli import main; main()", "run", "--methods", "torch_threads",
@@ -267,3 +265,20 @@ def test_a_fit_keeps_the_thread_cap_of_its_worker(jobs, tmp_path):
     records = [json.loads(path.read_text()) for path in results.glob("cells/**/*.json")]
     assert records and all(record["status"] == "ok" for record in records)
     assert {record["details"]["torch_threads"] for record in records} == {max(1, CORES // jobs)}
+    # the short OpenMP spin is in place before the fit imports torch, in the driver and in workers
+    assert {record["details"]["gomp_spincount"] for record in records} == {SHORT_SPIN}
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({}, SHORT_SPIN),
+    ({"GOMP_SPINCOUNT": "5"}, "5"),  # the user's own setting wins
+    ({"OMP_WAIT_POLICY": "PASSIVE"}, None),  # so does a waiting policy
+])
+def test_the_plugin_sets_a_short_openmp_spin_unless_the_user_chose(env, expected):
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    code = "import os, harness_finetune, sys; print(os.environ.get('GOMP_SPINCOUNT'), 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [str(expected), "False"]  # and importing the plugin does not load torch
