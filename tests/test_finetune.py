@@ -114,6 +114,25 @@ def test_keeps_the_best_epoch_not_the_last(tiny_bert, tmp_path):
     assert restored == pytest.approx(max(per_epoch), abs=1e-6)  # the weights are the best epoch's
 
 
+def test_fine_tuning_writes_no_checkpoints(tiny_bert, tmp_path, monkeypatch):
+    # the best evaluation's weights are kept in memory: the Trainer's output folder stays empty
+    import tempfile
+
+    contents: list[list[str]] = []  # of each temporary folder, just before it is removed
+    real_exit = tempfile.TemporaryDirectory.__exit__
+
+    def look_then_exit(self, *exc_info):
+        contents.append(sorted(str(p.relative_to(self.name)) for p in Path(self.name).rglob("*")))
+        return real_exit(self, *exc_info)
+
+    monkeypatch.setattr(tempfile.TemporaryDirectory, "__exit__", look_then_exit)
+    train, valid, _ = tiny_splits()
+    method = FineTune(FineTune.Params(**{**FAST, "epochs": 3}, model=tiny_bert))
+    method.fit(train, valid, [], context(tmp_path))
+    assert contents == [[]]
+    assert len(method.details()["epochs"]) == 3
+
+
 @pytest.mark.parametrize(
     "n_texts, epochs, min_steps, max_evaluations, expected",
     [
