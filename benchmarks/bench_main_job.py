@@ -65,7 +65,7 @@ def start_hog() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
-def run_method(method: str, folder: Path, data_dir: str, source: str | None, hog: bool) -> Measured:
+def run_method(method: str, folder: Path, data_dir: str, source: str | None, hog: bool, slices: str | None) -> Measured:
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", BENCH_IO_FILE=str(folder / "io.txt"))
     cwd = None
     if source:  # the other checkout's harness and plugins shadow the installed ones
@@ -73,7 +73,7 @@ def run_method(method: str, folder: Path, data_dir: str, source: str | None, hog
         cwd = source
     args = [sys.executable, "-c", LAUNCHER, "run", "--methods", method, "--seeds", "0",
             "--data-dir", os.path.abspath(data_dir), "--results", str(folder / "results"),
-            "--cache-dir", str(folder / "cache"), "--no-report", "--quiet"]
+            "--cache-dir", str(folder / "cache"), "--no-report", "--quiet"] + (["--slices", slices] if slices else [])
     kept_before = folder_mb(folder / "results") + folder_mb(folder / "cache")
     hog_process = start_hog() if hog else None
     try:
@@ -99,6 +99,7 @@ def main() -> None:
                         help="comma-separated, in the main job's order (default: the book's six)")
     parser.add_argument("--baseline-src", help="another checkout of the project to run beside this one")
     parser.add_argument("--hog", action="store_true", help="also run everything beside a busy-looping process")
+    parser.add_argument("--slices", help="only these slices (default: the dataset's), for a quicker look")
     parser.add_argument("--keep", action="store_true", help="keep the fresh folders (printed)")
     args = parser.parse_args()
 
@@ -112,7 +113,8 @@ def main() -> None:
             for side, load in configs:  # interleaved: each method's configurations run back to back
                 folder = root / f"{side}-{load}"
                 folder.mkdir(exist_ok=True)
-                measured = run_method(method, folder, args.data_dir, sides[side], hog=load == "hog")
+                measured = run_method(method, folder, args.data_dir, sides[side], hog=load == "hog",
+                                      slices=args.slices)
                 results[(method, side, load)] = measured
                 print(f"{method:15s} {side:8s} {load:4s} {measured.seconds:8.1f} s  {measured.peak_rss_mb:7.0f} MB RSS  "
                       f"{measured.written_mb:8.1f} MB written  {measured.kept_mb:7.1f} MB kept"
