@@ -81,7 +81,6 @@ class Progress:
         self.live = mode == "human" and self.stream.isatty()  # redraw a status line in place
         self._clock = clock
         self._lock = threading.Lock()
-        self._started = clock()
         self.total = self.done = self.failed = self.elsewhere = 0
         self._eta = EtaEstimator()
 
@@ -111,7 +110,6 @@ class Progress:
         """``cells``: the specs to run, whose methods the ETA counts remaining cells of; without
         them every remaining cell is counted at the mean time of all finished cells."""
         with self._lock:
-            self._started = self._clock()
             self.total = to_run
             self._eta.plan([spec.label for spec in cells], to_run)
             self._emit({"event": "run_started", "to_run": to_run, "skipped": skipped},
