@@ -84,7 +84,7 @@ def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed
     them); the same command resumes. Runs sharing a results folder split the cells between them.
     """
     from harness.executors import make_executor
-    from harness.progress import Progress
+    from harness.progress import Progress, silence_libraries
     from harness.datasets import Settings
     from harness.driver import RunInterrupted, run_plan
     from harness.plan import plan_run
@@ -103,6 +103,7 @@ def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed
     except USER_ERRORS as exc:
         _fail(exc)
     progress = Progress("json" if json_progress else "quiet" if quiet else "human")
+    silence_libraries(progress.mode)
     say = (lambda line: None) if quiet or json_progress else (lambda line: click.echo(line, err=True))
     try:
         summary = run_plan(pm, plan, cell_executor, progress)

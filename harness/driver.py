@@ -94,7 +94,7 @@ def run_plan(
             claims[spec.path()] = lock
             yield spec
 
-    progress.run_started(len(plan.todo), len(plan.skipped))
+    progress.run_started(len(plan.todo), len(plan.skipped), cells=plan.todo)
     try:
         with _StopOnCtrlC(progress) as stop, contextlib.closing(
             executor.map(cells_to_start(stop), pm, on_message=progress.message)

@@ -13,11 +13,8 @@ import pytest
 from harness.methods import FitContext, LabeledTexts
 from harness.models import ModelResolutionError
 from harness.testing import TINY_TAGS, MethodContract, save_tiny_bert_tokenizer, tiny_multilabel, tiny_splits
-from harness_finetune import AdaptFineTune, FineTune
+from harness_finetune import SHORT_SPIN, AdaptFineTune, FineTune
 
-# Idle-waiting OpenMP threads: on a CPU shared with other processes, spinning threads make torch
-# several times slower (libgomp reads this when torch is first imported).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 pytest.importorskip("transformers")
 
 # Small, fast settings; the tests add "model": the tiny BERT's folder.
@@ -115,6 +112,25 @@ def test_keeps_the_best_epoch_not_the_last(tiny_bert, tmp_path):
 
     restored = f1_score(flipped.labels, method.predict(flipped.texts), average="micro", zero_division=0)
     assert restored == pytest.approx(max(per_epoch), abs=1e-6)  # the weights are the best epoch's
+
+
+def test_fine_tuning_writes_no_checkpoints(tiny_bert, tmp_path, monkeypatch):
+    # the best evaluation's weights are kept in memory: the Trainer's output folder stays empty
+    import tempfile
+
+    contents: list[list[str]] = []  # of each temporary folder, just before it is removed
+    real_exit = tempfile.TemporaryDirectory.__exit__
+
+    def look_then_exit(self, *exc_info):
+        contents.append(sorted(str(p.relative_to(self.name)) for p in Path(self.name).rglob("*")))
+        return real_exit(self, *exc_info)
+
+    monkeypatch.setattr(tempfile.TemporaryDirectory, "__exit__", look_then_exit)
+    train, valid, _ = tiny_splits()
+    method = FineTune(FineTune.Params(**{**FAST, "epochs": 3}, model=tiny_bert))
+    method.fit(train, valid, [], context(tmp_path))
+    assert contents == [[]]
+    assert len(method.details()["epochs"]) == 3
 
 
 @pytest.mark.parametrize(
@@ -236,3 +252,52 @@ def test_bf16_with_a_threshold_tuned_on_valid(tiny_bert, tmp_path):
     assert details["threshold"] in THRESHOLD_GRID
     assert all(row["threshold"] in THRESHOLD_GRID for row in details["epochs"])
     assert method.predict(test.texts).shape == (len(test), len(test.tags))
+
+
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@pytest.mark.skipif(CORES < 2, reason="with one core every worker gets one thread anyway")
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_fit_keeps_the_thread_cap_of_its_worker(jobs, tmp_path):
+    # `harness run --jobs 2` gives each worker half the cores; the fit's torch set-up must not undo that
+    import subprocess
+    import sys
+
+    from harness.testing import TINY_DATASET, write_tiny_dataset
+
+    cfg_dir, data_dir = write_tiny_dataset(tmp_path)
+    tests_dir = str(Path(__file__).resolve().parent)
+    env = {**os.environ, "HARNESS_PLUGINS": "torch_threads_methods", "HARNESS_DISABLE_PLUGIN_AUTOLOAD": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [tests_dir, os.environ.get("PYTHONPATH")]))}
+    for name in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        env.pop(name, None)
+    results = tmp_path / "results"
+    done = subprocess.run(
+        [sys.executable, "-c", "from harness.cli import main; main()", "run", "--methods", "torch_threads",
+         "--datasets", TINY_DATASET, "--seeds", "0,1", "--datasets-cfg", str(cfg_dir), "--data-dir", str(data_dir),
+         "--results", str(results), "--cache-dir", str(tmp_path / "cache"), "--no-report", "--quiet",
+         "--jobs", str(jobs)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(path.read_text()) for path in results.glob("cells/**/*.json")]
+    assert records and all(record["status"] == "ok" for record in records)
+    assert {record["details"]["torch_threads"] for record in records} == {max(1, CORES // jobs)}
+    # the short OpenMP spin is in place before the fit imports torch, in the driver and in workers
+    assert {record["details"]["gomp_spincount"] for record in records} == {SHORT_SPIN}
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({}, SHORT_SPIN),
+    ({"GOMP_SPINCOUNT": "5"}, "5"),  # the user's own setting wins
+    ({"OMP_WAIT_POLICY": "PASSIVE"}, None),  # so does a waiting policy
+])
+def test_the_plugin_sets_a_short_openmp_spin_unless_the_user_chose(env, expected):
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    code = "import os, harness_finetune, sys; print(os.environ.get('GOMP_SPINCOUNT'), 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [str(expected), "False"]  # and importing the plugin does not load torch

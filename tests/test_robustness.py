@@ -210,7 +210,7 @@ def test_progress_counts_cells_and_estimates_the_time_left():
     assert lines == [
         "6 cells: 4 to run, 2 already done",
         "    ds nb slice=8 seed=0: epoch 1/3",
-        "[1 done, 0 failed, 3 left, ETA 0:00:30] ds nb slice=8 seed=0 ok  micro 0.5000 macro 0.2500 (9.5s)",
+        "[1 done, 0 failed, 3 left, ETA 0:00:28] ds nb slice=8 seed=0 ok  micro 0.5000 macro 0.2500 (9.5s)",
         "[1 done, 1 failed, 2 left, ETA 0:00:20] ds nb slice=8 seed=0 FAILED RuntimeError: boom (10.0s)",
     ]
     quiet = io.StringIO()

@@ -3,8 +3,14 @@
 One epoch = one pass over the training slice. A slice too small to give ``min_steps`` optimizer
 steps in ``epochs`` epochs gets more epochs (see ``training_schedule``). Every epoch, or every k
 epochs when there are more than ``max_evaluations`` of them, ends with an evaluation on valid;
-the Trainer keeps the checkpoint with the best valid micro F1 (the first one on ties) and loads
-it at the end. Checkpoints live in a temporary folder that is removed before ``fine_tune`` returns.
+the weights of the evaluation with the best valid micro F1 (the first one on ties) are copied in
+memory (``KeepBestWeights``) and loaded at the end. Nothing is written to disk: the Trainer saves
+no checkpoints. Each split is tokenised once; batches are padded to their longest text, training
+batches group texts of similar length (``group_by_length``) and valid is sorted by length.
+
+Why the Trainer and not a plain torch loop: it keeps the optimiser, schedule, gradient clipping,
+bf16 autocast and length-grouped sampling of the runs the published scores came from, so the same
+seed trains the same trajectory; only where the best epoch's weights are kept changed.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from transformers import (
     DataCollatorWithPadding,
     EvalPrediction,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
 )
 
@@ -67,13 +74,20 @@ class FineTuned:
 
 
 class EncodedTexts(torch.utils.data.Dataset):
-    """Tokenised texts (unpadded; the collator pads per batch), with float labels if given."""
+    """Tokenised texts (unpadded; the collator pads per batch), with float labels if given.
 
-    def __init__(self, tokenizer: Any, texts: list[str], max_length: int, labels: np.ndarray | None = None) -> None:
+    ``by_length`` sorts them shortest first, so that consecutive batches pad little (for
+    evaluation, where the order of the rows does not matter).
+    """
+
+    def __init__(self, tokenizer: Any, texts: list[str], max_length: int, labels: np.ndarray | None = None,
+                 by_length: bool = False) -> None:
         self.features = [dict(f) for f in _tokenize(tokenizer, texts, max_length)]
         if labels is not None:
             for feature, row in zip(self.features, labels):
                 feature["labels"] = row.astype(np.float32).tolist()  # BCE loss wants floats
+        if by_length:
+            self.features.sort(key=lambda feature: len(feature["input_ids"]))
 
     def __len__(self) -> int:
         return len(self.features)
@@ -136,7 +150,7 @@ def fine_tune(
         id2label=dict(enumerate(tags)), label2id={tag: i for i, tag in enumerate(tags)},
     )
     train_data = EncodedTexts(tokenizer, train.texts, settings.max_length, train.labels)
-    valid_data = EncodedTexts(tokenizer, valid.texts, settings.max_length, valid.labels)
+    valid_data = EncodedTexts(tokenizer, valid.texts, settings.max_length, valid.labels, by_length=True)
 
     def compute_metrics(prediction: EvalPrediction) -> dict[str, float]:
         logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
@@ -148,13 +162,12 @@ def fine_tune(
     hint = (f"lower batch_size (now {settings.batch_size}), eval_batch_size (now {settings.eval_batch_size}) "
             f"or max_length (now {settings.max_length})")
     epochs, every, steps_per_epoch = training_schedule(len(train_data), settings)
-    period = {"eval_strategy": "epoch", "save_strategy": "epoch"} if every == 1 else {
-        "eval_strategy": "steps", "eval_steps": every * steps_per_epoch,
-        "save_strategy": "steps", "save_steps": every * steps_per_epoch,
-    }
-    with tempfile.TemporaryDirectory(prefix="harness-finetune-") as checkpoints, quiet_transformers():
+    period = {"eval_strategy": "epoch"} if every == 1 else {"eval_strategy": "steps", "eval_steps": every * steps_per_epoch}
+    keep_best = KeepBestWeights("eval_micro_f1")
+    # the Trainer needs an output folder; with save_strategy "no" it stays empty
+    with tempfile.TemporaryDirectory(prefix="harness-finetune-") as scratch, quiet_transformers():
         args = TrainingArguments(
-            output_dir=checkpoints,
+            output_dir=scratch,
             num_train_epochs=epochs,
             learning_rate=settings.learning_rate,
             lr_scheduler_type=settings.lr_scheduler,
@@ -162,11 +175,7 @@ def fine_tune(
             per_device_eval_batch_size=settings.eval_batch_size,
             weight_decay=settings.weight_decay,
             **period,
-            save_only_model=True,  # no optimizer state: the checkpoints only serve to restore the best epoch
-            save_total_limit=1,  # the best checkpoint is kept on top of this
-            load_best_model_at_end=True,
-            metric_for_best_model="micro_f1",
-            greater_is_better=True,
+            save_strategy="no",  # the best weights are kept in memory by KeepBestWeights
             logging_strategy="epoch",
             train_sampling_strategy="group_by_length",
             bf16=settings.bf16,
@@ -182,17 +191,41 @@ def fine_tune(
         trainer = Trainer(
             model=model, args=args, train_dataset=train_data, eval_dataset=valid_data,
             processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
-            compute_metrics=compute_metrics, callbacks=[ProgressReporter(report, label)],
+            compute_metrics=compute_metrics, callbacks=[ProgressReporter(report, label), keep_best],
         )
         trainer.remove_callback(PrinterCallback)  # progress goes through ``report`` instead
         with explain_out_of_memory(f"fine-tuning {model_folder}", hint):
             trainer.train()
-        best_step = int(str(trainer.state.best_model_checkpoint).rsplit("-", 1)[1])
+    keep_best.restore(model)
     history = _epoch_history(trainer.state.log_history)
-    best = next(e for e in history if e["step"] == best_step)
+    best = next(e for e in history if e["step"] == keep_best.step)
     model.eval()
     return FineTuned(model, tokenizer, threshold=float(best["threshold"]), best_epoch=int(best["epoch"]),
                      epochs_trained=epochs, evaluated_every=every, epochs=history)
+
+
+class KeepBestWeights(TrainerCallback):
+    """Copies the model's weights in memory at every evaluation that beats the best so far on
+    ``metric`` (strictly: the first best on ties); ``restore`` loads them back into the model."""
+
+    def __init__(self, metric: str) -> None:
+        self.metric = metric
+        self.best: float | None = None
+        self.step: int | None = None
+        self.weights: dict[str, torch.Tensor] | None = None
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None,
+                    model: Any = None, **kwargs: Any) -> None:
+        value = (metrics or {}).get(self.metric)
+        if value is not None and (self.best is None or value > self.best):
+            self.best, self.step = value, state.global_step
+            self.weights = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+
+    def restore(self, model: Any) -> None:
+        if self.weights is None:
+            raise RuntimeError(f"no evaluation reported {self.metric}: there are no best weights to restore")
+        model.load_state_dict(self.weights)
+        self.weights = None  # free the copy
 
 
 def _epoch_history(log_history: list[dict[str, float]]) -> list[dict[str, float]]:

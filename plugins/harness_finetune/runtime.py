@@ -34,9 +34,23 @@ def machine_cores() -> int:
         return os.cpu_count() or 1
 
 
+def torch_threads() -> int:
+    """Threads for torch in this process: its cores, capped by ``OMP_NUM_THREADS`` when set.
+
+    The process and Dask executors set ``OMP_NUM_THREADS`` in each worker to its share of the
+    cores, so that ``--jobs N`` does not oversubscribe them; a user may set it too.
+    """
+    cores = machine_cores()
+    try:
+        cap = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        return cores
+    return max(1, min(cores, cap))
+
+
 def prepare_torch(seed: int) -> None:
-    """Use every core, and seed Python, NumPy and torch as transformers does."""
-    torch.set_num_threads(machine_cores())
+    """Use this process's share of the cores, and seed Python, NumPy and torch as transformers does."""
+    torch.set_num_threads(torch_threads())
     transformers.set_seed(seed)
 
 

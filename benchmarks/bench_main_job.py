@@ -1,0 +1,148 @@
+"""The main job, `harness run --methods all --seeds 0`, one method at a time: wall time, peak RSS
+and bytes written per method, into a fresh results and cache folder.
+
+Each method runs as its own `harness run` process (serial executor, `--quiet`), in the order of
+the main job and on the same folder, so that a later method reuses what an earlier one cached
+(the MiniLM embeddings), as in one run of all methods. Bytes written are what the process sent
+to storage (`write_bytes` of /proc/self/io, temporary files included), read when it exits;
+"kept" is what stays in the folder.
+
+    python benchmarks/bench_main_job.py --data-dir ../shared/data
+    python benchmarks/bench_main_job.py --data-dir ../shared/data --hog            # also beside a busy loop
+    git worktree add /tmp/today main                                               # or any older commit
+    python benchmarks/bench_main_job.py --data-dir ../shared/data --baseline-src /tmp/today
+
+``--baseline-src`` runs the same job from another checkout of the project (its `harness` and
+`plugins/` first on PYTHONPATH) beside this one, method by method, so that both sides see the
+same machine load. ``--hog`` runs every configuration a second time beside a process that
+busy-loops on one core, as another program on a user's machine does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+BOOK_METHODS = ("nb", "nb_aug", "zeroshot", "knn_embed", "finetune", "adapt_finetune")
+
+# Runs the CLI and, at exit, writes the bytes this process sent to storage to $BENCH_IO_FILE.
+LAUNCHER = """
+import atexit, os, sys
+def _write_bytes():
+    with open("/proc/self/io") as io:
+        fields = dict(line.split(": ") for line in io.read().splitlines())
+    with open(os.environ["BENCH_IO_FILE"], "w") as out:
+        out.write(fields["write_bytes"].strip())
+atexit.register(_write_bytes)
+from harness.cli import main
+sys.argv[0] = "harness"
+main()
+"""
+
+
+@dataclass
+class Measured:
+    seconds: float
+    peak_rss_mb: float
+    written_mb: float
+    kept_mb: float
+    ok: bool
+
+
+def folder_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20 if folder.exists() else 0.0
+
+
+def start_hog() -> subprocess.Popen:
+    """A process that busy-loops on one core."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def run_method(method: str, folder: Path, data_dir: str, source: str | None, hog: bool, slices: str | None) -> Measured:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", BENCH_IO_FILE=str(folder / "io.txt"))
+    cwd = None
+    if source:  # the other checkout's harness and plugins shadow the installed ones
+        env["PYTHONPATH"] = os.pathsep.join([source, os.path.join(source, "plugins")])
+        cwd = source
+    args = [sys.executable, "-c", LAUNCHER, "run", "--methods", method, "--seeds", "0",
+            "--data-dir", os.path.abspath(data_dir), "--results", str(folder / "results"),
+            "--cache-dir", str(folder / "cache"), "--no-report", "--quiet"] + (["--slices", slices] if slices else [])
+    kept_before = folder_mb(folder / "results") + folder_mb(folder / "cache")
+    hog_process = start_hog() if hog else None
+    try:
+        tick = time.perf_counter()
+        child = subprocess.Popen(args, env=env, cwd=cwd)
+        _, status, usage = os.wait4(child.pid, 0)  # this child's own peak RSS
+        seconds = time.perf_counter() - tick
+    finally:
+        if hog_process is not None:
+            hog_process.kill()
+            hog_process.wait()
+    io_file = folder / "io.txt"
+    written = int(io_file.read_text()) / 2**20 if io_file.exists() else float("nan")
+    io_file.unlink(missing_ok=True)
+    kept = folder_mb(folder / "results") + folder_mb(folder / "cache") - kept_before
+    return Measured(seconds, usage.ru_maxrss / 1024, written, kept, os.waitstatus_to_exitcode(status) == 0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--methods", default=",".join(BOOK_METHODS),
+                        help="comma-separated, in the main job's order (default: the book's six)")
+    parser.add_argument("--baseline-src", help="another checkout of the project to run beside this one")
+    parser.add_argument("--hog", action="store_true", help="also run everything beside a busy-looping process")
+    parser.add_argument("--slices", help="only these slices (default: the dataset's), for a quicker look")
+    parser.add_argument("--keep", action="store_true", help="keep the fresh folders (printed)")
+    args = parser.parse_args()
+
+    sides = {"this": None, **({"baseline": args.baseline_src} if args.baseline_src else {})}
+    loads = ["idle", "hog"] if args.hog else ["idle"]
+    root = Path(tempfile.mkdtemp(prefix="bench-main-job-"))
+    configs = [(side, load) for side in sides for load in loads]
+    results: dict[tuple[str, str, str], Measured] = {}
+    try:
+        for method in args.methods.split(","):
+            for side, load in configs:  # interleaved: each method's configurations run back to back
+                folder = root / f"{side}-{load}"
+                folder.mkdir(exist_ok=True)
+                measured = run_method(method, folder, args.data_dir, sides[side], hog=load == "hog",
+                                      slices=args.slices)
+                results[(method, side, load)] = measured
+                print(f"{method:15s} {side:8s} {load:4s} {measured.seconds:8.1f} s  {measured.peak_rss_mb:7.0f} MB RSS  "
+                      f"{measured.written_mb:8.1f} MB written  {measured.kept_mb:7.1f} MB kept"
+                      f"{'' if measured.ok else '  (run failed)'}", file=sys.stderr, flush=True)
+    finally:
+        if args.keep:
+            print(f"folders kept under {root}", file=sys.stderr)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+    header = f"| method | {' | '.join(f'{s} {l}: s, RSS MB, written MB' for s, l in configs)} |"
+    if args.hog:
+        header += " | ".join([""] + [f"{s} hog/idle" for s in sides]) + " |"
+    print("\n" + header)
+    print("|" + "---|" * (header.count("|") - 1))
+    totals = {config: 0.0 for config in configs}
+    for method in args.methods.split(","):
+        cells = []
+        for config in configs:
+            m = results[(method, *config)]
+            totals[config] += m.seconds
+            cells.append(f"{m.seconds:.1f}, {m.peak_rss_mb:.0f}, {m.written_mb:.1f}")
+        ratios = [f"{results[(method, s, 'hog')].seconds / results[(method, s, 'idle')].seconds:.2f}"
+                  for s in sides] if args.hog else []
+        print(f"| {method} | " + " | ".join(cells + ratios) + " |")
+    print("| total s | " + " | ".join(f"{totals[c]:.1f}" for c in configs) + " |" * (1 + len(sides) * args.hog))
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (other processes share the machine)")
+
+
+if __name__ == "__main__":
+    main()
