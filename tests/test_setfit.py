@@ -140,7 +140,7 @@ def test_multiclass_head_is_a_softmax_with_argmax():
     classes = vectors[:, :2].argmax(axis=1)  # classes 0 and 1; class 2 absent from the slice
     labels = np.eye(3, dtype=np.uint8)[classes]
     scores = LogisticHead("multiclass", 1.0, None, 0).fit(vectors, labels).predict_proba(vectors)
-    np.testing.assert_allclose(scores.sum(axis=1), 1.0)
+    np.testing.assert_allclose(scores.sum(axis=1), 1.0, atol=1e-6)
     assert (scores[:, 2] == 0).all()
     predicted = decide(scores, "multiclass", threshold=0.99)  # the threshold does not apply
     assert (predicted.sum(axis=1) == 1).all() and (predicted.argmax(axis=1) == classes).mean() > 0.8
@@ -209,7 +209,7 @@ def test_multiclass_context_predicts_one_tag_per_text(tiny_st, tmp_path):
     method.fit(one_hot(train), one_hot(valid), [], context(tmp_path, task="multiclass"))
     predicted = method.predict(test.texts)
     assert (predicted.sum(axis=1) == 1).all()
-    np.testing.assert_allclose(method.predict_scores(test.texts).sum(axis=1), 1.0)
+    np.testing.assert_allclose(method.predict_scores(test.texts).sum(axis=1), 1.0, atol=1e-6)
     assert method.details()["task"] == "multiclass"
 
 
@@ -236,7 +236,7 @@ SAMPLE_TAGS = ["bug", "dataset request", "enhancement", "dataset-viewer"]
 
 @pytest.mark.slow
 def test_minilm_setfit_beats_a_trivial_baseline_on_mirror_issues(tmp_path):
-    """Single-tag issues of four frequent tags: 6 train issues per tag, 8 valid and 8 test per tag."""
+    """Single-tag issues of four frequent tags: 4 train issues per tag, 8 valid and 8 test per tag."""
     from conftest import MIRROR
 
     from harness.config import load_config
@@ -254,8 +254,8 @@ def test_minilm_setfit_beats_a_trivial_baseline_on_mirror_issues(tmp_path):
             rows += np.flatnonzero(only_this)[:per_tag].tolist()
         return LabeledTexts([data.texts[i] for i in rows], data.labels[rows], data.tags)
 
-    train, valid, test = sample("train", 6), sample("valid", 8), sample("test", 8)
-    method = SetFit(SetFitParams(num_iterations=5, max_length=64))
+    train, valid, test = sample("train", 4), sample("valid", 8), sample("test", 8)
+    method = SetFit(SetFitParams(num_iterations=2, max_length=48))  # 64 pairs: minutes on a busy CPU
     method.fit(train, valid, [], context(tmp_path / "cache"))
     valid_micro = method.details()["valid_micro_f1"]
     test_micro = f1_score(test.labels, method.predict(test.texts), average="micro", zero_division=0)

@@ -9,11 +9,9 @@ classes absent from the slice at 0.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score
 
 Task = Literal["multilabel", "multiclass"]
 # Thresholds tried when the decision threshold is tuned on valid.
@@ -27,7 +25,9 @@ class LogisticHead:
         self.class_weight = class_weight
         self.seed = seed
 
-    def _regression(self) -> LogisticRegression:
+    def _regression(self) -> Any:
+        from sklearn.linear_model import LogisticRegression  # scikit-learn only once a head is fitted
+
         return LogisticRegression(C=self.c, class_weight=self.class_weight, max_iter=1000, random_state=self.seed)
 
     def fit(self, vectors: np.ndarray, labels: np.ndarray) -> LogisticHead:
@@ -69,6 +69,8 @@ def decide(scores: np.ndarray, task: Task, threshold: float) -> np.ndarray:
 
 def tune_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """(threshold, valid micro F1): the grid's best micro F1, the smallest threshold on ties."""
+    from sklearn.metrics import f1_score
+
     best = (0.5, -1.0)
     for candidate in THRESHOLD_GRID:
         micro = f1_score(labels, decide(scores, "multilabel", candidate), average="micro", zero_division=0)
