@@ -231,13 +231,10 @@ def test_a_folder_that_is_no_model_is_a_clear_error(tmp_path):
 
 # ---------------------------------------------------------------- real MiniLM on mirror issues
 
-SAMPLE_TAGS = ["bug", "dataset request", "enhancement", "dataset-viewer"]
-
-
 @pytest.mark.slow
 def test_minilm_setfit_beats_a_trivial_baseline_on_mirror_issues(tmp_path):
     """Single-tag issues of four frequent tags: 4 train issues per tag, 8 valid and 8 test per tag."""
-    from conftest import MIRROR
+    from conftest import MIRROR, single_tag_issues
 
     from harness.config import load_config
     from harness.data import prepare
@@ -246,15 +243,7 @@ def test_minilm_setfit_beats_a_trivial_baseline_on_mirror_issues(tmp_path):
         pytest.skip(f"data mirror not found at {MIRROR}")
     dataset = prepare(load_config("github-issues-datasets"), [MIRROR.parent], tmp_path / "prepared")
 
-    def sample(split: str, per_tag: int) -> LabeledTexts:
-        data = dataset.labeled(split)
-        rows = []
-        for tag in SAMPLE_TAGS:
-            only_this = (data.labels[:, dataset.tags.index(tag)] == 1) & (data.labels.sum(axis=1) == 1)
-            rows += np.flatnonzero(only_this)[:per_tag].tolist()
-        return LabeledTexts([data.texts[i] for i in rows], data.labels[rows], data.tags)
-
-    train, valid, test = sample("train", 4), sample("valid", 8), sample("test", 8)
+    train, valid, test = (single_tag_issues(dataset, split, n) for split, n in (("train", 4), ("valid", 8), ("test", 8)))
     method = SetFit(SetFitParams(num_iterations=2, max_length=48))  # 64 pairs: minutes on a busy CPU
     method.fit(train, valid, [], context(tmp_path / "cache"))
     valid_micro = method.details()["valid_micro_f1"]
