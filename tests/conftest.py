@@ -47,3 +47,21 @@ def toy_config(**overrides) -> dict:
     }
     cfg.update(overrides)
     return cfg
+
+
+# Four frequent tags of the mirror; issues carrying exactly one of them make an easy, balanced sample.
+SAMPLE_TAGS = ["bug", "dataset request", "enhancement", "dataset-viewer"]
+
+
+def single_tag_issues(dataset, split: str, per_tag: int, tags: list[str] = SAMPLE_TAGS):
+    """The first ``per_tag`` issues of ``split`` carrying only that tag, for each of ``tags``."""
+    import numpy as np
+
+    from harness.methods import LabeledTexts
+
+    data = dataset.labeled(split)
+    rows: list[int] = []
+    for tag in tags:
+        only_this = (data.labels[:, dataset.tags.index(tag)] == 1) & (data.labels.sum(axis=1) == 1)
+        rows += np.flatnonzero(only_this)[:per_tag].tolist()
+    return LabeledTexts([data.texts[i] for i in rows], data.labels[rows], data.tags)

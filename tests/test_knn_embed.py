@@ -119,27 +119,17 @@ def test_exact_index_returns_the_true_nearest_rows(metric):
 
 # ---------------------------------------------------------------- real MiniLM on mirror issues
 
-SAMPLE_TAGS = ["bug", "dataset request", "enhancement", "dataset-viewer"]
-
-
 @pytest.fixture(scope="module")
 def mirror_sample(tmp_path_factory):
     """Single-tag issues of four frequent tags from the real mirror: train 40, valid 32, test 32."""
-    from conftest import MIRROR
+    from conftest import MIRROR, single_tag_issues
 
     if not MIRROR.exists():
         pytest.skip(f"data mirror not found at {MIRROR}")
     dataset = prepare(load_config("github-issues-datasets"), [MIRROR.parent], tmp_path_factory.mktemp("prepared"))
 
-    def sample(split: str, per_tag: int) -> LabeledTexts:
-        data = dataset.labeled(split)
-        rows = []
-        for tag in SAMPLE_TAGS:
-            only_this = (data.labels[:, dataset.tags.index(tag)] == 1) & (data.labels.sum(axis=1) == 1)
-            rows += np.flatnonzero(only_this)[:per_tag].tolist()
-        return _subset(data, rows)
-
-    return sample("train", 10), sample("valid", 8), sample("test", 8), tmp_path_factory.mktemp("embeddings")
+    samples = (single_tag_issues(dataset, split, per_tag) for split, per_tag in (("train", 10), ("valid", 8), ("test", 8)))
+    return (*samples, tmp_path_factory.mktemp("embeddings"))
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,79 @@
+"""The classification head on the trained body's embeddings (SetFit's second stage) and the
+method's own decision rule.
+
+Multi-label: one logistic regression per tag (one-vs-rest), probabilities per tag. A tag that
+every or no training text carries gets that constant probability (logistic regression needs both
+classes). Multiclass: one softmax (multinomial) logistic regression, probabilities summing to 1,
+classes absent from the slice at 0.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+
+Task = Literal["multilabel", "multiclass"]
+# Thresholds tried when the decision threshold is tuned on valid.
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)
+
+
+class LogisticHead:
+    def __init__(self, task: Task, c: float, class_weight: str | None, seed: int) -> None:
+        self.task = task
+        self.c = c
+        self.class_weight = class_weight
+        self.seed = seed
+
+    def _regression(self) -> Any:
+        from sklearn.linear_model import LogisticRegression  # scikit-learn only once a head is fitted
+
+        return LogisticRegression(C=self.c, class_weight=self.class_weight, max_iter=1000, random_state=self.seed)
+
+    def fit(self, vectors: np.ndarray, labels: np.ndarray) -> LogisticHead:
+        self.n_tags = labels.shape[1]
+        if self.task == "multiclass":
+            classes = labels.argmax(axis=1)
+            self.models = [self._regression().fit(vectors, classes)] if len(set(classes)) > 1 else []
+            self.constant_class = int(classes[0]) if len(classes) else 0
+            return self
+        self.models = []
+        for column in labels.T:
+            self.models.append(self._regression().fit(vectors, column) if 0 < column.sum() < len(column) else float(column.mean()))
+        return self
+
+    def predict_proba(self, vectors: np.ndarray) -> np.ndarray:
+        """(len(vectors), n_tags) probabilities."""
+        scores = np.zeros((len(vectors), self.n_tags), dtype=np.float64)
+        if self.task == "multiclass":
+            if self.models:
+                (model,) = self.models
+                scores[:, model.classes_] = model.predict_proba(vectors)
+            else:
+                scores[:, self.constant_class] = 1.0
+            return scores
+        for tag, model in enumerate(self.models):
+            scores[:, tag] = model if isinstance(model, float) else model.predict_proba(vectors)[:, 1]
+        return scores
+
+
+def decide(scores: np.ndarray, task: Task, threshold: float) -> np.ndarray:
+    """0/1 predictions: argmax for multiclass, ``score > threshold`` per tag for multi-label."""
+    if task == "multiclass":
+        predicted = np.zeros(scores.shape, dtype=np.uint8)
+        if len(scores):
+            predicted[np.arange(len(scores)), scores.argmax(axis=1)] = 1
+        return predicted
+    return (scores > threshold).astype(np.uint8)
+
+
+def tune_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(threshold, valid micro F1): the grid's best micro F1, the smallest threshold on ties."""
+    from sklearn.metrics import f1_score
+
+    best = (0.5, -1.0)
+    for candidate in THRESHOLD_GRID:
+        micro = f1_score(labels, decide(scores, "multilabel", candidate), average="micro", zero_division=0)
+        if micro > best[1]:
+            best = (float(candidate), float(micro))
+    return best

@@ -1,0 +1,187 @@
+"""The ``setfit`` method, its parameters and presets."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from typing import Any, Iterator, Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from harness.methods import FitContext, LabeledTexts, Method, MethodParams
+
+from harness_setfit.head import Task, decide
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+MPNET = "sentence-transformers/all-mpnet-base-v2"
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+
+
+class SetFitParams(MethodParams):
+    """Defaults are the offline, CPU-sized ``default`` preset (see the README for the trade-off)."""
+
+    model: str = DEFAULT_MODEL  # hub name, alias or local folder (harness.models.resolve_model)
+    # pairs: 2 per text per iteration (SetFit's num_iterations), at most max_pairs (None: no cap)
+    num_iterations: int = Field(20, ge=1)
+    max_pairs: int | None = Field(320, ge=1)
+    pair_target: Literal["binary", "jaccard"] = "binary"  # cosine target of a pair (see pairs.py)
+    epochs: int = Field(1, ge=1)  # passes over the pairs
+    batch_size: int = Field(16, ge=1)  # pairs per optimizer step
+    max_length: int | None = Field(64, ge=8, le=4096)  # tokens kept per text; None: the model's own limit
+    body_learning_rate: float = Field(2e-5, gt=0)
+    warmup_proportion: float = Field(0.1, ge=0, lt=1)
+    # head: logistic regression on the embeddings (one-vs-rest for multi-label, softmax for multiclass)
+    head: Literal["logistic"] = "logistic"
+    head_c: float = Field(1.0, gt=0)  # inverse regularisation strength of the head
+    head_class_weight: Literal["none", "balanced"] = "none"
+    threshold: float = Field(0.5, gt=0, lt=1)  # multi-label: a tag is predicted when its probability exceeds this
+    tune_threshold: bool = True  # instead pick the threshold with the best valid micro F1
+    eval_batch_size: int = Field(64, ge=1)
+    device: str = "auto"  # auto: cuda when available, else cpu
+    seed: int | None = None  # pair drawing and training seed; None = the cell's seed
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not _DEVICE.match(value):
+            raise ValueError(f"device {value!r}: expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+        return value
+
+
+# SetFit's published setting (paper and library defaults) on its default body.
+MPNET_PRESET = {
+    "model": MPNET, "num_iterations": 20, "max_pairs": None, "epochs": 1, "batch_size": 16,
+    "max_length": None, "body_learning_rate": 2e-5, "warmup_proportion": 0.1,
+}
+
+
+class SetFit(Method):
+    """Contrastive fine-tuning of a sentence-transformer on pairs from the slice, then a
+    logistic-regression head; the decision threshold is tuned on valid (multi-label)."""
+
+    name = "setfit"
+    version = "1"
+    Params = SetFitParams
+    presets = {"default": {}, "mpnet": MPNET_PRESET, "book": MPNET_PRESET}
+    params: SetFitParams
+
+    def fit(self, train: LabeledTexts, valid: LabeledTexts, unlabeled: list[str], context: FitContext) -> None:
+        import torch
+        import transformers
+
+        from harness_setfit.body import BodySettings, embed, train_body
+        from harness_setfit.head import LogisticHead, tune_threshold
+        from harness_setfit.pairs import contrastive_pairs, pair_budget
+
+        if len(train) == 0:
+            raise ValueError("setfit needs at least one training issue; the training slice is empty")
+        p = self.params
+        # the core's task type (issue 13 adds multiclass datasets); multi-label until it says otherwise
+        self.task: Task = getattr(context, "task", "multilabel")
+        seed = p.seed if p.seed is not None else context.seed
+        label = f"{self.name} slice {context.slice_name}"
+        stages: dict[str, float] = {}
+        tick = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal tick
+            now = time.perf_counter()
+            stages[f"{stage}_s"] = round(now - tick, 2)
+            tick = now
+
+        self.model = _load_body(p.model, _device(p.device, torch), p.max_length)
+        lap("load")
+        pairs = contrastive_pairs(train.labels, pair_budget(len(train), p.num_iterations, p.max_pairs), seed, p.pair_target)
+        lap("pairs")
+        context.progress(f"{label}: {len(pairs)} pairs from {len(train)} issues "
+                         f"({float(pairs.target.mean()) if len(pairs) else 0:.2f} mean target)")
+        transformers.set_seed(seed)  # dropout masks during pair training
+        settings = BodySettings(epochs=p.epochs, batch_size=p.batch_size, learning_rate=p.body_learning_rate,
+                                warmup_proportion=p.warmup_proportion, seed=seed)
+        self.body_stats = train_body(self.model, train.texts, pairs, settings, context.progress, label)
+        lap("body")
+        context.progress(f"{label}: fitting the {p.head} head on {len(train)} embeddings")
+        vectors = embed(self.model, train.texts, p.eval_batch_size)
+        self.head = LogisticHead(self.task, p.head_c, None if p.head_class_weight == "none" else "balanced", seed)
+        self.head.fit(vectors, train.labels)
+        lap("head")
+        self.threshold, self.valid_f1 = p.threshold, None
+        if len(valid):
+            valid_scores = self.predict_scores(valid.texts)
+            if self.task == "multilabel" and p.tune_threshold:
+                self.threshold, _ = tune_threshold(valid_scores, valid.labels)
+            self.valid_f1 = _f1(valid.labels, decide(valid_scores, self.task, self.threshold))
+        lap("valid")
+        self.stages = stages
+        shown = f", valid micro F1 {self.valid_f1['micro']:.4f}" if self.valid_f1 else ""
+        context.progress(f"{label}: head fitted, threshold {self.threshold:g}{shown}")
+
+    def predict_scores(self, texts: list[str]) -> np.ndarray:
+        """Per-tag probabilities (len(texts), n_tags): one-vs-rest (multi-label) or softmax (multiclass)."""
+        from harness_setfit.body import embed
+
+        if not texts:
+            return np.zeros((0, self.head.n_tags), dtype=np.float64)
+        return self.head.predict_proba(embed(self.model, texts, self.params.eval_batch_size))
+
+    def predict(self, texts: list[str]) -> np.ndarray:
+        """The method's own rule: argmax (multiclass) or the valid-tuned threshold (multi-label)."""
+        return decide(self.predict_scores(texts), self.task, self.threshold)
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "threshold": self.threshold,
+            "valid_micro_f1": None if self.valid_f1 is None else self.valid_f1["micro"],
+            "valid_macro_f1": None if self.valid_f1 is None else self.valid_f1["macro"],
+            "pair_training": self.body_stats,
+            "stage_s": dict(self.stages),
+        }
+
+
+def _device(requested: str, torch: Any) -> str:
+    if requested != "auto":
+        return requested
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _load_body(name: str, device: str, max_length: int | None) -> Any:
+    """A fresh SentenceTransformer (trained in place, so never shared between cells)."""
+    from sentence_transformers import SentenceTransformer
+
+    from harness.models import ModelResolutionError, resolve_model
+
+    folder = resolve_model(name, parameter="model")
+    try:
+        with _quiet_transformers():
+            model = SentenceTransformer(folder, device=device)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelResolutionError(f"cannot load {folder!r} (parameter 'model') as a sentence-transformer: {exc}".splitlines()[0]) from exc
+    if max_length is not None:
+        model.max_seq_length = max_length
+    return model
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """No load report or weight-loading progress bar in the cell's output."""
+    import transformers
+
+    bars = transformers.logging.is_progress_bar_enabled()
+    previous = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(previous)
+        if bars:
+            transformers.logging.enable_progress_bar()
+
+
+def _f1(labels: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import f1_score
+
+    return {average: float(f1_score(labels, predicted, average=average, zero_division=0)) for average in ("micro", "macro")}
