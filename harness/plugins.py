@@ -31,6 +31,7 @@ DEFAULT_PLUGINS = (
     "harness_knn_embed",
     "harness_zeroshot",
     "harness_finetune",
+    "harness_llm_icl",
 )
 
 
