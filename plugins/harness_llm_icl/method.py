@@ -29,7 +29,7 @@ class LlmIclParams(MethodParams):
         "retrieved: the k most similar slice issues by embedding, per issue",
     )
     k: int = Field(4, ge=0, description="demonstrations in the prompt")
-    max_text_tokens: int = Field(48, ge=1, description="tokens kept of each issue text (demonstrations and the issue)")
+    max_text_tokens: int = Field(32, ge=1, description="tokens kept of each issue text (demonstrations and the issue)")
     instruction: str | None = Field(None, description="first line of the prompt; None: a default naming the task")
     score: ScoreKind = Field("mean", description="sum or mean of the log-probabilities of a tag's tokens")
     calibrate: Calibration = Field("center", description="center: subtract each tag's mean score on the valid texts")
