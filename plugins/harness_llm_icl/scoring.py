@@ -87,8 +87,7 @@ class TagScorer:
             n = len(segment)
             ids[i, :n] = torch.tensor(segment)
             positions[i, :n_max] = p + torch.arange(n_max).clamp(max=n - 1)  # padding repeats the last position
-            allowed[i, :n_max, p:p + n_max] = causal
-            allowed[i, :n_max, p + n:p + n_max] = False  # padding is seen by nobody
+            allowed[i, :n_max, p:p + n_max] = causal  # real tokens come before padding: they never see it
             for tag, tokens in enumerate(inputs):
                 lo, hi = n_max + int(starts[tag]), n_max + int(starts[tag + 1])
                 if lo == hi:
