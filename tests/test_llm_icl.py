@@ -229,7 +229,7 @@ def test_fit_records_the_rule_and_every_score_variant(tiny_llama, tmp_path):
     details = method.details()
     assert details["rule"]["kind"] == "threshold" and details["valid_issues_scored"] == 10
     assert set(details["valid_micro_f1_by_score"]) == {"sum/none", "sum/center", "mean/none", "mean/center"}
-    assert details["valid_micro_f1"] == details["valid_micro_f1_by_score"]["mean/center"]
+    assert details["valid_micro_f1"] == details["valid_micro_f1_by_score"]["sum/none"]
     assert len(details["demonstration_rows"]) == 2 and details["prefix_passes"] == 1
     scores = method.predict_scores(test.texts)
     assert scores.shape == (len(test), 3) and np.isfinite(scores).all()
