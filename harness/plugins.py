@@ -39,6 +39,7 @@ DEFAULT_PLUGINS = (
     "harness_zeroshot",
     "harness_finetune",
     "harness_setfit",
+    "harness_llm_icl",
 )
 
 
