@@ -260,6 +260,8 @@ def test_a_multiclass_task_predicts_exactly_one_tag(tiny_llama, tmp_path):
     prediction = method.predict(valid.texts)
     assert (prediction.sum(axis=1) == 1).all()
     assert method.details()["rule"] == {"kind": "argmax"}
+    valid_prediction = method.predict([valid.texts[i] for i in method.valid_rows])
+    assert method.details()["valid_micro_f1"] == round(float((valid_prediction & valid.labels[method.valid_rows]).sum()) / 8, 5)
     assert method.prompt.instruction_text().startswith("Tag each issue with exactly one")
 
 

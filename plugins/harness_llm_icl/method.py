@@ -16,7 +16,7 @@ from pydantic import Field
 from harness.methods import FitContext, LabeledTexts, Method, MethodParams
 
 from harness_llm_icl.prompt import PromptBuilder, Task, fixed_demonstrations, nearest_demonstrations
-from harness_llm_icl.rules import apply_threshold, argmax_tags, best_threshold
+from harness_llm_icl.rules import apply_threshold, argmax_tags, best_threshold, micro_f1
 
 ScoreKind = Literal["sum", "mean"]
 Calibration = Literal["none", "center"]
@@ -113,6 +113,8 @@ class LlmIcl(Method):
                 self.variants[f"{kind}/{calibration}"] = round(f1, 5)
                 if (kind, calibration) == (p.score, p.calibrate):
                     self.threshold, self.valid_f1 = threshold, f1
+        if self.task == "multiclass":
+            self.valid_f1 = micro_f1(valid.labels[rows], argmax_tags(self._finish(raw, p.score, p.calibrate)))
 
     def raw_scores(self, texts: list[str]) -> np.ndarray:
         """(len(texts), tags) summed log-probabilities of each tag's name as the answer."""

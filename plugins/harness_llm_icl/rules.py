@@ -27,6 +27,12 @@ def best_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float
     return float((ordered[best] + below) / 2), float(f1[best])
 
 
+def micro_f1(labels: np.ndarray, predicted: np.ndarray) -> float:
+    """2·tp / (true tags + predicted tags), 0 when both are 0 (scikit-learn's zero_division=0)."""
+    total = int(labels.astype(bool).sum() + predicted.astype(bool).sum())
+    return float(2 * (labels.astype(bool) & predicted.astype(bool)).sum() / total) if total else 0.0
+
+
 def apply_threshold(scores: np.ndarray, threshold: float) -> np.ndarray:
     return (scores >= threshold).astype(np.uint8)
 
