@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -13,6 +14,8 @@ from harness.methods import stable_hash
 
 BUILTIN_CFG_DIR = Path(__file__).resolve().parent.parent / "datasets_cfg"
 DATASETS_CFG_ENV = "HARNESS_DATASETS_CFG"
+# a dataset's name is its config file's name: it names folders and appears in commands
+DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 class ConfigError(ValueError):
@@ -116,6 +119,11 @@ def config_dirs(extra: list[Path] | None = None) -> list[Path]:
 
 
 def load_config_file(path: Path) -> DatasetConfig:
+    if not DATASET_NAME.fullmatch(path.stem):
+        raise ConfigError(
+            f"{path}: {path.stem!r} is not a usable dataset name (the file name without .yaml): "
+            "use letters, digits, '-', '_' and '.', starting with a letter or digit"
+        )
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:

@@ -61,6 +61,12 @@ def _locate_one(
     if file_name:
         for folder in search_dirs:
             candidate = folder / file_name
+            # lexically, so that a link inside the data folder may still point elsewhere
+            if not Path(os.path.abspath(candidate)).is_relative_to(os.path.abspath(folder)):
+                raise DataError(
+                    f"dataset {dataset!r}: source file {file_name!r} leaves the data folder {folder}; "
+                    "give a path inside it and point --data-dir at the folder that holds the file"
+                )
             if candidate.is_file():
                 if source.sha256 and sha256_of(candidate) != source.sha256:
                     raise DataError(

@@ -53,8 +53,10 @@ def write_npy_atomic(path: Path, array: np.ndarray) -> None:
 
 
 def safe_name(part: str) -> str:
-    """A file-name-safe version of a dataset, method or slice name."""
-    return "".join(c if c.isalnum() or c in "-_.@+" else "_" for c in part)
+    """A file-name-safe version of a dataset, method or slice name: never empty, no separator,
+    no leading dot, so no name ('..' included) can make a path leave the results folder."""
+    safe = "".join(c if c.isalnum() or c in "-_.@+" else "_" for c in part)
+    return "_" + safe[1:] if safe.startswith(".") else safe or "_"
 
 
 def record_path(results_dir: Path, dataset: str, method_label: str, slice_name: str, seed: int) -> Path:
