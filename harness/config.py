@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import string
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.methods import stable_hash
 
@@ -95,7 +96,42 @@ class DatasetConfig(_Strict):
     filters: list[RowFilter] = Field(default_factory=list)
     drop_duplicate_texts: bool = True
     split: SplitConfig = Field(default_factory=SplitConfig)
-    slices: list[int | Literal["all"]] = Field(default_factory=lambda: [8, 16, 32, 64, 128, "all"])
+    slices: list[int | Literal["all"]] = Field(
+        default_factory=lambda: [8, 16, 32, 64, 128, "all"],
+        description="training slice sizes: positive integers or 'all'",
+    )
+
+    @field_validator("slices", mode="before")
+    @classmethod
+    def _slice_sizes(cls, slices: object) -> object:
+        """Positive integers or 'all', at least one, none twice (a YAML true is not the size 1)."""
+        if not isinstance(slices, list) or not slices:
+            raise ValueError("expected a non-empty list of slice sizes: positive integers or 'all', e.g. [8, 16, all]")
+        for size in slices:
+            if size != "all" and not (isinstance(size, int) and not isinstance(size, bool) and size > 0):
+                raise ValueError(f"slice size {size!r} is neither a positive integer nor 'all'")
+            if slices.count(size) > 1:
+                raise ValueError(f"slice size {size!r} is listed twice")
+        return slices
+
+    @field_validator("text")
+    @classmethod
+    def _template_renders(cls, text: str) -> str:
+        """Catch a broken template when the config loads, not when the data is read."""
+        try:
+            parsed = [(field, conversion) for _, field, _, conversion in string.Formatter().parse(text) if field is not None]
+        except ValueError as exc:
+            raise ValueError(f"not a valid template ({exc}); name fields as {{title}}, write a brace as {{{{ or }}}}") from None
+        for field, conversion in parsed:
+            if not field or field.isdigit():
+                raise ValueError("template fields need a row field's name, e.g. {title}; {} and {0} name none")
+            if conversion not in (None, "r", "s", "a"):
+                raise ValueError(f"template field {field!r} has conversion !{conversion}; only !r, !s and !a exist")
+        try:
+            text.format_map(_BlankFields())
+        except (ValueError, LookupError, AttributeError, TypeError) as exc:
+            raise ValueError(f"template cannot be rendered: {exc}") from None
+        return text
 
     @model_validator(mode="after")
     def _files_go_with_split_files(self) -> "DatasetConfig":
@@ -106,6 +142,13 @@ class DatasetConfig(_Strict):
     def config_hash(self) -> str:
         # descriptions feed zero-shot only; changing them does not change the data
         return stable_hash(self.model_dump(mode="json", exclude={"description"}))
+
+
+class _BlankFields(dict):
+    """Every field an empty string: a trial rendering of a text template."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
 
 
 def config_dirs(extra: list[Path] | None = None) -> list[Path]:

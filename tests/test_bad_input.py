@@ -84,3 +84,86 @@ def test_source_file_may_not_leave_the_data_folder(tmp_path, file_name):
         f"error: dataset 'tiny': source file {file_name!r} leaves the data folder {data_dir}; "
         "give a path inside it and point --data-dir at the folder that holds the file"
     )
+
+
+# ---------------------------------------------------------------- items 7 and 8: CLI lists and config values
+
+@pytest.fixture
+def tiny_run(tmp_path):
+    """``harness run`` of nb on the tiny dataset with extra arguments; returns the click result."""
+    cfg_dir, data_dir = _tiny(tmp_path)
+
+    def run(*extra):
+        return _invoke("run", "--methods", "nb", "--datasets", "tiny", "--datasets-cfg", cfg_dir, "--data-dir", data_dir,
+                       "--results", tmp_path / "results", "--cache-dir", tmp_path / "cache", "--no-report", *extra)
+
+    return run
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seeds", "a"], "error: --seeds 'a': 'a' is not an integer; expected comma-separated integers, e.g. 0,1,2"),
+    (["--seeds", ","], "error: --seeds ',': no value given; expected comma-separated integers, e.g. 0,1,2"),
+    (["--seeds", "0,0"], "error: --seeds '0,0': 0 given twice; expected comma-separated integers, e.g. 0,1,2"),
+    (["--seeds", "0,00"], "error: --seeds '0,00': a seed is given twice; expected comma-separated integers, e.g. 0,1,2"),
+    (["--slices", "0"], "error: --slices '0': '0' is not a slice size; expected positive integers or 'all', e.g. 8,16,all"),
+    (["--slices", "x"], "error: --slices 'x': 'x' is not a slice size; expected positive integers or 'all', e.g. 8,16,all"),
+    (["--slices", "-3"], "error: --slices '-3': '-3' is not a slice size; expected positive integers or 'all', e.g. 8,16,all"),
+    (["--slices", ""], "error: --slices '': no value given; expected positive integers or 'all', e.g. 8,16,all"),
+    (["--methods", "nb,nb"], "error: --methods 'nb,nb': nb given twice; expected comma-separated method names, or 'all'"),
+    (["--datasets", "tiny,tiny"], "error: --datasets 'tiny,tiny': tiny given twice; expected comma-separated dataset names"),
+    (["--cell-timeout", "inf"], "error: --cell-timeout inf: expected a positive, finite number of seconds"),
+    (["--cell-timeout", "nan"], "error: --cell-timeout nan: expected a positive, finite number of seconds"),
+    (["--cell-timeout", "0"], "error: --cell-timeout 0.0: expected a positive, finite number of seconds"),
+    (["--preset", "bok"], "error: --preset: unknown preset 'bok'; did you mean 'book'? (known: book, default)"),
+])
+def test_run_list_options_refuse_nonsense_in_one_line(tiny_run, tmp_path, args, message):
+    result = tiny_run(*args)
+    assert result.exit_code == 2, result.output
+    assert result.output == message + "\n"
+    assert not (tmp_path / "results").exists()  # nothing ran
+
+
+def test_status_checks_its_lists_too(tmp_path):
+    cfg_dir, data_dir = _tiny(tmp_path)
+    result = _invoke("status", "--methods", "nb", "--datasets", "tiny", "--seeds", "1,x", "--datasets-cfg", cfg_dir,
+                     "--data-dir", data_dir, "--results", tmp_path / "results")
+    assert result.exit_code == 2 and result.output == (
+        "error: --seeds '1,x': 'x' is not an integer; expected comma-separated integers, e.g. 0,1,2\n")
+
+
+@pytest.mark.parametrize("slices, message", [
+    ([0], "slice size 0 is neither a positive integer nor 'all'"),
+    ([-8], "slice size -8 is neither a positive integer nor 'all'"),
+    ([True], "slice size True is neither a positive integer nor 'all'"),
+    ([8, 8], "slice size 8 is listed twice"),
+    ([], "expected a non-empty list of slice sizes"),
+])
+def test_config_slices_refuse_nonsense(tmp_path, slices, message):
+    cfg_dir, data_dir = _tiny(tmp_path, slices=slices)
+    result = _invoke("run", "--methods", "nb", "--datasets", "tiny", "--datasets-cfg", cfg_dir, "--data-dir", data_dir,
+                     "--results", tmp_path / "results", "--cache-dir", tmp_path / "cache", "--no-report")
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: {cfg_dir / 'tiny.yaml'}: field 'slices': ") and message in result.output
+    assert result.output.count("\n") == 1
+
+
+@pytest.mark.parametrize("template, message", [
+    ("{}", "template fields need a row field's name"),
+    ("{0}", "template fields need a row field's name"),
+    ("{title", "not a valid template (expected '}' before end of string)"),
+    ("{title!z}", "template field 'title' has conversion !z; only !r, !s and !a exist"),
+    ("{title:>x}", "template cannot be rendered: Unknown format code 'x'"),
+])
+def test_broken_templates_are_found_when_configs_load(tmp_path, template, message):
+    cfg_dir, _ = _tiny(tmp_path, text=template)
+    listing = _invoke("ls", "datasets", "--datasets-cfg", cfg_dir)
+    row = next(line for line in listing.output.splitlines() if line.startswith("tiny "))
+    assert "INVALID" in row and "field 'text'" in row and message in row
+
+
+def test_good_templates_still_load(tmp_path):
+    from harness.config import load_config_file
+
+    cfg_dir, _ = _tiny(tmp_path, text="{{literal}} {title!r}: {body:>3}")
+    assert load_config_file(cfg_dir / "tiny.yaml").text == "{{literal}} {title!r}: {body:>3}"
+
