@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import string
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -21,6 +22,10 @@ DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 class ConfigError(ValueError):
     """A dataset configuration is missing, malformed or invalid."""
+
+
+class ConfigWarning(UserWarning):
+    """A dataset configuration is usable but says something that is ignored."""
 
 
 class _Strict(BaseModel):
@@ -173,7 +178,13 @@ def load_config_file(path: Path) -> DatasetConfig:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of fields, got {type(raw).__name__}")
-    raw.setdefault("name", path.stem)
+    if "name" in raw and raw["name"] != path.stem:
+        warnings.warn(
+            f"{path}: field 'name' is {raw['name']!r} but a dataset is named by its file: this one is "
+            f"{path.stem!r} (rename the file or drop the field)",
+            ConfigWarning, stacklevel=2,
+        )
+    raw["name"] = path.stem
     try:
         return DatasetConfig.model_validate(raw)
     except ValidationError as exc:

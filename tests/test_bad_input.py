@@ -167,3 +167,48 @@ def test_good_templates_still_load(tmp_path):
     cfg_dir, _ = _tiny(tmp_path, text="{{literal}} {title!r}: {body:>3}")
     assert load_config_file(cfg_dir / "tiny.yaml").text == "{{literal}} {title!r}: {body:>3}"
 
+
+# ---------------------------------------------------------------- item 10: silent oddities
+
+def test_a_name_field_other_than_the_file_name_is_warned_about(tmp_path):
+    from harness.config import ConfigWarning, load_config_file
+
+    cfg_dir, _ = _tiny(tmp_path, name="other")
+    with pytest.warns(ConfigWarning, match="field 'name' is 'other' but a dataset is named by its file: this one is 'tiny'"):
+        cfg = load_config_file(cfg_dir / "tiny.yaml")
+    assert cfg.name == "tiny"
+
+
+def _frame_with_labels(labels: list) -> tuple:
+    import pandas as pd
+
+    from harness.config import DatasetConfig
+    from harness.data import build_frame
+
+    cfg = DatasetConfig.model_validate({"name": "t", "source": {"file": "t.jsonl"}, "text": "{title}", "labels": {"field": "labels"}})
+    raw = pd.DataFrame({"title": [f"issue {i}" for i in range(len(labels))], "labels": labels})
+    return build_frame(cfg, raw, "t.jsonl")
+
+
+def test_integer_labels_are_used_with_a_warning():
+    from harness.data import DataWarning
+
+    with pytest.warns(DataWarning, match=r"t.jsonl: label field 'labels' holds integers \(first in row 2\)"):
+        _, tags = _frame_with_labels([["bug"], [3, "bug"], [{"name": 4}]])
+    assert tags == ["3", "4", "bug"]
+
+
+@pytest.mark.parametrize("labels, shown", [
+    ([["bug"], [{"name": {"x": 1}}]], "label {'x': 1} in 'labels' is a dict"),
+    ([["bug"], [1.5]], "label 1.5 in 'labels' is a float"),
+    ([["bug"], [True]], "label True in 'labels' is a bool"),
+    ([["bug"], [["a"]]], "label ['a'] in 'labels' is a list"),
+    ([["bug"], [None]], "label None in 'labels' is a NoneType"),
+])
+def test_other_label_values_are_refused_naming_the_row(labels, shown):
+    from harness.sources import DataError
+
+    with pytest.raises(DataError) as raised:
+        _frame_with_labels(labels)
+    assert str(raised.value) == (f"t.jsonl: row 2: {shown}; expected a label name: a string (or an integer id), "
+                                 "or an object with a 'name'")
