@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -66,6 +67,17 @@ def _check_preset(pm, preset: str) -> None:
     known = {DEFAULT_PRESET} | {name for method in pm.registry.methods.values() for name in method.presets}
     if preset not in known:
         raise click.UsageError("--preset: " + unknown_name_message("preset", preset, sorted(known)))
+
+
+def _check_results_dir(results_dir: Path) -> None:
+    """A results folder that cannot be one fails here in one line, not at its first record."""
+    for folder in [results_dir, *results_dir.parents]:
+        if folder.exists():
+            if not folder.is_dir():
+                raise click.UsageError(f"--results {results_dir}: {folder} is a file, not a folder")
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise click.UsageError(f"--results {results_dir}: {folder} is not writable")
+            return
 
 
 def _check_timeout(seconds: float | None) -> None:
@@ -141,6 +153,7 @@ def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed
     try:
         seed_list, slice_list = _seed_list(seeds), _slice_list(slices)
         _check_timeout(cell_timeout)
+        _check_results_dir(results_dir)
         _check_preset(pm, preset)
         dataset_list = _listed("--datasets", datasets, "comma-separated dataset names")
         method_list = _listed("--methods", methods, "comma-separated method names, or 'all'")
@@ -175,9 +188,14 @@ def _write_reports(pm, results_dir: Path, say=lambda line: click.echo(line, err=
     from harness.report import write_reports
     from harness.runner import LOCKS_DIR
 
-    with FileLock(results_dir / LOCKS_DIR / "report.lock"):  # runs sharing the folder take turns
-        for path in write_reports(results_dir, pm.registry.report_formats):
-            say(f"wrote {path}")
+    try:
+        with FileLock(results_dir / LOCKS_DIR / "report.lock"):  # runs sharing the folder take turns
+            for path in write_reports(results_dir, pm.registry.report_formats):
+                say(f"wrote {path}")
+    except OSError as exc:
+        _fail(ValueError(f"{results_dir}: cannot write the reports: {exc.strerror} ({exc.filename})"))
+    except ValueError as exc:
+        _fail(exc)
 
 
 @cli.command()
@@ -330,6 +348,8 @@ def publish(results_dirs, out_dir: Path) -> None:
         _fail(exc)
     for conflict in site.conflicts:
         click.echo(f"warning: {conflict.describe()}", err=True)
+    for note in site.mixed_data:
+        click.echo(f"warning: {note}", err=True)
     click.echo(f"wrote {site.index} ({len(site.datasets)} dataset(s), {site.n_records} cell records)")
 
 

@@ -212,3 +212,123 @@ def test_other_label_values_are_refused_naming_the_row(labels, shown):
         _frame_with_labels(labels)
     assert str(raised.value) == (f"t.jsonl: row 2: {shown}; expected a label name: a string (or an integer id), "
                                  "or an object with a 'name'")
+
+
+# ---------------------------------------------------------------- item 1: never average different data
+
+def _nb_run(cfg_dir, data_dir, results, cache, seeds):
+    return _invoke("run", "--methods", "nb", "--datasets", "tiny", "--seeds", seeds, "--slices", "8",
+                   "--datasets-cfg", cfg_dir, "--data-dir", data_dir, "--results", results, "--cache-dir", cache, "--no-report")
+
+
+@pytest.fixture
+def mixed_results(tmp_path):
+    """nb on tiny with seeds 0,1, then the data file changes and seed 0 runs again."""
+    cfg_dir, data_dir = _tiny(tmp_path)
+    results = tmp_path / "results"
+    assert _nb_run(cfg_dir, data_dir, results, tmp_path / "cache", "0,1").exit_code == 0
+    data = data_dir / "tiny.jsonl"
+    data.write_text("".join(data.read_text().splitlines(keepends=True)[:100]))
+    from harness.runner import load_dataset, train_slices
+
+    load_dataset.cache_clear()  # the CLI runs in this process: forget the old data
+    train_slices.cache_clear()
+    assert _nb_run(cfg_dir, data_dir, results, tmp_path / "cache", "0").exit_code == 0
+    return results
+
+
+def test_report_never_averages_records_of_different_data(mixed_results):
+    import pandas as pd
+
+    from harness.report import MixedDataWarning, write_reports
+
+    with pytest.warns(MixedDataWarning, match=r"dataset 'tiny': cell records come from 2 versions of its config or data"):
+        write_reports(mixed_results)
+    table = pd.read_csv(mixed_results / "leaderboard.csv")
+    assert len(table) == 2 and table["seeds"].tolist() == [1, 1]
+    assert all(name.startswith("tiny [config ") and ", data " in name for name in table["dataset"])
+    assert table["dataset"].nunique() == 2
+    assert len(list((mixed_results / "figures").glob("*.png"))) == 2
+
+
+def test_publish_shows_each_data_version_apart(mixed_results, tmp_path):
+    result = _invoke("publish", "--results", mixed_results, "--out", tmp_path / "site")
+    assert result.exit_code == 0, result.output
+    assert "warning: dataset 'tiny': cell records come from 2 versions" in result.output
+    pages = sorted(p.name for p in (tmp_path / "site").glob("tiny*.html"))
+    assert len(pages) == 2
+
+
+# ---------------------------------------------------------------- item 4: a failing publish keeps the old site
+
+def test_a_failing_publish_leaves_the_previous_site(tmp_path, monkeypatch):
+    import harness.publish
+
+    cfg_dir, data_dir = _tiny(tmp_path)
+    results = tmp_path / "results"
+    assert _nb_run(cfg_dir, data_dir, results, tmp_path / "cache", "0").exit_code == 0
+    site = tmp_path / "site"
+    assert _invoke("publish", "--results", results, "--out", site).exit_code == 0
+    before = sorted(p.relative_to(site) for p in site.rglob("*"))
+
+    def broken_figure(*args, **kwargs):
+        raise RuntimeError("figure failed")
+
+    monkeypatch.setattr(harness.publish, "write_figure", broken_figure)
+    with pytest.raises(RuntimeError, match="figure failed"):
+        harness.publish.publish_site([results], site)
+    assert sorted(p.relative_to(site) for p in site.rglob("*")) == before
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".site")]  # no staging folder left
+    monkeypatch.undo()
+    assert _invoke("publish", "--results", results, "--out", site).exit_code == 0  # and replacing still works
+    assert sorted(p.relative_to(site) for p in site.rglob("*")) == before
+
+
+# ---------------------------------------------------------------- item 6: one-line errors for unusable folders
+
+def test_results_below_a_file_is_one_line(tmp_path):
+    cfg_dir, data_dir = _tiny(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    result = _nb_run(cfg_dir, data_dir, tmp_path / "afile" / "sub", tmp_path / "cache", "0")
+    assert result.exit_code == 2
+    assert result.output == f"error: --results {tmp_path / 'afile' / 'sub'}: {tmp_path / 'afile'} is a file, not a folder\n"
+
+
+def test_figures_being_a_file_is_one_line(tmp_path):
+    cfg_dir, data_dir = _tiny(tmp_path)
+    results = tmp_path / "results"
+    assert _nb_run(cfg_dir, data_dir, results, tmp_path / "cache", "0").exit_code == 0
+    (results / "figures").write_text("not a folder")
+    result = _invoke("report", "--results", results)
+    assert result.exit_code == 2
+    assert result.output == (f"error: {results / 'figures'}: is a file, but the report writes its figures into a "
+                             "folder of that name; move the file away\n")
+
+
+def test_status_opens_nothing_for_writing(tmp_path, monkeypatch):
+    """As on a read-only results folder: any open for writing under it fails (root ignores modes)."""
+    from harness.locks import FileLock
+
+    cfg_dir, data_dir = _tiny(tmp_path)
+    results = tmp_path / "results"
+    assert _nb_run(cfg_dir, data_dir, results, tmp_path / "cache", "0").exit_code == 0
+    held = FileLock(results / ".locks" / "tiny" / "nb" / "slice-16_seed-0.lock")
+    held.acquire()  # a live run computing another cell
+    idle = results / ".locks" / "tiny" / "nb" / "slice-all_seed-0.lock"
+    idle.touch()
+    real_open = os.open
+
+    def read_only_open(path, flags, *args, **kwargs):
+        if str(path).startswith(str(results)) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            raise PermissionError(13, "Read-only file system", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only_open)
+    try:
+        result = _invoke("status", "--results", results)
+    finally:
+        monkeypatch.undo()
+        held.release()
+    assert result.exit_code == 0, result.output
+    row = next(line.split() for line in result.output.splitlines() if line.startswith("tiny"))
+    assert row == ["tiny", "nb", "1", "0", "1"]  # done, failed, running
