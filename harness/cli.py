@@ -164,6 +164,10 @@ def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed
         _fail(exc)
     progress = Progress("json" if json_progress else "quiet" if quiet else "human")
     say = (lambda line: None) if quiet or json_progress else (lambda line: click.echo(line, err=True))
+    replaced = _replaced_records(plan)
+    if replaced:
+        click.echo(f"warning: {replaced} cell record(s) on disk were computed with another cell key (data, config, "
+                   "parameters or method version changed) and will be replaced", err=True)
     try:
         summary = run_plan(pm, plan, cell_executor, progress)
     except RunInterrupted as exc:
@@ -181,6 +185,16 @@ def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed
         _write_reports(pm, results_dir, say)
     if summary["failed"]:
         sys.exit(1)
+
+
+def _replaced_records(plan) -> int:
+    """How many to-do cells have a record on disk that another cell key produced."""
+    from harness.store import read_record
+
+    return sum(
+        1 for spec in plan.todo
+        if (record := read_record(spec.path())) is not None and record.get("key_hash") != spec.key_hash
+    )
 
 
 def _write_reports(pm, results_dir: Path, say=lambda line: click.echo(line, err=True)) -> None:

@@ -233,7 +233,9 @@ def mixed_results(tmp_path):
 
     load_dataset.cache_clear()  # the CLI runs in this process: forget the old data
     train_slices.cache_clear()
-    assert _nb_run(cfg_dir, data_dir, results, tmp_path / "cache", "0").exit_code == 0
+    second = _nb_run(cfg_dir, data_dir, results, tmp_path / "cache", "0")
+    assert second.exit_code == 0
+    assert "warning: 1 cell record(s) on disk were computed with another cell key" in second.output
     return results
 
 
