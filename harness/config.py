@@ -189,7 +189,7 @@ def load_config_file(path: Path) -> DatasetConfig:
         return DatasetConfig.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
-            f"field '{'.'.join(str(p) for p in err['loc'])}': {err['msg']}"
+            f"field {'.'.join(str(p) for p in err['loc'])!r}: {err['msg']}"  # repr: a key may hold a newline
             + (f" (got {err['input']!r})" if err["type"] != "missing" else "")
             for err in exc.errors()
         )

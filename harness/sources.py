@@ -164,6 +164,8 @@ def read_csv(stream: io.BufferedIOBase, name: str, source: SourceConfig) -> pd.D
         ) from None
     except pd.errors.ParserError as exc:
         raise DataError(f"{name}: malformed CSV: {exc}") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{name}: empty CSV: no header row of field names") from None
 
 
 def read_parquet(stream: io.BufferedIOBase, name: str, source: SourceConfig) -> pd.DataFrame:
