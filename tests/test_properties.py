@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 
 import click
 import pandas as pd
@@ -146,32 +147,29 @@ def test_a_leaderboard_row_never_mixes_data_versions(records):
                                         for r, label in zip(records, labels)})
 
 
-@FEW
-@given(lines=st.lists(st.one_of(st.binary(max_size=30), st.builds(json.dumps, values).map(str.encode)), max_size=6))
-def test_jsonl_reader_reads_or_names_the_line(tmp_path_factory, lines):
-    path = tmp_path_factory.mktemp("data") / "t.jsonl"
-    path.write_bytes(b"\n".join(line.replace(b"\n", b" ") for line in lines))
-    source = DatasetConfig.model_validate({**VALID, "source": {"file": "t.jsonl"}}).source
+def _reads_or_names_the_file(folder: Path, name: str, content: bytes) -> None:
+    path = folder / name
+    path.write_bytes(content)
+    source = DatasetConfig.model_validate({**VALID, "source": {"file": name}}).source
     try:
         frame = read_rows(path, source)
     except DataError as exc:
         assert _one_line(str(exc)) and str(exc).startswith(str(path))
         return
     assert isinstance(frame, pd.DataFrame)
+
+
+@FEW
+@given(lines=st.lists(st.one_of(st.binary(max_size=30), st.builds(json.dumps, values).map(str.encode)), max_size=6))
+def test_jsonl_reader_reads_or_names_the_line(tmp_path_factory, lines):
+    content = b"\n".join(line.replace(b"\n", b" ") for line in lines)
+    _reads_or_names_the_file(tmp_path_factory.mktemp("data"), "t.jsonl", content)
 
 
 @FEW
 @given(content=st.binary(max_size=120))
 def test_csv_reader_reads_or_names_the_file(tmp_path_factory, content):
-    path = tmp_path_factory.mktemp("data") / "t.csv"
-    path.write_bytes(content)
-    source = DatasetConfig.model_validate({**VALID, "source": {"file": "t.csv"}}).source
-    try:
-        frame = read_rows(path, source)
-    except DataError as exc:
-        assert _one_line(str(exc)) and str(exc).startswith(str(path))
-        return
-    assert isinstance(frame, pd.DataFrame)
+    _reads_or_names_the_file(tmp_path_factory.mktemp("data"), "t.csv", content)
 
 
 @FEW
