@@ -360,6 +360,8 @@ def publish(results_dirs, out_dir: Path) -> None:
         site = publish_site(list(results_dirs) or [Path("results")], out_dir)
     except PublishError as exc:
         _fail(exc)
+    except OSError as exc:  # e.g. --out below a file, or a folder not writable
+        _fail(ValueError(f"--out {out_dir}: cannot write the site: {exc.strerror} ({exc.filename})"))
     for conflict in site.conflicts:
         click.echo(f"warning: {conflict.describe()}", err=True)
     for note in site.mixed_data:

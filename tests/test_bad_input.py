@@ -334,3 +334,14 @@ def test_status_opens_nothing_for_writing(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     row = next(line.split() for line in result.output.splitlines() if line.startswith("tiny"))
     assert row == ["tiny", "nb", "1", "0", "1"]  # done, failed, running
+
+
+def test_publish_out_below_a_file_is_one_line(tmp_path):
+    cfg_dir, data_dir = _tiny(tmp_path)
+    results = tmp_path / "results"
+    assert _nb_run(cfg_dir, data_dir, results, tmp_path / "cache", "0").exit_code == 0
+    (tmp_path / "afile").write_text("x")
+    result = _invoke("publish", "--results", results, "--out", tmp_path / "afile" / "site")
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: --out {tmp_path / 'afile' / 'site'}: cannot write the site: ")
+    assert result.output.count("\n") == 1
