@@ -62,7 +62,7 @@ def _slice_list(value: str | None) -> list[int | str] | None:
 
 
 def _check_preset(pm, preset: str) -> None:
-    from harness.config import unknown_name_message
+    from harness.errors import unknown_name_message
 
     known = {DEFAULT_PRESET} | {name for method in pm.registry.methods.values() for name in method.presets}
     if preset not in known:
@@ -94,6 +94,12 @@ def _fail(exc: Exception) -> None:
 @click.version_option(package_name="fewlabels-harness")
 def cli() -> None:
     """Benchmark multi-label text classifiers at 8, 16, 32, 64, 128 and all labeled examples."""
+    warnings.showwarning = _show_warning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings (an invalid cell record, a slice clamped to the train split) as one line each."""
+    click.echo(f"warning: {message}", err=True)
 
 
 data_dir_option = click.option(
@@ -143,7 +149,9 @@ def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed
     """
     from harness.executors import make_executor
     from harness.progress import Progress
-    from harness.runner import RunInterrupted, Settings, plan_run, run_plan
+    from harness.datasets import Settings
+    from harness.driver import RunInterrupted, run_plan
+    from harness.plan import plan_run
 
     pm = get_plugin_manager()
     settings = Settings(
@@ -189,18 +197,18 @@ def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed
 
 def _replaced_records(plan) -> int:
     """How many to-do cells have a record on disk that another cell key produced."""
-    from harness.store import read_record
+    from harness.records import read_record
 
     return sum(
         1 for spec in plan.todo
-        if (record := read_record(spec.path())) is not None and record.get("key_hash") != spec.key_hash
+        if (record := read_record(spec.path())) is not None and record.key_hash != spec.key_hash
     )
 
 
 def _write_reports(pm, results_dir: Path, say=lambda line: click.echo(line, err=True)) -> None:
     from harness.locks import FileLock
     from harness.report import write_reports
-    from harness.runner import LOCKS_DIR
+    from harness.records import LOCKS_DIR
 
     try:
         with FileLock(results_dir / LOCKS_DIR / "report.lock"):  # runs sharing the folder take turns
@@ -243,7 +251,8 @@ def status(methods, datasets, seeds, slices, preset, overrides, label, cache_dir
     """
     from tabulate import tabulate
 
-    from harness.runner import Settings, plan_run
+    from harness.datasets import Settings
+    from harness.plan import plan_run
     from harness.status import STATES, count_rows, disk_states, planned_states
 
     planned = any((methods, datasets, seeds, slices, overrides, label, preset != DEFAULT_PRESET))
@@ -285,12 +294,25 @@ def ls() -> None:
 
 @ls.command(name="plugins")
 def ls_plugins() -> None:
-    """Plugins with their source and version, and why any failed to load."""
+    """Plugins with their source and version, what each registered, and why any failed to load."""
     from tabulate import tabulate
 
     pm = get_plugin_manager()
-    rows = [(i.name, i.source, i.version, "ok" if not i.error else f"FAILED: {i.error}") for i in pm.plugin_info.values()]
-    click.echo(tabulate(rows, headers=["plugin", "source", "version", "status"]))
+    try:
+        registries = pm.registry
+    except PluginError as exc:
+        _fail(exc)
+    provides: dict[str, list[str]] = {}
+    for kind, registry in (("methods", registries.methods), ("readers", registries.readers),
+                           ("report formats", registries.report_formats)):
+        by_plugin: dict[str, list[str]] = {}
+        for name, plugin in registry.origins.items():
+            by_plugin.setdefault(plugin, []).append(name)
+        for plugin, names in by_plugin.items():
+            provides.setdefault(plugin, []).append(f"{kind}: {', '.join(names)}")
+    rows = [(i.name, i.source, i.version, "; ".join(provides.get(i.name, [])), "ok" if not i.error else f"FAILED: {i.error}")
+            for i in pm.plugin_info.values()]
+    click.echo(tabulate(rows, headers=["plugin", "source", "version", "registers", "status"]))
 
 
 @ls.command(name="methods")
@@ -305,7 +327,7 @@ def ls_methods() -> None:
         _fail(exc)
     rows = []
     for name, method_class in sorted(registry.methods.items()):
-        plugin = registry.method_plugins[name]
+        plugin = registry.methods.origins[name]
         params = ", ".join(f"{k}={v!r}" for k, v in method_class.Params().model_dump().items())
         rows.append((name, method_class.version, plugin, pm.plugin_version(plugin), params))
     click.echo(tabulate(rows, headers=["method", "version", "plugin", "plugin version", "parameters (defaults)"]))
@@ -321,7 +343,7 @@ def ls_datasets(cfg_dirs) -> None:
     for name, path in available_configs(list(cfg_dirs)).items():
         try:
             cfg = load_config_file(path)
-            rows.append((name, cfg.source.file or cfg.source.url or cfg.source.files, cfg.description, str(path)))
+            rows.append((name, cfg.source.file or cfg.source.url or cfg.source.files or f"hf:{cfg.source.hf}", cfg.description, str(path)))
         except ConfigError as exc:
             rows.append((name, "INVALID", str(exc), str(path)))
     click.echo(tabulate(rows, headers=["dataset", "source", "description", "config"]))
@@ -369,12 +391,7 @@ def publish(results_dirs, out_dir: Path) -> None:
     click.echo(f"wrote {site.index} ({len(site.datasets)} dataset(s), {site.n_records} cell records)")
 
 
-def _one_line_warning(message, category, filename, lineno, line=None) -> str:
-    return f"warning: {message}\n"  # like the errors: what and where, no source line
-
-
 def main() -> None:
-    warnings.formatwarning = _one_line_warning
     pm = get_plugin_manager()
     pm.hook.register_commands(cli=cli)
     cli()

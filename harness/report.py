@@ -1,16 +1,25 @@
-"""Leaderboards and figures, rebuilt from cell records alone (nothing is computed here)."""
+"""Leaderboards and figures, rebuilt from cell records alone (nothing is computed here).
+
+This module is also the core plugin that registers the built-in leaderboard formats (md, csv,
+tex, html) through ``register_report_formats``, the hook a third-party format uses.
+"""
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import pandas as pd
 from tabulate import tabulate
 
+from harness import hookimpl
+from harness.records import CellRecord, iter_records, safe_name
 from harness.splits import NO_SLICE
-from harness.store import iter_records, safe_name
+
+Writer = Callable[[pd.DataFrame, Path], None]  # writer(leaderboard table, path of leaderboard.<format>)
+
 
 class MixedDataWarning(UserWarning):
     """Records of one dataset were computed on different configs or data."""
@@ -22,38 +31,37 @@ LEADERBOARD_COLUMNS = [
 ]
 
 
-def _data_version(record: dict[str, Any]) -> tuple[str, str]:
+def _data_version(record: CellRecord) -> tuple[str, str]:
     """(config hash, data fingerprint) of the dataset a record was computed on."""
-    dataset = record["dataset"]
-    return (str(dataset.get("config_hash") or "?"), str(dataset.get("fingerprint") or "?"))
+    return (record.dataset.config_hash or "?", record.dataset.fingerprint or "?")
 
 
-def _versions(records: list[dict[str, Any]]) -> dict[str, dict[tuple[str, str], int]]:
+def _versions(records: list[CellRecord]) -> dict[str, dict[tuple[str, str], int]]:
     """Dataset name -> {data version: number of ok cells}."""
     versions: dict[str, dict[tuple[str, str], int]] = {}
     for record in records:
-        if record.get("status") == "ok":
-            counts = versions.setdefault(record["dataset"]["name"], {})
+        if record.ok:
+            counts = versions.setdefault(record.dataset.name, {})
             counts[_data_version(record)] = counts.get(_data_version(record), 0) + 1
     return versions
 
 
-def dataset_labels(records: list[dict[str, Any]]) -> list[str]:
+def dataset_labels(records: list[CellRecord]) -> list[str]:
     """The name each record's dataset is reported under: its name, qualified by its config hash
     and data fingerprint when the records of that name come from more than one of them, so that
     cells computed on different data are shown apart and never averaged."""
     versions = _versions(records)
     labels = []
     for record in records:
-        name = record["dataset"]["name"]
-        if len(versions.get(name, {})) > 1 and record.get("dataset", {}).get("config_hash"):
+        name = record.dataset.name
+        if len(versions.get(name, {})) > 1 and record.dataset.config_hash:
             config_hash, fingerprint = _data_version(record)
             name = f"{name} [config {config_hash[:8]}, data {fingerprint[:8]}]"
         labels.append(name)
     return labels
 
 
-def mixed_data_notes(records: list[dict[str, Any]]) -> list[str]:
+def mixed_data_notes(records: list[CellRecord]) -> list[str]:
     """One line per dataset whose ok records were computed on more than one config or data version."""
     notes = []
     for name, counts in sorted(_versions(records).items()):
@@ -66,7 +74,7 @@ def mixed_data_notes(records: list[dict[str, Any]]) -> list[str]:
     return notes
 
 
-def cell_table(records: list[dict[str, Any]]) -> pd.DataFrame:
+def cell_table(records: list[CellRecord]) -> pd.DataFrame:
     """One row per ok cell; label-free methods ('none' slice) are repeated on every slice of
     their dataset so that they are drawn as a flat line, or keep their 'none' row when the
     dataset has no sliced cells to spread them across. Records of one dataset computed on
@@ -74,15 +82,15 @@ def cell_table(records: list[dict[str, Any]]) -> pd.DataFrame:
     rows = [
         {
             "dataset": label,
-            "method": r["method"]["label"],
-            "slice": r["slice"]["name"],
-            "n": r["slice"].get("actual_n", 0),
-            "seed": r["seed"],
-            "micro_f1": r["metrics"]["micro_f1"],
-            "macro_f1": r["metrics"]["macro_f1"],
+            "method": r.method.label,
+            "slice": r.slice.name,
+            "n": r.slice.actual_n,
+            "seed": r.seed,
+            "micro_f1": r.metrics.micro_f1,
+            "macro_f1": r.metrics.macro_f1,
         }
         for r, label in zip(records, dataset_labels(records))
-        if r.get("status") == "ok"
+        if r.ok and r.metrics is not None
     ]
     table = pd.DataFrame(rows, columns=["dataset", "method", "slice", "n", "seed", "micro_f1", "macro_f1"])
     flat = table[table["slice"] == NO_SLICE]
@@ -103,7 +111,7 @@ def _slice_order(name: str) -> float:
     return float("inf") if name == "all" else float(name)
 
 
-def leaderboard(records: list[dict[str, Any]]) -> pd.DataFrame:
+def leaderboard(records: list[CellRecord]) -> pd.DataFrame:
     """Mean and standard deviation over seeds per (dataset, method, slice)."""
     cells = cell_table(records)
     if cells.empty:
@@ -146,12 +154,16 @@ def _write_html(table: pd.DataFrame, path: Path) -> None:
     path.write_text(tabulate(_display(table), headers="keys", tablefmt="html", showindex=False) + "\n", encoding="utf-8")
 
 
-WRITERS: dict[str, Callable[[pd.DataFrame, Path], None]] = {
-    "md": _write_md, "csv": _write_csv, "tex": _write_tex, "html": _write_html,
-}
+WRITERS: dict[str, Writer] = {"md": _write_md, "csv": _write_csv, "tex": _write_tex, "html": _write_html}
 
 
-def write_figure(records: list[dict[str, Any]], dataset: str, folder: Path) -> list[Path]:
+@hookimpl
+def register_report_formats(register: Callable[[str, Writer], None]) -> None:
+    for fmt, writer in WRITERS.items():
+        register(fmt, writer)
+
+
+def write_figure(records: list[CellRecord], dataset: str, folder: Path) -> list[Path]:
     """Micro and macro F1 against training samples, one line per method, band over seeds."""
     import matplotlib
 
@@ -193,8 +205,9 @@ def write_figure(records: list[dict[str, Any]], dataset: str, folder: Path) -> l
     return paths
 
 
-def write_reports(results_dir: Path, extra_formats: dict[str, Callable[[pd.DataFrame, Path], None]] | None = None) -> list[Path]:
-    """Write ``leaderboard.*`` and ``figures/<dataset>.{png,svg}`` from the records in results_dir.
+def write_reports(results_dir: Path, formats: Mapping[str, Writer] = WRITERS) -> list[Path]:
+    """Write ``leaderboard.<format>`` for each of ``formats`` (a plugin manager's
+    ``registry.report_formats``) and ``figures/<dataset>.{png,svg}`` from the records in results_dir.
 
     Warns (``MixedDataWarning``) about each dataset whose records come from different data."""
     records = list(iter_records(results_dir))
@@ -205,7 +218,7 @@ def write_reports(results_dir: Path, extra_formats: dict[str, Callable[[pd.DataF
         warnings.warn(note, MixedDataWarning, stacklevel=2)
     table = leaderboard(records)
     written = []
-    for fmt, writer in {**WRITERS, **(extra_formats or {})}.items():
+    for fmt, writer in formats.items():
         path = results_dir / f"leaderboard.{fmt}"
         writer(table, path)
         written.append(path)

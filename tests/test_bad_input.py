@@ -53,7 +53,7 @@ def _invoke(*args):
 
 @pytest.mark.parametrize("name", ["..", ".", "", "../up", ".hidden", "a/../../b"])
 def test_record_paths_stay_under_cells(tmp_path, name):
-    from harness.store import CELLS_DIR, record_path
+    from harness.records import CELLS_DIR, record_path
 
     results = tmp_path / "results"
     path = record_path(results, name, name, name, 0)
@@ -229,7 +229,7 @@ def mixed_results(tmp_path):
     assert _nb_run(cfg_dir, data_dir, results, tmp_path / "cache", "0,1").exit_code == 0
     data = data_dir / "tiny.jsonl"
     data.write_text("".join(data.read_text().splitlines(keepends=True)[:100]))
-    from harness.runner import load_dataset, train_slices
+    from harness.datasets import load_dataset, train_slices
 
     load_dataset.cache_clear()  # the CLI runs in this process: forget the old data
     train_slices.cache_clear()

@@ -21,8 +21,8 @@ from harness.cli import _listed, _seed_list, _slice_list
 from harness.config import ConfigError, DatasetConfig, load_config_file
 from harness.data import build_frame
 from harness.report import dataset_labels, leaderboard
-from harness.sources import DataError, read_rows
-from harness.store import read_record
+from harness.sources import BUILTIN_READERS, DataError, read_rows
+from harness.records import parse_record, read_record
 
 FEW = settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -114,13 +114,17 @@ def test_a_record_file_reads_or_is_skipped(tmp_path_factory, content):
     path.write_bytes(content)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        read_record(path)  # a value or None (unreadable: recomputed), never an exception
+        read_record(path)  # a record or None (invalid: treated as missing), never an exception
 
 
-def _record(dataset: str, version: int, method: str, slice_name: str, seed: int, f1: float) -> dict:
-    return {"status": "ok", "seed": seed, "method": {"label": method}, "slice": {"name": slice_name, "actual_n": 8},
-            "dataset": {"name": dataset, "config_hash": f"cfg{version}", "fingerprint": f"data{version}"},
-            "metrics": {"micro_f1": f1, "macro_f1": f1}}
+def _record(dataset: str, version: int, method: str, slice_name: str, seed: int, f1: float):
+    return parse_record({
+        "schema_version": 2, "key": {}, "key_hash": f"{dataset}{version}{method}{slice_name}{seed}", "status": "ok",
+        "seed": seed, "method": {"name": method, "label": method, "preset": "default", "params": {}},
+        "slice": {"name": slice_name, "actual_n": 8},
+        "dataset": {"name": dataset, "config_hash": f"cfg{version}", "fingerprint": f"data{version}"},
+        "metrics": {"micro_f1": f1, "macro_f1": f1},
+    })
 
 
 records_strategy = st.lists(
@@ -138,12 +142,12 @@ def test_a_leaderboard_row_never_mixes_data_versions(records):
     labels = dataset_labels(records)
     by_label: dict[str, set] = {}
     for record, label in zip(records, labels):
-        by_label.setdefault(label, set()).add((record["dataset"]["config_hash"], record["dataset"]["fingerprint"]))
+        by_label.setdefault(label, set()).add((record.dataset.config_hash, record.dataset.fingerprint))
     assert all(len(versions) == 1 for versions in by_label.values())
     table = leaderboard(records)
-    contributing = {(label, r["method"]["label"], r["slice"]["name"]) for r, label in zip(records, labels)}
+    contributing = {(label, r.method.label, r.slice.name) for r, label in zip(records, labels)}
     assert set(zip(table["dataset"], table["method"], table["slice"])) == contributing
-    assert table["seeds"].sum() == len({(label, r["method"]["label"], r["slice"]["name"], r["seed"])
+    assert table["seeds"].sum() == len({(label, r.method.label, r.slice.name, r.seed)
                                         for r, label in zip(records, labels)})
 
 
@@ -152,7 +156,7 @@ def _reads_or_names_the_file(folder: Path, name: str, content: bytes) -> None:
     path.write_bytes(content)
     source = DatasetConfig.model_validate({**VALID, "source": {"file": name}}).source
     try:
-        frame = read_rows(path, source)
+        frame = read_rows(path, source, BUILTIN_READERS)
     except DataError as exc:
         assert _one_line(str(exc)) and str(exc).startswith(str(path))
         return
@@ -167,9 +171,9 @@ def test_jsonl_reader_reads_or_names_the_line(tmp_path_factory, lines):
 
 
 @FEW
-@given(content=st.binary(max_size=120))
-def test_csv_reader_reads_or_names_the_file(tmp_path_factory, content):
-    _reads_or_names_the_file(tmp_path_factory.mktemp("data"), "t.csv", content)
+@given(name=st.sampled_from(["t.csv", "t.jsonl.gz", "t.parquet"]), content=st.binary(max_size=120))
+def test_csv_gz_parquet_readers_read_or_name_the_file(tmp_path_factory, name, content):
+    _reads_or_names_the_file(tmp_path_factory.mktemp("data"), name, content)
 
 
 @FEW
