@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -14,11 +16,73 @@ from harness.params import DEFAULT_PRESET, ParamError
 from harness.plugins import PluginError, get_plugin_manager
 from harness.sources import DataError, default_cache_dir
 
-USER_ERRORS = (ConfigError, DataError, ParamError, PluginError, ModelResolutionError, ValueError)
+USER_ERRORS = (ConfigError, DataError, ParamError, PluginError, ModelResolutionError, ValueError, click.UsageError)
 
 
 def _csv(value: str | None) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()] if value else []
+
+
+def _listed(option: str, value: str | None, expected: str) -> list[str]:
+    """The comma-separated items of an option, refusing an empty list and repeated items."""
+    items = _csv(value)
+    if value is not None and not items:
+        raise click.UsageError(f"{option} {value!r}: no value given; expected {expected}")
+    repeated = sorted({item for item in items if items.count(item) > 1})
+    if repeated:
+        raise click.UsageError(f"{option} {value!r}: {', '.join(repeated)} given twice; expected {expected}")
+    return items
+
+
+def _seed_list(value: str) -> list[int]:
+    expected = "comma-separated integers, e.g. 0,1,2"
+    items = _listed("--seeds", value, expected)
+    for item in items:
+        if not item.lstrip("-").isdigit():
+            raise click.UsageError(f"--seeds {value!r}: {item!r} is not an integer; expected {expected}")
+    seeds = [int(item) for item in items]
+    if len(set(seeds)) < len(seeds):  # '0' and '00' are the same seed
+        raise click.UsageError(f"--seeds {value!r}: a seed is given twice; expected {expected}")
+    return seeds
+
+
+def _slice_list(value: str | None) -> list[int | str] | None:
+    """Slice sizes (positive integers or 'all'), or None for the dataset config's."""
+    expected = "positive integers or 'all', e.g. 8,16,all"
+    if value is None:
+        return None
+    sizes: list[int | str] = []
+    for item in _listed("--slices", value, expected):
+        if item != "all" and not (item.isdigit() and int(item) > 0):
+            raise click.UsageError(f"--slices {value!r}: {item!r} is not a slice size; expected {expected}")
+        sizes.append(item if item == "all" else int(item))
+    if len(set(sizes)) < len(sizes):
+        raise click.UsageError(f"--slices {value!r}: a size is given twice; expected {expected}")
+    return sizes
+
+
+def _check_preset(pm, preset: str) -> None:
+    from harness.errors import unknown_name_message
+
+    known = {DEFAULT_PRESET} | {name for method in pm.registry.methods.values() for name in method.presets}
+    if preset not in known:
+        raise click.UsageError("--preset: " + unknown_name_message("preset", preset, sorted(known)))
+
+
+def _check_results_dir(results_dir: Path) -> None:
+    """A results folder that cannot be one fails here in one line, not at its first record."""
+    for folder in [results_dir, *results_dir.parents]:
+        if folder.exists():
+            if not folder.is_dir():
+                raise click.UsageError(f"--results {results_dir}: {folder} is a file, not a folder")
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise click.UsageError(f"--results {results_dir}: {folder} is not writable")
+            return
+
+
+def _check_timeout(seconds: float | None) -> None:
+    if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
+        raise click.UsageError(f"--cell-timeout {seconds}: expected a positive, finite number of seconds")
 
 
 def _fail(exc: Exception) -> None:
@@ -95,9 +159,13 @@ def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed
         data_dirs=tuple(str(d) for d in data_dirs), datasets_cfg_dirs=tuple(str(d) for d in cfg_dirs),
     )
     try:
-        seed_list = [int(s) for s in _csv(seeds)]
-        slice_list = [s if s == "all" else int(s) for s in _csv(slices)] or None
-        plan = plan_run(pm, settings, methods, _csv(datasets), seed_list, slice_list, preset,
+        seed_list, slice_list = _seed_list(seeds), _slice_list(slices)
+        _check_timeout(cell_timeout)
+        _check_results_dir(results_dir)
+        _check_preset(pm, preset)
+        dataset_list = _listed("--datasets", datasets, "comma-separated dataset names")
+        method_list = _listed("--methods", methods, "comma-separated method names, or 'all'")
+        plan = plan_run(pm, settings, method_list, dataset_list, seed_list, slice_list, preset,
                         list(overrides), label, retry_failed)
         cell_executor = make_executor(executor, jobs, scheduler, cell_timeout)
     except USER_ERRORS as exc:
@@ -105,6 +173,10 @@ def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed
     progress = Progress("json" if json_progress else "quiet" if quiet else "human")
     silence_libraries(progress.mode)
     say = (lambda line: None) if quiet or json_progress else (lambda line: click.echo(line, err=True))
+    replaced = _replaced_records(plan)
+    if replaced:
+        click.echo(f"warning: {replaced} cell record(s) on disk were computed with another cell key (data, config, "
+                   "parameters or method version changed) and will be replaced", err=True)
     try:
         summary = run_plan(pm, plan, cell_executor, progress)
     except RunInterrupted as exc:
@@ -124,14 +196,29 @@ def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed
         sys.exit(1)
 
 
+def _replaced_records(plan) -> int:
+    """How many to-do cells have a record on disk that another cell key produced."""
+    from harness.records import read_record
+
+    return sum(
+        1 for spec in plan.todo
+        if (record := read_record(spec.path())) is not None and record.key_hash != spec.key_hash
+    )
+
+
 def _write_reports(pm, results_dir: Path, say=lambda line: click.echo(line, err=True)) -> None:
     from harness.locks import FileLock
     from harness.report import write_reports
     from harness.records import LOCKS_DIR
 
-    with FileLock(results_dir / LOCKS_DIR / "report.lock"):  # runs sharing the folder take turns
-        for path in write_reports(results_dir, pm.registry.report_formats):
-            say(f"wrote {path}")
+    try:
+        with FileLock(results_dir / LOCKS_DIR / "report.lock"):  # runs sharing the folder take turns
+            for path in write_reports(results_dir, pm.registry.report_formats):
+                say(f"wrote {path}")
+    except OSError as exc:
+        _fail(ValueError(f"{results_dir}: cannot write the reports: {exc.strerror} ({exc.filename})"))
+    except ValueError as exc:
+        _fail(exc)
 
 
 @cli.command()
@@ -177,10 +264,12 @@ def status(methods, datasets, seeds, slices, preset, overrides, label, cache_dir
             data_dirs=tuple(str(d) for d in data_dirs), datasets_cfg_dirs=tuple(str(d) for d in cfg_dirs),
         )
         try:
-            seed_list = [int(s) for s in _csv(seeds or "0")]
-            slice_list = [s if s == "all" else int(s) for s in _csv(slices)] or None
-            plan = plan_run(pm, settings, methods or "all", _csv(datasets or "github-issues-datasets"), seed_list,
-                            slice_list, preset, list(overrides), label)
+            seed_list, slice_list = _seed_list(seeds or "0"), _slice_list(slices)
+            _check_preset(pm, preset)
+            dataset_list = _listed("--datasets", datasets or "github-issues-datasets", "comma-separated dataset names")
+            method_list = _listed("--methods", methods or "all", "comma-separated method names, or 'all'")
+            plan = plan_run(pm, settings, method_list, dataset_list, seed_list, slice_list, preset,
+                            list(overrides), label)
         except USER_ERRORS as exc:
             _fail(exc)
         states, columns = planned_states(plan), STATES
@@ -294,8 +383,12 @@ def publish(results_dirs, out_dir: Path) -> None:
         site = publish_site(list(results_dirs) or [Path("results")], out_dir)
     except PublishError as exc:
         _fail(exc)
+    except OSError as exc:  # e.g. --out below a file, or a folder not writable
+        _fail(ValueError(f"--out {out_dir}: cannot write the site: {exc.strerror} ({exc.filename})"))
     for conflict in site.conflicts:
         click.echo(f"warning: {conflict.describe()}", err=True)
+    for note in site.mixed_data:
+        click.echo(f"warning: {note}", err=True)
     click.echo(f"wrote {site.index} ({len(site.datasets)} dataset(s), {site.n_records} cell records)")
 
 

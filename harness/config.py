@@ -5,21 +5,30 @@ The built-in configs ship inside the package (``harness/datasets_cfg``), so a wh
 from __future__ import annotations
 
 import os
+import re
+import string
+import warnings
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.errors import unknown_name_message, validation_problems
 from harness.hashing import stable_hash
 
 BUILTIN_CFG_DIR = Path(__file__).resolve().parent / "datasets_cfg"
 DATASETS_CFG_ENV = "HARNESS_DATASETS_CFG"
+# a dataset's name is its config file's name: it names folders and appears in commands
+DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 class ConfigError(ValueError):
     """A dataset configuration is missing, malformed or invalid."""
+
+
+class ConfigWarning(UserWarning):
+    """A dataset configuration is usable but says something that is ignored."""
 
 
 class _Strict(BaseModel):
@@ -105,7 +114,42 @@ class DatasetConfig(_Strict):
     filters: list[RowFilter] = Field(default_factory=list)
     drop_duplicate_texts: bool = True
     split: SplitConfig = Field(default_factory=SplitConfig)
-    slices: list[int | Literal["all"]] = Field(default_factory=lambda: [8, 16, 32, 64, 128, "all"])
+    slices: list[int | Literal["all"]] = Field(
+        default_factory=lambda: [8, 16, 32, 64, 128, "all"],
+        description="training slice sizes: positive integers or 'all'",
+    )
+
+    @field_validator("slices", mode="before")
+    @classmethod
+    def _slice_sizes(cls, slices: object) -> object:
+        """Positive integers or 'all', at least one, none twice (a YAML true is not the size 1)."""
+        if not isinstance(slices, list) or not slices:
+            raise ValueError("expected a non-empty list of slice sizes: positive integers or 'all', e.g. [8, 16, all]")
+        for size in slices:
+            if size != "all" and not (isinstance(size, int) and not isinstance(size, bool) and size > 0):
+                raise ValueError(f"slice size {size!r} is neither a positive integer nor 'all'")
+            if slices.count(size) > 1:
+                raise ValueError(f"slice size {size!r} is listed twice")
+        return slices
+
+    @field_validator("text")
+    @classmethod
+    def _template_renders(cls, text: str) -> str:
+        """Catch a broken template when the config loads, not when the data is read."""
+        try:
+            parsed = [(field, conversion) for _, field, _, conversion in string.Formatter().parse(text) if field is not None]
+        except ValueError as exc:
+            raise ValueError(f"not a valid template ({exc}); name fields as {{title}}, write a brace as {{{{ or }}}}") from None
+        for field, conversion in parsed:
+            if not field or field.isdigit():
+                raise ValueError("template fields need a row field's name, e.g. {title}; {} and {0} name none")
+            if conversion not in (None, "r", "s", "a"):
+                raise ValueError(f"template field {field!r} has conversion !{conversion}; only !r, !s and !a exist")
+        try:
+            text.format_map(_BlankFields())
+        except (ValueError, LookupError, AttributeError, TypeError) as exc:
+            raise ValueError(f"template cannot be rendered: {exc}") from None
+        return text
 
     @model_validator(mode="after")
     def _files_go_with_split_files(self) -> "DatasetConfig":
@@ -122,6 +166,13 @@ class DatasetConfig(_Strict):
         return stable_hash(dumped)
 
 
+class _BlankFields(dict):
+    """Every field an empty string: a trial rendering of a text template."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
 def config_dirs(extra: list[Path] | None = None) -> list[Path]:
     """Folders searched for dataset configs: user folders first, then the built-ins."""
     dirs = list(extra or [])
@@ -133,13 +184,24 @@ def config_dirs(extra: list[Path] | None = None) -> list[Path]:
 
 
 def load_config_file(path: Path) -> DatasetConfig:
+    if not DATASET_NAME.fullmatch(path.stem):
+        raise ConfigError(
+            f"{path}: {path.stem!r} is not a usable dataset name (the file name without .yaml): "
+            "use letters, digits, '-', '_' and '.', starting with a letter or digit"
+        )
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of fields, got {type(raw).__name__}")
-    raw.setdefault("name", path.stem)
+    if "name" in raw and raw["name"] != path.stem:
+        warnings.warn(
+            f"{path}: field 'name' is {raw['name']!r} but a dataset is named by its file: this one is "
+            f"{path.stem!r} (rename the file or drop the field)",
+            ConfigWarning, stacklevel=2,
+        )
+    raw["name"] = path.stem
     try:
         return DatasetConfig.model_validate(raw)
     except ValidationError as exc:

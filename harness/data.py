@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import numbers
 import string
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Mapping
@@ -19,6 +21,10 @@ from harness.sources import BUILTIN_READERS, DataError, Reader, locate, read_hub
 from harness.splits import iterative_split, numpy_global_seed
 
 SPLITS = ("train", "valid", "test")
+
+
+class DataWarning(UserWarning):
+    """The data is usable but reads in a way the user may not expect."""
 
 
 @dataclass
@@ -83,22 +89,31 @@ def _render_texts(frame: pd.DataFrame, template: str, name: str) -> list[str]:
     return texts
 
 
-def _raw_label_names(value: Any, row_number: int, field: str, name: str) -> list[str]:
+def _raw_label_names(value: Any, row_number: int, field: str, name: str) -> tuple[list[str], bool]:
+    """The label names of one row, and whether any was an integer id."""
     if _is_null(value):
-        return []
+        return [], False
     if isinstance(value, str):  # a CSV cell: comma-separated or a single name
-        return [part.strip() for part in value.split(",") if part.strip()]
+        return [part.strip() for part in value.split(",") if part.strip()], False
     if not isinstance(value, (list, tuple, np.ndarray)):
         raise DataError(f"{name}: row {row_number}: field {field!r} should be a list of labels, got {type(value).__name__}")
-    names = []
+    names, integers = [], False
     for item in value:
         if isinstance(item, dict):
             if "name" not in item:
                 raise DataError(f"{name}: row {row_number}: label object in {field!r} has no 'name'")
-            names.append(str(item["name"]))
+            item = item["name"]
+        if isinstance(item, str):
+            names.append(item)
+        elif isinstance(item, numbers.Integral) and not isinstance(item, (bool, np.bool_)):
+            names.append(str(item))  # a class id; build_frame says so once
+            integers = True
         else:
-            names.append(str(item))
-    return names
+            raise DataError(
+                f"{name}: row {row_number}: label {item!r} in {field!r} is a {type(item).__name__}; expected a "
+                "label name: a string (or an integer id), or an object with a 'name'"
+            )
+    return names, integers
 
 
 def build_frame(cfg: DatasetConfig, raw: pd.DataFrame, name: str) -> tuple[pd.DataFrame, list[str]]:
@@ -110,10 +125,18 @@ def build_frame(cfg: DatasetConfig, raw: pd.DataFrame, name: str) -> tuple[pd.Da
         raise DataError(f"{name}: label field {field!r} not found (fields: {', '.join(map(str, raw.columns))})")
     label_map = cfg.labels.map
     tag_lists = []
+    numeric_row = None
     for number, value in enumerate(raw[field].tolist(), start=1):
-        names = _raw_label_names(value, number, field, name)
+        names, integers = _raw_label_names(value, number, field, name)
+        if integers and numeric_row is None:
+            numeric_row = number
         mapped = [label_map[n] for n in names if n in label_map] if label_map is not None else names
         tag_lists.append(list(dict.fromkeys(mapped)))
+    if numeric_row is not None:
+        warnings.warn(
+            f"{name}: label field {field!r} holds integers (first in row {numeric_row}); they are used as tag "
+            "names written in digits; map them to names with labels.map if they are ids", DataWarning, stacklevel=2,
+        )
     frame = pd.DataFrame({"text": _render_texts(raw, cfg.text, name), "tags": tag_lists})
     if cfg.split.method == "column":
         column = cfg.split.column

@@ -21,7 +21,8 @@ def validation_problems(exc: ValidationError, prefix: str = "field '", suffix: s
     The offending value is shown unless the field is missing.
     """
     return "; ".join(
-        f"{prefix}{'.'.join(str(p) for p in err['loc'])}{suffix}: {err['msg']}"
+        # repr without its quotes: a key holding a newline stays on the one line
+        f"{prefix}{repr('.'.join(str(p) for p in err['loc']))[1:-1]}{suffix}: {err['msg']}"
         + (f" (got {err['input']!r})" if err["type"] != "missing" else "")
         for err in exc.errors()
     )

@@ -70,10 +70,14 @@ def artifact_lock(artifact: Path | str) -> FileLock:
 
 def is_locked(path: Path | str) -> bool:
     """Whether another holder has the lock at ``path`` right now (a snapshot, for status displays)."""
-    if not Path(path).exists():
+    try:  # read-only: a status look must work on a results folder it may not write to
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
         return False
-    probe = FileLock(path)
-    if probe.acquire(blocking=False):
-        probe.release()
-        return False
-    return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False

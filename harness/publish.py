@@ -13,6 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
+import secrets
 import shutil
 import tempfile
 from collections import defaultdict
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from harness.report import leaderboard, write_figure
+from harness.report import dataset_labels, leaderboard, mixed_data_notes, write_figure
 from harness.splits import NO_SLICE
 from harness.records import CELLS_DIR, CellRecord, read_record, record_files
 
@@ -76,6 +78,7 @@ class Site:
     datasets: list[str]
     n_records: int
     conflicts: list[Conflict] = field(default_factory=list)
+    mixed_data: list[str] = field(default_factory=list)  # harness.report.mixed_data_notes of the records used
 
 
 def collect_records(results_dirs: list[Path]) -> list[SourcedRecord]:
@@ -145,13 +148,32 @@ def _page_names(datasets: list[str]) -> dict[str, str]:
     return names
 
 
-def _prepare_out_dir(out_dir: Path) -> None:
-    if out_dir.exists() and any(out_dir.iterdir()):
-        if not (out_dir / SITE_MARKER).exists():
-            raise PublishError(f"--out {out_dir}: folder exists and was not written by 'harness publish'; choose an empty or new folder")
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / SITE_MARKER).write_text("written by harness publish; replaced on the next publish\n", encoding="utf-8")
+def _check_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / SITE_MARKER).exists():
+        raise PublishError(f"--out {out_dir}: folder exists and was not written by 'harness publish'; choose an empty or new folder")
+
+
+def _staging_dir(out_dir: Path) -> Path:
+    """A new, empty folder beside ``out_dir`` (same file system, so it can be renamed into place)."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        staging = out_dir.with_name(f".{out_dir.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            staging.mkdir()  # unlike mkdtemp's 0700, the usual mode: a site is for others to read
+            return staging
+        except FileExistsError:
+            continue
+
+
+def _swap_in(staging: Path, out_dir: Path) -> None:
+    """Put the finished site in place of the previous one, then drop the previous one."""
+    previous = None
+    if out_dir.exists():
+        previous = staging.with_suffix(".old")
+        os.replace(out_dir, previous)
+    os.replace(staging, out_dir)
+    if previous is not None:
+        shutil.rmtree(previous)
 
 
 def _environment():
@@ -252,11 +274,27 @@ def _dataset_page(dataset: str, items: list[SourcedRecord], conflicts: list[Conf
 
 def publish_site(results_dirs: list[Path], out_dir: Path) -> Site:
     """Write ``out_dir/index.html``, one page per dataset, figures and every record."""
-    from harness import __version__
-
     records = collect_records(results_dirs)
     kept, conflicts = merge_records(records)
-    _prepare_out_dir(out_dir)
+    _check_out_dir(out_dir)
+    # rendered aside and swapped in only when complete: a failing publish leaves the old site
+    staging = _staging_dir(Path(os.path.abspath(out_dir)))  # '--out .' has a name to put beside
+    try:
+        site = _render_site(records, kept, conflicts, results_dirs, staging)
+        _swap_in(staging, Path(os.path.abspath(out_dir)))
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    site.index = out_dir / site.index.name
+    site.mixed_data = mixed_data_notes([item.record for item in kept])
+    return site
+
+
+def _render_site(records: list[SourcedRecord], kept: list[SourcedRecord], conflicts: list[Conflict],
+                 results_dirs: list[Path], out_dir: Path) -> Site:
+    from harness import __version__
+
+    (out_dir / SITE_MARKER).write_text("written by harness publish; replaced on the next publish\n", encoding="utf-8")
     for item in records:  # all of them, conflicting ones included, so each can be downloaded
         target = out_dir / item.site_path
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -264,8 +302,9 @@ def publish_site(results_dirs: list[Path], out_dir: Path) -> Site:
 
     env = _environment()
     by_dataset: dict[str, list[SourcedRecord]] = defaultdict(list)
-    for item in kept:
-        by_dataset[item.record.dataset.name].append(item)
+    # a dataset whose records come from different data gets one page per version (never averaged)
+    for item, label in zip(kept, dataset_labels([item.record for item in kept])):
+        by_dataset[label].append(item)
     datasets = sorted(by_dataset)
     pages = _page_names(datasets)
     generated = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -273,8 +312,9 @@ def publish_site(results_dirs: list[Path], out_dir: Path) -> Site:
     summaries = []
     for dataset in datasets:
         items = by_dataset[dataset]
-        figures = _write_figures([i.record for i in items if i.ok], dataset, out_dir / "figures", pages[dataset])
-        dataset_conflicts = [c for c in conflicts if c.cell[0] == dataset]
+        name = items[0].record.dataset.name  # the records of one page share one data version
+        figures = _write_figures([i.record for i in items if i.ok], name, out_dir / "figures", pages[dataset])
+        dataset_conflicts = [c for c in conflicts if any(c.kept is item for item in items)]
         page = _dataset_page(dataset, items, dataset_conflicts, figures)
         html = env.get_template("dataset.html").render(
             title=f"{dataset} leaderboard", generated=generated, harness_version=__version__, sources=sources, **page

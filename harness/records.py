@@ -119,11 +119,11 @@ def read_record(path: Path) -> CellRecord | None:
     """The record at ``path``; None when there is none, or (with a one-line warning) when the
     file is not a valid record: such a cell counts as missing."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         return None
-    try:
-        return parse_record(json.loads(text))
+    try:  # decoded here, so that bytes that are not UTF-8 are reported like any invalid record
+        return parse_record(json.loads(data.decode("utf-8")))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         reason = f"not JSON ({exc})"
     except ValueError as exc:
@@ -137,8 +137,10 @@ def write_record(path: Path, record: CellRecord) -> None:
 
 
 def safe_name(part: str) -> str:
-    """A file-name-safe version of a dataset, method or slice name."""
-    return "".join(c if c.isalnum() or c in "-_.@+" else "_" for c in part)
+    """A file-name-safe version of a dataset, method or slice name: never empty, no separator,
+    no leading dot, so no name ('..' included) can make a path leave the results folder."""
+    safe = "".join(c if c.isalnum() or c in "-_.@+" else "_" for c in part)
+    return "_" + safe[1:] if safe.startswith(".") else safe or "_"
 
 
 def record_path(results_dir: Path, dataset: str, method_label: str, slice_name: str, seed: int) -> Path:

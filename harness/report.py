@@ -6,6 +6,7 @@ tex, html) through ``register_report_formats``, the hook a third-party format us
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Callable
@@ -19,19 +20,68 @@ from harness.splits import NO_SLICE
 
 Writer = Callable[[pd.DataFrame, Path], None]  # writer(leaderboard table, path of leaderboard.<format>)
 
+
+class MixedDataWarning(UserWarning):
+    """Records of one dataset were computed on different configs or data."""
+
+
 LEADERBOARD_COLUMNS = [
     "dataset", "method", "slice", "n", "seeds",
     "micro_f1_mean", "micro_f1_std", "macro_f1_mean", "macro_f1_std",
 ]
 
 
+def _data_version(record: CellRecord) -> tuple[str, str]:
+    """(config hash, data fingerprint) of the dataset a record was computed on."""
+    return (record.dataset.config_hash or "?", record.dataset.fingerprint or "?")
+
+
+def _versions(records: list[CellRecord]) -> dict[str, dict[tuple[str, str], int]]:
+    """Dataset name -> {data version: number of ok cells}."""
+    versions: dict[str, dict[tuple[str, str], int]] = {}
+    for record in records:
+        if record.ok:
+            counts = versions.setdefault(record.dataset.name, {})
+            counts[_data_version(record)] = counts.get(_data_version(record), 0) + 1
+    return versions
+
+
+def dataset_labels(records: list[CellRecord]) -> list[str]:
+    """The name each record's dataset is reported under: its name, qualified by its config hash
+    and data fingerprint when the records of that name come from more than one of them, so that
+    cells computed on different data are shown apart and never averaged."""
+    versions = _versions(records)
+    labels = []
+    for record in records:
+        name = record.dataset.name
+        if len(versions.get(name, {})) > 1 and record.dataset.config_hash:
+            config_hash, fingerprint = _data_version(record)
+            name = f"{name} [config {config_hash[:8]}, data {fingerprint[:8]}]"
+        labels.append(name)
+    return labels
+
+
+def mixed_data_notes(records: list[CellRecord]) -> list[str]:
+    """One line per dataset whose ok records were computed on more than one config or data version."""
+    notes = []
+    for name, counts in sorted(_versions(records).items()):
+        if len(counts) > 1:
+            parts = ", ".join(f"config {c[:8]} data {f[:8]}: {n} cell(s)" for (c, f), n in sorted(counts.items()))
+            notes.append(
+                f"dataset {name!r}: cell records come from {len(counts)} versions of its config or data ({parts}); "
+                "they are shown as separate rows, not averaged; run the older cells again to bring them up to date"
+            )
+    return notes
+
+
 def cell_table(records: list[CellRecord]) -> pd.DataFrame:
     """One row per ok cell; label-free methods ('none' slice) are repeated on every slice of
     their dataset so that they are drawn as a flat line, or keep their 'none' row when the
-    dataset has no sliced cells to spread them across."""
+    dataset has no sliced cells to spread them across. Records of one dataset computed on
+    different data appear under different dataset labels (see ``dataset_labels``)."""
     rows = [
         {
-            "dataset": r.dataset.name,
+            "dataset": label,
             "method": r.method.label,
             "slice": r.slice.name,
             "n": r.slice.actual_n,
@@ -39,7 +89,7 @@ def cell_table(records: list[CellRecord]) -> pd.DataFrame:
             "micro_f1": r.metrics.micro_f1,
             "macro_f1": r.metrics.macro_f1,
         }
-        for r in records
+        for r, label in zip(records, dataset_labels(records))
         if r.ok and r.metrics is not None
     ]
     table = pd.DataFrame(rows, columns=["dataset", "method", "slice", "n", "seed", "micro_f1", "macro_f1"])
@@ -157,8 +207,15 @@ def write_figure(records: list[CellRecord], dataset: str, folder: Path) -> list[
 
 def write_reports(results_dir: Path, formats: Mapping[str, Writer] = WRITERS) -> list[Path]:
     """Write ``leaderboard.<format>`` for each of ``formats`` (a plugin manager's
-    ``registry.report_formats``) and ``figures/<dataset>.{png,svg}`` from the records in results_dir."""
+    ``registry.report_formats``) and ``figures/<dataset>.{png,svg}`` from the records in results_dir.
+
+    Warns (``MixedDataWarning``) about each dataset whose records come from different data."""
     records = list(iter_records(results_dir))
+    figures = results_dir / "figures"
+    if figures.exists() and not figures.is_dir():
+        raise ValueError(f"{figures}: is a file, but the report writes its figures into a folder of that name; move the file away")
+    for note in mixed_data_notes(records):
+        warnings.warn(note, MixedDataWarning, stacklevel=2)
     table = leaderboard(records)
     written = []
     for fmt, writer in formats.items():
@@ -166,5 +223,5 @@ def write_reports(results_dir: Path, formats: Mapping[str, Writer] = WRITERS) ->
         writer(table, path)
         written.append(path)
     for dataset in sorted(table["dataset"].unique()):
-        written += write_figure(records, dataset, results_dir / "figures")
+        written += write_figure(records, dataset, figures)
     return written

@@ -63,6 +63,12 @@ def _locate_one(
     if file_name:
         for folder in search_dirs:
             candidate = folder / file_name
+            # lexically, so that a link inside the data folder may still point elsewhere
+            if not Path(os.path.abspath(candidate)).is_relative_to(os.path.abspath(folder)):
+                raise DataError(
+                    f"dataset {dataset!r}: source file {file_name!r} leaves the data folder {folder}; "
+                    "give a path inside it and point --data-dir at the folder that holds the file"
+                )
             if candidate.is_file():
                 if source.sha256 and sha256_of(candidate) != source.sha256:
                     raise DataError(
@@ -198,6 +204,8 @@ def read_csv(stream: io.BufferedIOBase, name: str, source: SourceConfig) -> pd.D
         ) from None
     except pd.errors.ParserError as exc:
         raise DataError(f"{name}: malformed CSV: {exc}") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{name}: empty CSV: no header row of field names") from None
 
 
 def read_parquet(stream: io.BufferedIOBase, name: str, source: SourceConfig) -> pd.DataFrame:

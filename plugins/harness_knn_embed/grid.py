@@ -5,9 +5,9 @@ Votes for every k come from a cumulative sum over the neighbour axis, and the F1
 threshold m from histograms of those votes, so the whole grid costs one search plus a few
 numpy passes instead of one search and one scoring per (k, m) pair.
 
-F1 follows scikit-learn's ``classification_report(zero_division=0)``: per tag
-2·tp / (n_true + n_predicted) (0 when both are 0), micro over the summed counts, macro as
-the plain mean over all tags, including tags absent from the data.
+F1 is the harness's (scikit-learn's, zero_division=0), computed from counts with
+``harness.metrics.f1_from_counts``: micro over the summed counts, macro as the plain mean over
+all tags, including tags absent from the data.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+
+from harness.metrics import f1_from_counts
 
 Average = Literal["micro", "macro"]
 
@@ -29,11 +31,6 @@ def cumulative_votes(neighbour_labels: np.ndarray) -> np.ndarray:
 def vote_predictions(votes: np.ndarray, m: int) -> np.ndarray:
     """(n, L) votes among the k nearest -> 0/1 predictions of 'at least m votes'."""
     return (votes >= m).astype(np.uint8)
-
-
-def _safe_f1(true_positives: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(denominator > 0, 2.0 * true_positives / denominator, 0.0)
 
 
 @dataclass(frozen=True)
@@ -68,8 +65,8 @@ def grid_scores(votes: np.ndarray, y_true: np.ndarray) -> GridScores:
     false_pos = np.cumsum(neg_hist[..., ::-1], axis=-1)[..., ::-1][..., 1:]
     n_true = y_true.sum(axis=0).astype(np.int64)  # (L,)
     n_pred = true_pos + false_pos
-    per_tag = _safe_f1(true_pos, n_true[None, :, None] + n_pred)
-    micro = _safe_f1(true_pos.sum(axis=1), n_true.sum() + n_pred.sum(axis=1))
+    per_tag = f1_from_counts(true_pos, n_true[None, :, None], n_pred)
+    micro = f1_from_counts(true_pos.sum(axis=1), n_true.sum(), n_pred.sum(axis=1))
     macro = per_tag.mean(axis=1)
     invalid = np.arange(k_max)[None, :] > np.arange(k_max)[:, None]  # m > k
     micro[invalid] = np.nan

@@ -1,9 +1,8 @@
 """Turning a (texts, tags) score matrix into 0/1 tags: top-k or a threshold, chosen on valid.
 
 The candidates are the book's: top-k for k = 1..4, and "score >= t" for t = 0.01..1.00 in
-steps of 0.01. F1 follows scikit-learn's ``classification_report(zero_division=0)``, the
-metric the harness reports: per tag 2·tp / (n_true + n_predicted) (0 when both are 0), micro
-over the summed counts, macro as the plain mean over all tags.
+steps of 0.01. F1 is the harness's own (``harness.metrics.f1``: scikit-learn's, zero_division=0),
+the metric cells are reported with.
 """
 
 from __future__ import annotations
@@ -12,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+
+from harness.metrics import f1
 
 TOP_KS = (1, 2, 3, 4)
 THRESHOLDS = tuple(float(t) for t in np.round(np.linspace(0.01, 1.0, 100), 2))
@@ -46,17 +47,6 @@ class DecisionRule:
 def candidate_rules(n_tags: int) -> list[DecisionRule]:
     """Top-k rules first (k up to the number of tags), then thresholds in ascending order."""
     return [DecisionRule("top_k", k) for k in TOP_KS if k <= n_tags] + [DecisionRule("threshold", t) for t in THRESHOLDS]
-
-
-def f1(y_true: np.ndarray, y_pred: np.ndarray, select_by: SelectBy) -> float:
-    """Micro or macro F1 of 0/1 matrices, with zero_division=0."""
-    true_positives = (y_true.astype(bool) & y_pred.astype(bool)).sum(axis=0)
-    denominators = y_true.astype(bool).sum(axis=0) + y_pred.astype(bool).sum(axis=0)
-    if select_by == "micro":
-        total = denominators.sum()
-        return float(2 * true_positives.sum() / total) if total else 0.0
-    per_tag = np.divide(2.0 * true_positives, denominators, out=np.zeros(len(denominators)), where=denominators > 0)
-    return float(per_tag.mean())
 
 
 @dataclass(frozen=True)
