@@ -114,7 +114,7 @@ def tiny_run(tmp_path):
     (["--cell-timeout", "inf"], "error: --cell-timeout inf: expected a positive, finite number of seconds"),
     (["--cell-timeout", "nan"], "error: --cell-timeout nan: expected a positive, finite number of seconds"),
     (["--cell-timeout", "0"], "error: --cell-timeout 0.0: expected a positive, finite number of seconds"),
-    (["--preset", "bok"], "error: --preset: unknown preset 'bok'; did you mean 'book'? (known: book, default)"),
+    (["--preset", "bok"], "error: --preset: unknown preset 'bok'; did you mean 'book'? (known: book, default, mpnet)"),
 ])
 def test_run_list_options_refuse_nonsense_in_one_line(tiny_run, tmp_path, args, message):
     result = tiny_run(*args)
