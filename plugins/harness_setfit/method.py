@@ -35,7 +35,8 @@ class SetFitParams(MethodParams):
     # head: logistic regression on the embeddings (one-vs-rest for multi-label, softmax for multiclass)
     head: Literal["logistic"] = "logistic"
     head_c: float = Field(1.0, gt=0)  # inverse regularisation strength of the head
-    head_class_weight: Literal["none", "balanced"] = "none"
+    # balanced: rare tags weigh as much as frequent ones (measured: macro F1 up at 6-61 issues, see README)
+    head_class_weight: Literal["none", "balanced"] = "balanced"
     threshold: float = Field(0.5, gt=0, lt=1)  # multi-label: a tag is predicted when its probability exceeds this
     tune_threshold: bool = True  # instead pick the threshold with the best valid micro F1
     eval_batch_size: int = Field(64, ge=1)
@@ -53,7 +54,7 @@ class SetFitParams(MethodParams):
 # SetFit's published setting (paper and library defaults) on its default body.
 MPNET_PRESET = {
     "model": MPNET, "num_iterations": 20, "max_pairs": None, "epochs": 1, "batch_size": 16,
-    "max_length": None, "body_learning_rate": 2e-5, "warmup_proportion": 0.1,
+    "max_length": None, "body_learning_rate": 2e-5, "warmup_proportion": 0.1, "head_class_weight": "none",
 }
 
 
