@@ -86,6 +86,9 @@ class SplitConfig(_Strict):
 class DatasetConfig(_Strict):
     name: str
     description: str = ""
+    task: Literal["multilabel", "multiclass"] = Field(
+        "multilabel", description="multiclass: every labeled row has exactly one tag, decided by argmax of scores"
+    )
     source: SourceConfig
     text: str = Field(description="template over row fields, e.g. '{title}\\n\\n{body}'")
     labels: LabelsConfig
@@ -101,8 +104,10 @@ class DatasetConfig(_Strict):
         return self
 
     def config_hash(self) -> str:
-        # descriptions feed zero-shot only; changing them does not change the data
-        return stable_hash(self.model_dump(mode="json", exclude={"description"}))
+        # descriptions feed zero-shot only; changing them does not change the data.
+        # The default task is left out so that configs written before 'task' existed keep their hash.
+        excluded = {"description"} | ({"task"} if self.task == "multilabel" else set())
+        return stable_hash(self.model_dump(mode="json", exclude=excluded))
 
 
 def config_dirs(extra: list[Path] | None = None) -> list[Path]:

@@ -111,8 +111,10 @@ def build_frame(cfg: DatasetConfig, raw: pd.DataFrame, name: str) -> tuple[pd.Da
     tag_lists = []
     for number, value in enumerate(raw[field].tolist(), start=1):
         names = _raw_label_names(value, number, field, name)
-        mapped = [label_map[n] for n in names if n in label_map] if label_map is not None else names
-        tag_lists.append(list(dict.fromkeys(mapped)))
+        mapped = list(dict.fromkeys([label_map[n] for n in names if n in label_map] if label_map is not None else names))
+        if cfg.task == "multiclass" and len(mapped) > 1:
+            raise DataError(f"{name}: row {number}: {len(mapped)} tags {mapped}; task 'multiclass' takes one tag per row")
+        tag_lists.append(mapped)
     frame = pd.DataFrame({"text": _render_texts(raw, cfg.text, name), "tags": tag_lists})
     if cfg.split.method == "column":
         column = cfg.split.column

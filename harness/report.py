@@ -1,4 +1,10 @@
-"""Leaderboards and figures, rebuilt from cell records alone (nothing is computed here)."""
+"""Leaderboards and figures, rebuilt from cell records and their stored arrays (no model runs here).
+
+Under the default rule ``own`` the records' metrics are used as they are; under another
+decision rule the metrics are recomputed from each cell's stored test scores and the rule's
+parameters chosen on valid (harness/evaluation.py). A cell whose rule does not apply (no scores)
+keeps its own rule: the ``rule`` column says which rule each row is under.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +14,38 @@ from typing import Any, Callable
 import pandas as pd
 from tabulate import tabulate
 
+from harness.evaluation import metrics_under_rule
+from harness.predictions import PredictionsError
+from harness.rules import OWN
 from harness.splits import NO_SLICE
-from harness.store import iter_records, safe_name
+from harness.store import read_record, record_files, safe_name
 
 LEADERBOARD_COLUMNS = [
     "dataset", "method", "slice", "n", "seeds",
-    "micro_f1_mean", "micro_f1_std", "macro_f1_mean", "macro_f1_std",
+    "micro_f1_mean", "micro_f1_std", "macro_f1_mean", "macro_f1_std", "rule",
 ]
+
+
+def records_under_rule(
+    results_dir: Path, rule: str = OWN, on_problem: Callable[[str], None] = lambda message: None
+) -> list[dict[str, Any]]:
+    """The records in ``results_dir``; under a rule other than ``own`` each ok record's
+    ``metrics`` and ``rule`` are those under ``rule``. A cell whose stored arrays are missing or
+    corrupted is left out, and ``on_problem`` is told why."""
+    records = []
+    for path in record_files(results_dir):
+        record = read_record(path)
+        if record is None:
+            continue
+        if rule != OWN and record.get("status") == "ok":
+            try:
+                used, metrics = metrics_under_rule(record, path, rule)
+            except PredictionsError as exc:
+                on_problem(f"{exc}; cell left out of the '{rule}' leaderboard")
+                continue
+            record = {**record, "rule": used, "metrics": metrics}
+        records.append(record)
+    return records
 
 
 def cell_table(records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -30,11 +61,12 @@ def cell_table(records: list[dict[str, Any]]) -> pd.DataFrame:
             "seed": r["seed"],
             "micro_f1": r["metrics"]["micro_f1"],
             "macro_f1": r["metrics"]["macro_f1"],
+            "rule": r.get("rule", OWN),
         }
         for r in records
         if r.get("status") == "ok"
     ]
-    table = pd.DataFrame(rows, columns=["dataset", "method", "slice", "n", "seed", "micro_f1", "macro_f1"])
+    table = pd.DataFrame(rows, columns=["dataset", "method", "slice", "n", "seed", "micro_f1", "macro_f1", "rule"])
     flat = table[table["slice"] == NO_SLICE]
     table = table[table["slice"] != NO_SLICE]
     expanded = [table]
@@ -54,11 +86,11 @@ def _slice_order(name: str) -> float:
 
 
 def leaderboard(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """Mean and standard deviation over seeds per (dataset, method, slice)."""
+    """Mean and standard deviation over seeds per (dataset, method, slice, decision rule)."""
     cells = cell_table(records)
     if cells.empty:
         return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
-    grouped = cells.groupby(["dataset", "method", "slice"])
+    grouped = cells.groupby(["dataset", "method", "slice", "rule"])
     table = grouped.agg(
         n=("n", "mean"), seeds=("seed", "nunique"),
         micro_f1_mean=("micro_f1", "mean"), micro_f1_std=("micro_f1", "std"),
@@ -66,7 +98,7 @@ def leaderboard(records: list[dict[str, Any]]) -> pd.DataFrame:
     ).reset_index()
     # one seed has no spread: its std stays NaN (an empty CSV cell, no "±" shown), not a false 0
     table["order"] = table["slice"].map(_slice_order)
-    table = table.sort_values(["dataset", "method", "order"]).drop(columns="order")
+    table = table.sort_values(["dataset", "method", "order", "rule"]).drop(columns="order")
     return table[LEADERBOARD_COLUMNS].reset_index(drop=True)
 
 
@@ -75,7 +107,9 @@ def _display(table: pd.DataFrame) -> pd.DataFrame:
     shown["n"] = shown["n"].round(1)
     for metric in ("micro_f1", "macro_f1"):
         shown[metric] = [f"{m:.4f}" if pd.isna(s) else f"{m:.4f} ± {s:.4f}" for m, s in zip(shown[f"{metric}_mean"], shown[f"{metric}_std"])]
-    return shown[["dataset", "method", "slice", "n", "seeds", "micro_f1", "macro_f1"]]
+    columns = ["dataset", "method", "slice", "n", "seeds", "micro_f1", "macro_f1"]
+    # the rule is shown once some row is under another rule than the methods' own
+    return shown[columns + (["rule"] if (shown["rule"] != OWN).any() else [])]
 
 
 def _write_md(table: pd.DataFrame, path: Path) -> None:
@@ -133,7 +167,9 @@ def write_figure(records: list[dict[str, Any]], dataset: str, folder: Path) -> l
             axis.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", title="method")
     per_method = cells.groupby("method")["seed"].nunique()
     seeds = f"{per_method.min()}" if per_method.min() == per_method.max() else f"{per_method.min()} to {per_method.max()}"
-    figure.suptitle(f"{dataset}: test F1 vs training samples ({seeds} seeds per method; band = ±1 sd)")
+    rules = sorted(cells["rule"].unique())
+    ruled = "" if rules == [OWN] else f"; decision rule: {', '.join(rules)}"
+    figure.suptitle(f"{dataset}: test F1 vs training samples ({seeds} seeds per method; band = ±1 sd{ruled})")
     figure.tight_layout()
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{safe_name(dataset)}.png", folder / f"{safe_name(dataset)}.svg"]
@@ -143,9 +179,15 @@ def write_figure(records: list[dict[str, Any]], dataset: str, folder: Path) -> l
     return paths
 
 
-def write_reports(results_dir: Path, extra_formats: dict[str, Callable[[pd.DataFrame, Path], None]] | None = None) -> list[Path]:
-    """Write ``leaderboard.*`` and ``figures/<dataset>.{png,svg}`` from the records in results_dir."""
-    records = list(iter_records(results_dir))
+def write_reports(
+    results_dir: Path,
+    extra_formats: dict[str, Callable[[pd.DataFrame, Path], None]] | None = None,
+    rule: str = OWN,
+    on_problem: Callable[[str], None] = lambda message: None,
+) -> list[Path]:
+    """Write ``leaderboard.*`` and ``figures/<dataset>.{png,svg}`` from the records in results_dir,
+    under decision rule ``rule``."""
+    records = records_under_rule(results_dir, rule, on_problem)
     table = leaderboard(records)
     written = []
     for fmt, writer in {**WRITERS, **(extra_formats or {})}.items():

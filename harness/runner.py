@@ -32,10 +32,11 @@ from harness.config import available_configs, load_config, unknown_name_message
 from harness.data import PreparedDataset, prepare
 from harness.environment import environment
 from harness.locks import FileLock
-from harness.methods import FitContext, LabeledTexts, Method, params_hash, stable_hash, validate_prediction
-from harness.metrics import score
+from harness.evaluation import evaluate_method
+from harness.methods import FitContext, LabeledTexts, Method, params_hash, stable_hash
 from harness.params import DEFAULT_PRESET, build_params, parse_overrides, variant_label
 from harness.plugins import HarnessPluginManager, get_plugin_manager
+from harness.predictions import predictions_path, write_predictions
 from harness.progress import Progress
 from harness.splits import NO_SLICE, TrainSlice, nested_slices
 from harness.store import CELLS_DIR, SCHEMA_VERSION, read_record, record_path, write_json_atomic
@@ -268,7 +269,8 @@ def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: C
         )
         dataset = load_dataset(spec.dataset, spec.settings)
         record["dataset"].update(
-            config_hash=dataset.config.config_hash(), fingerprint=dataset.fingerprint, sizes=dataset.sizes(), tags=dataset.tags
+            config_hash=dataset.config.config_hash(), fingerprint=dataset.fingerprint, sizes=dataset.sizes(), tags=dataset.tags,
+            task=dataset.config.task,
         )
         if spec.slice_name == NO_SLICE:
             train = LabeledTexts([], np.zeros((0, len(dataset.tags)), dtype=np.uint8), list(dataset.tags))
@@ -284,16 +286,15 @@ def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: C
             progress=progress or (lambda message: None),
             tag_descriptions=dict(dataset.config.labels.descriptions),
         )
-        test = dataset.labeled("test")
+        valid, test = dataset.labeled("valid"), dataset.labeled("test")
         _seed_everything(spec.seed)
         tick = time.perf_counter()
-        method.fit(train, dataset.labeled("valid"), dataset.unlabeled_texts, context)
+        method.fit(train, valid, dataset.unlabeled_texts, context)
         timings["fit_s"] = time.perf_counter() - tick
-        tick = time.perf_counter()
-        raw_prediction = method.predict(test.texts)
-        timings["predict_s"] = time.perf_counter() - tick
-        prediction = validate_prediction(spec.method, raw_prediction, len(test), len(dataset.tags))
-        record["metrics"] = score(test.labels, prediction, dataset.tags)
+        evaluation = evaluate_method(method, spec.method, valid, test, dataset.config.task)
+        timings.update(evaluation.timings)
+        record.update(evaluation.record_fields())
+        record["predictions"] = write_predictions(predictions_path(spec.path()), evaluation.arrays)
         record["details"] = _json_details(spec.method, method.details())
         record["status"] = "ok"
     except Exception as exc:  # the cell fails, the run goes on

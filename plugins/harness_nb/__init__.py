@@ -34,6 +34,10 @@ class NaiveBayes(Method):
     def predict(self, texts: list[str]) -> np.ndarray:
         return self.classifier.predict(self.vectorizer.transform(texts)).toarray()
 
+    def predict_scores(self, texts: list[str]) -> np.ndarray:
+        """Each tag's probability under its Naive Bayes model."""
+        return self.classifier.predict_proba(self.vectorizer.transform(texts)).toarray()
+
 
 @hookimpl
 def register_methods(register) -> None:
