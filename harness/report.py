@@ -24,6 +24,7 @@ LEADERBOARD_COLUMNS = [
     "dataset", "method", "slice", "n", "seeds",
     "micro_f1_mean", "micro_f1_std", "macro_f1_mean", "macro_f1_std", "rule",
 ]
+ACCURACY_COLUMNS = ["accuracy_mean", "accuracy_std"]  # appended when some dataset is multiclass
 
 
 def records_under_rule(
@@ -62,11 +63,12 @@ def cell_table(records: list[dict[str, Any]]) -> pd.DataFrame:
             "micro_f1": r["metrics"]["micro_f1"],
             "macro_f1": r["metrics"]["macro_f1"],
             "rule": r.get("rule", OWN),
+            "accuracy": r["metrics"].get("accuracy", float("nan")),
         }
         for r in records
         if r.get("status") == "ok"
     ]
-    table = pd.DataFrame(rows, columns=["dataset", "method", "slice", "n", "seed", "micro_f1", "macro_f1", "rule"])
+    table = pd.DataFrame(rows, columns=["dataset", "method", "slice", "n", "seed", "micro_f1", "macro_f1", "rule", "accuracy"])
     flat = table[table["slice"] == NO_SLICE]
     table = table[table["slice"] != NO_SLICE]
     expanded = [table]
@@ -95,21 +97,26 @@ def leaderboard(records: list[dict[str, Any]]) -> pd.DataFrame:
         n=("n", "mean"), seeds=("seed", "nunique"),
         micro_f1_mean=("micro_f1", "mean"), micro_f1_std=("micro_f1", "std"),
         macro_f1_mean=("macro_f1", "mean"), macro_f1_std=("macro_f1", "std"),
+        accuracy_mean=("accuracy", "mean"), accuracy_std=("accuracy", "std"),
     ).reset_index()
     # one seed has no spread: its std stays NaN (an empty CSV cell, no "±" shown), not a false 0
     table["order"] = table["slice"].map(_slice_order)
     table = table.sort_values(["dataset", "method", "order", "rule"]).drop(columns="order")
-    return table[LEADERBOARD_COLUMNS].reset_index(drop=True)
+    accuracy = ACCURACY_COLUMNS if table["accuracy_mean"].notna().any() else []
+    return table[LEADERBOARD_COLUMNS + accuracy].reset_index(drop=True)
 
 
 def _display(table: pd.DataFrame) -> pd.DataFrame:
     shown = table.copy()
     shown["n"] = shown["n"].round(1)
-    for metric in ("micro_f1", "macro_f1"):
-        shown[metric] = [f"{m:.4f}" if pd.isna(s) else f"{m:.4f} ± {s:.4f}" for m, s in zip(shown[f"{metric}_mean"], shown[f"{metric}_std"])]
-    columns = ["dataset", "method", "slice", "n", "seeds", "micro_f1", "macro_f1"]
+    metrics = ["micro_f1", "macro_f1"] + (["accuracy"] if "accuracy_mean" in shown else [])
+    for metric in metrics:
+        shown[metric] = [
+            "" if pd.isna(m) else f"{m:.4f}" if pd.isna(s) else f"{m:.4f} ± {s:.4f}"
+            for m, s in zip(shown[f"{metric}_mean"], shown[f"{metric}_std"])
+        ]
     # the rule is shown once some row is under another rule than the methods' own
-    return shown[columns + (["rule"] if (shown["rule"] != OWN).any() else [])]
+    return shown[["dataset", "method", "slice", "n", "seeds", *metrics] + (["rule"] if (shown["rule"] != OWN).any() else [])]
 
 
 def _write_md(table: pd.DataFrame, path: Path) -> None:
