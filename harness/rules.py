@@ -5,7 +5,8 @@ that all methods with scores are compared under the same rule, tuned the same wa
 
 - ``threshold``: one threshold for every tag, the one with the best valid micro F1;
 - ``per_tag``: one threshold per tag, each the best for that tag's valid F1; a tag with no
-  positive in valid has nothing to tune on and falls back to the global threshold;
+  positive in valid, or whose valid scores no cut separates (F1 0 at every cut), has nothing
+  to tune on and falls back to the global threshold;
 - ``top_k``: the k highest-scored tags of each text, k with the best valid micro F1;
 - ``argmax`` (multiclass): the highest-scored tag of each text, nothing to choose.
 
@@ -30,27 +31,26 @@ def best_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float
 
     Every cut between two distinct sorted scores is tried; t is the midpoint of the gap, so a
     test score a little off the valid ones falls on the side its neighbours did. Among equal
-    F1s the highest threshold wins. With no positive, t lies above every score (predict none).
+    F1s the highest threshold wins. Tagging every text is not a candidate: F1 rewards it for a
+    rare tag whose scores separate nothing (2p / (1 + p) > 0 at prevalence p), which is of no
+    use to anyone. Without a positive or a usable cut, t lies above every score and F1 is 0.
     """
     scores = np.asarray(scores, dtype=np.float64).ravel()
     labels = np.asarray(labels).ravel().astype(bool)
     order = np.argsort(-scores, kind="stable")
     ranked, hits = scores[order], labels[order]
-    positives = int(hits.sum())
-    if positives == 0 or len(ranked) == 0:
-        return float(np.nextafter(ranked.max(), np.inf)) if len(ranked) else 0.0, 0.0
+    # a cut may only fall where the score changes (tied texts are predicted together), and
+    # never below the lowest score
+    cuts = np.flatnonzero(ranked[:-1] > ranked[1:])
+    if len(cuts) == 0 or not hits.any():
+        return (float(np.nextafter(ranked[0], np.inf)) if len(ranked) else 0.0), 0.0
     true_positives = np.cumsum(hits)
-    # a cut may only fall where the score changes: tied texts are predicted together
-    cuts = np.flatnonzero(np.r_[ranked[:-1] > ranked[1:], True])
-    f1 = 2 * true_positives[cuts] / (cuts + 1 + positives)
+    f1 = 2 * true_positives[cuts] / (cuts + 1 + int(hits.sum()))
     best = int(cuts[int(np.argmax(f1))])
-    if best + 1 < len(ranked):
-        low, high = ranked[best + 1], ranked[best]
-        threshold = low + (high - low) / 2
-        if not threshold > low:  # adjacent floats: no midpoint between them
-            threshold = high
-    else:
-        threshold = ranked[best]
+    low, high = ranked[best + 1], ranked[best]
+    threshold = low + (high - low) / 2
+    if not threshold > low:  # adjacent floats: no midpoint between them
+        threshold = high
     return float(threshold), float(f1.max())
 
 
@@ -76,7 +76,7 @@ class ChosenRules:
 
     threshold: float
     per_tag: tuple[float, ...]
-    per_tag_fallback: tuple[str, ...]  # tags with no valid positive: they use ``threshold``
+    per_tag_fallback: tuple[str, ...]  # tags with nothing to tune on in valid: they use ``threshold``
     top_k: int
     tags: tuple[str, ...]
 
@@ -123,9 +123,10 @@ def choose_rules(valid_scores: np.ndarray, valid_labels: np.ndarray, tags: list[
     threshold, _ = best_threshold(valid_scores, valid_labels)
     per_tag, fallback = [], []
     for j, tag in enumerate(tags):
-        if valid_labels[:, j].any():
-            per_tag.append(best_threshold(valid_scores[:, j], valid_labels[:, j])[0])
-        else:  # nothing to tune on: the global threshold is the sanest guess
+        tag_threshold, tag_f1 = best_threshold(valid_scores[:, j], valid_labels[:, j])
+        if tag_f1 > 0:
+            per_tag.append(tag_threshold)
+        else:  # no positive, or scores that separate none: the global threshold is the sanest guess
             per_tag.append(threshold)
             fallback.append(tag)
     f1_by_k = [_micro_f1(valid_labels, top_k_predictions(valid_scores, k)) for k in range(1, len(tags) + 1)]

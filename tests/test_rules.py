@@ -37,11 +37,14 @@ def test_best_threshold_matches_a_brute_force_search():
         scores = np.round(rng.random(40), 1)  # rounded: ties must be predicted together
         labels = (rng.random(40) < 0.3).astype(int)
         threshold, f1 = best_threshold(scores, labels)
-        brute = max(f1_score(labels, scores >= t, zero_division=0) for t in np.unique(scores))
+        # every threshold but the lowest score, which would tag every text
+        brute = max(f1_score(labels, scores >= t, zero_division=0) for t in np.unique(scores)[1:])
         assert f1 == pytest.approx(brute)
         assert f1_score(labels, scores >= threshold, zero_division=0) == pytest.approx(brute)
-        # the threshold sits between two valid scores, not on one of them
-        assert not np.isin(threshold, scores) or threshold == scores.min()
+        assert threshold > scores.min()
+    # scores that separate nothing give no cut, rather than 'tag every text' for F1 2p/(1+p)
+    assert best_threshold(np.full(10, 0.3), np.eye(10)[0]) == (pytest.approx(0.3), 0.0)
+    assert best_threshold(np.full(10, 0.3), np.eye(10)[0])[0] > 0.3
 
 
 def test_threshold_is_chosen_on_valid_never_on_test():
@@ -66,16 +69,18 @@ def test_threshold_is_chosen_on_valid_never_on_test():
 
 
 def test_per_tag_thresholds_and_the_fallback_for_a_tag_absent_from_valid():
-    valid_scores = np.array([[0.9, 0.3, 0.7], [0.2, 0.35, 0.6], [0.1, 0.1, 0.5], [0.8, 0.05, 0.4]])
-    valid_labels = np.array([[1, 1, 0], [0, 1, 0], [0, 0, 0], [1, 0, 0]])  # tag c never positive
-    chosen = choose_rules(valid_scores, valid_labels, TAGS)
-    assert chosen.per_tag_fallback == ("c",)
-    assert chosen.per_tag[2] == chosen.threshold  # the fallback is the global threshold
+    valid_scores = np.array([[0.9, 0.3, 0.7, 0.0], [0.2, 0.35, 0.6, 0.0], [0.1, 0.1, 0.5, 0.0], [0.8, 0.05, 0.4, 0.0]])
+    # tag c is never positive; tag d is, but its scores are all tied (a tag never seen in training)
+    valid_labels = np.array([[1, 1, 0, 1], [0, 1, 0, 0], [0, 0, 0, 0], [1, 0, 0, 0]])
+    chosen = choose_rules(valid_scores, valid_labels, [*TAGS, "d"])
+    assert chosen.per_tag_fallback == ("c", "d")
+    assert chosen.per_tag[2] == chosen.per_tag[3] == chosen.threshold  # the fallback is the global threshold
     assert chosen.per_tag[0] == pytest.approx(0.5)  # between 0.8 (positive) and 0.2
     assert chosen.per_tag[1] == pytest.approx(0.2)  # between 0.3 (positive) and 0.1
     assert chosen.apply("per_tag", valid_scores)[:, :2].tolist() == valid_labels[:, :2].tolist()
+    assert not chosen.apply("per_tag", valid_scores)[:, 3].any()  # d is not put on every text
     # the record form gives back the same rules
-    again = ChosenRules.from_record(chosen.as_record(), TAGS)
+    again = ChosenRules.from_record(chosen.as_record(), [*TAGS, "d"])
     assert again == chosen
 
 
