@@ -44,6 +44,8 @@ def best_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float
     cuts = np.flatnonzero(ranked[:-1] > ranked[1:])
     if len(cuts) == 0 or not hits.any():
         return (float(np.nextafter(ranked[0], np.inf)) if len(ranked) else 0.0), 0.0
+    # F1 from integer counts, so that equal F1s compare equal and ties break the same way
+    # everywhere (scikit-learn's precision_recall_curve gives rounded precision and recall)
     true_positives = np.cumsum(hits)
     f1 = 2 * true_positives[cuts] / (cuts + 1 + int(hits.sum()))
     best = int(cuts[int(np.argmax(f1))])
@@ -62,12 +64,6 @@ def top_k_predictions(scores: np.ndarray, k: int) -> np.ndarray:
     top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     np.put_along_axis(prediction, top, 1, axis=1)
     return prediction
-
-
-def _micro_f1(labels: np.ndarray, prediction: np.ndarray) -> float:
-    true_positives = int(np.logical_and(labels, prediction).sum())
-    total = int(labels.sum()) + int(prediction.sum())
-    return 2 * true_positives / total if total else 0.0
 
 
 @dataclass(frozen=True)
@@ -129,6 +125,11 @@ def choose_rules(valid_scores: np.ndarray, valid_labels: np.ndarray, tags: list[
         else:  # no positive, or scores that separate none: the global threshold is the sanest guess
             per_tag.append(threshold)
             fallback.append(tag)
-    f1_by_k = [_micro_f1(valid_labels, top_k_predictions(valid_scores, k)) for k in range(1, len(tags) + 1)]
+    from sklearn.metrics import f1_score
+
+    f1_by_k = [
+        f1_score(valid_labels, top_k_predictions(valid_scores, k), average="micro", zero_division=0)
+        for k in range(1, len(tags) + 1)
+    ]
     top_k = int(np.argmax(f1_by_k)) + 1 if f1_by_k else 1  # the smallest of the best ks
     return ChosenRules(threshold, tuple(per_tag), tuple(fallback), top_k, tuple(tags))
