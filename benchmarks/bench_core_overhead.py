@@ -19,7 +19,9 @@ from sklearn.naive_bayes import MultinomialNB
 from skmultilearn.problem_transform import BinaryRelevance
 
 from harness.plugins import make_plugin_manager
-from harness.runner import Settings, load_dataset, plan_run, run_plan, train_slices
+from harness.datasets import Settings, load_dataset, train_slices
+from harness.driver import run_plan
+from harness.plan import plan_run
 
 SEEDS = [0, 1, 2, 3, 4]
 DATASET = "github-issues-datasets"
@@ -27,9 +29,10 @@ DATASET = "github-issues-datasets"
 
 def bare_loop(settings: Settings) -> tuple[float, list[float]]:
     """The same fits, by hand, on slices computed beforehand (not timed)."""
-    dataset = load_dataset(DATASET, settings)
+    readers = make_plugin_manager(autoload=False, builtins=False).registry.readers
+    dataset = load_dataset(DATASET, settings, readers)
     sizes = tuple(dataset.config.slices)
-    work = [(dataset.labeled("train", s.positions)) for seed in SEEDS for s in train_slices(DATASET, settings, sizes, seed).values()]
+    work = [(dataset.labeled("train", s.positions)) for seed in SEEDS for s in train_slices(DATASET, settings, readers, sizes, seed).values()]
     test = dataset.labeled("test")
     start = time.perf_counter()
     scores = []
@@ -49,10 +52,10 @@ def through_harness(settings: Settings) -> tuple[float, float, list[float]]:
     planned = time.perf_counter()
     run_plan(pm, plan)
     end = time.perf_counter()
-    from harness.store import iter_records
+    from harness.records import iter_records
 
-    records = sorted(iter_records(Path(settings.results_dir)), key=lambda r: (r["seed"], r["slice"]["actual_n"]))
-    return end - start, end - planned, [r["metrics"]["micro_f1"] for r in records]
+    records = sorted(iter_records(Path(settings.results_dir)), key=lambda r: (r.seed, r.slice.actual_n))
+    return end - start, end - planned, [r.metrics.micro_f1 for r in records]
 
 
 def main() -> None:

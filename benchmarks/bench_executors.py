@@ -111,9 +111,9 @@ def _one_thread() -> None:
 
 
 def _cell_seconds(spec) -> float:
-    from harness.runner import run_cell
+    from harness.cell import run_cell
 
-    return run_cell(spec)["timings"]["total_s"]
+    return run_cell(spec).timings["total_s"]
 
 
 def cells_ceiling(specs: list) -> tuple[float, float, float]:
@@ -149,7 +149,8 @@ def main() -> int:
     os.environ["HF_HUB_OFFLINE"] = "1"
 
     from harness.plugins import make_plugin_manager
-    from harness.runner import Settings, plan_run
+    from harness.datasets import Settings
+    from harness.plan import plan_run
 
     settings = Settings(results_dir=str(work / "ceiling"), cache_dir=str(cache), data_dirs=(str(args.data_dir),))
     seeds = list(range(args.seeds))

@@ -18,7 +18,8 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
 from harness.models import resolve_model
-from harness.runner import Settings, load_dataset
+from harness.datasets import Settings, load_dataset
+from harness.plugins import make_plugin_manager
 from harness_finetune.runtime import machine_cores, quiet_transformers, resolve_precision
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -31,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(machine_cores())
     settings = Settings(results_dir=tempfile.mkdtemp(), cache_dir=tempfile.mkdtemp(), data_dirs=(args.data_dir,))
-    valid = load_dataset("github-issues-datasets", settings).labeled("valid")
+    valid = load_dataset("github-issues-datasets", settings, make_plugin_manager(autoload=False).registry.readers).labeled("valid")
     folder = resolve_model(MODEL)
     with quiet_transformers():
         tokenizer = AutoTokenizer.from_pretrained(folder)

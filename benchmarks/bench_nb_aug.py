@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.runner import Settings, load_dataset
+from harness.datasets import Settings, load_dataset
+from harness.plugins import make_plugin_manager
 from harness_nb_aug import NaiveBayesAugParams, augmenter_spec
 from harness_nb_aug.augmenters import Runtime, augment, build_augmenter
 from harness_nb_aug.resources import penn_pos_tags, use_offline_wordnet
@@ -127,7 +128,7 @@ def main() -> None:
         work = Path(folder)
         settings = Settings(results_dir=str(work / "results"), cache_dir=args.cache_dir or str(work / "cache"),
                             data_dirs=(args.data_dir,))
-        texts = load_dataset(DATASET, settings).labeled("train").texts
+        texts = load_dataset(DATASET, settings, make_plugin_manager(autoload=False).registry.readers).labeled("train").texts
         synonym(texts, work, args.synonym_naive_texts)
         contextual(texts, work, args.contextual_texts, args.contextual_naive_texts, args.batch_size)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -30,6 +31,12 @@ def _fail(exc: Exception) -> None:
 @click.version_option(package_name="fewlabels-harness")
 def cli() -> None:
     """Benchmark multi-label text classifiers at 8, 16, 32, 64, 128 and all labeled examples."""
+    warnings.showwarning = _show_warning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings (an invalid cell record, a slice clamped to the train split) as one line each."""
+    click.echo(f"warning: {message}", err=True)
 
 
 data_dir_option = click.option(
@@ -85,7 +92,9 @@ def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed
     """
     from harness.executors import make_executor
     from harness.progress import Progress
-    from harness.runner import RunInterrupted, Settings, plan_run, run_plan
+    from harness.datasets import Settings
+    from harness.driver import RunInterrupted, run_plan
+    from harness.plan import plan_run
 
     pm = get_plugin_manager()
     settings = Settings(
@@ -128,7 +137,7 @@ def _warn(message: str) -> None:
 def _write_reports(pm, results_dir: Path, rule: str, say=lambda line: click.echo(line, err=True)) -> None:
     from harness.locks import FileLock
     from harness.report import write_reports
-    from harness.runner import LOCKS_DIR
+    from harness.records import LOCKS_DIR
 
     with FileLock(results_dir / LOCKS_DIR / "report.lock"):  # runs sharing the folder take turns
         for path in write_reports(results_dir, pm.registry.report_formats, rule, _warn):
@@ -168,7 +177,8 @@ def status(methods, datasets, seeds, slices, preset, overrides, label, cache_dir
     """
     from tabulate import tabulate
 
-    from harness.runner import Settings, plan_run
+    from harness.datasets import Settings
+    from harness.plan import plan_run
     from harness.status import STATES, count_rows, disk_states, planned_states
 
     planned = any((methods, datasets, seeds, slices, overrides, label, preset != DEFAULT_PRESET))
@@ -208,12 +218,25 @@ def ls() -> None:
 
 @ls.command(name="plugins")
 def ls_plugins() -> None:
-    """Plugins with their source and version, and why any failed to load."""
+    """Plugins with their source and version, what each registered, and why any failed to load."""
     from tabulate import tabulate
 
     pm = get_plugin_manager()
-    rows = [(i.name, i.source, i.version, "ok" if not i.error else f"FAILED: {i.error}") for i in pm.plugin_info.values()]
-    click.echo(tabulate(rows, headers=["plugin", "source", "version", "status"]))
+    try:
+        registries = pm.registry
+    except PluginError as exc:
+        _fail(exc)
+    provides: dict[str, list[str]] = {}
+    for kind, registry in (("methods", registries.methods), ("readers", registries.readers),
+                           ("report formats", registries.report_formats)):
+        by_plugin: dict[str, list[str]] = {}
+        for name, plugin in registry.origins.items():
+            by_plugin.setdefault(plugin, []).append(name)
+        for plugin, names in by_plugin.items():
+            provides.setdefault(plugin, []).append(f"{kind}: {', '.join(names)}")
+    rows = [(i.name, i.source, i.version, "; ".join(provides.get(i.name, [])), "ok" if not i.error else f"FAILED: {i.error}")
+            for i in pm.plugin_info.values()]
+    click.echo(tabulate(rows, headers=["plugin", "source", "version", "registers", "status"]))
 
 
 @ls.command(name="methods")
@@ -228,7 +251,7 @@ def ls_methods() -> None:
         _fail(exc)
     rows = []
     for name, method_class in sorted(registry.methods.items()):
-        plugin = registry.method_plugins[name]
+        plugin = registry.methods.origins[name]
         params = ", ".join(f"{k}={v!r}" for k, v in method_class.Params().model_dump().items())
         rows.append((name, method_class.version, plugin, pm.plugin_version(plugin), params))
     click.echo(tabulate(rows, headers=["method", "version", "plugin", "plugin version", "parameters (defaults)"]))
@@ -244,7 +267,7 @@ def ls_datasets(cfg_dirs) -> None:
     for name, path in available_configs(list(cfg_dirs)).items():
         try:
             cfg = load_config_file(path)
-            rows.append((name, cfg.source.file or cfg.source.url or cfg.source.files, cfg.description, str(path)))
+            rows.append((name, cfg.source.file or cfg.source.url or cfg.source.files or f"hf:{cfg.source.hf}", cfg.description, str(path)))
         except ConfigError as exc:
             rows.append((name, "INVALID", str(exc), str(path)))
     click.echo(tabulate(rows, headers=["dataset", "source", "description", "config"]))

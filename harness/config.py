@@ -1,4 +1,6 @@
-"""Dataset configuration files (``datasets_cfg/*.yaml``), validated with pydantic."""
+"""Dataset configuration files (``*.yaml``), validated with pydantic.
+
+The built-in configs ship inside the package (``harness/datasets_cfg``), so a wheel has them."""
 
 from __future__ import annotations
 
@@ -9,9 +11,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from harness.methods import stable_hash
+from harness.errors import unknown_name_message, validation_problems
+from harness.hashing import stable_hash
 
-BUILTIN_CFG_DIR = Path(__file__).resolve().parent.parent / "datasets_cfg"
+BUILTIN_CFG_DIR = Path(__file__).resolve().parent / "datasets_cfg"
 DATASETS_CFG_ENV = "HARNESS_DATASETS_CFG"
 
 
@@ -24,25 +27,35 @@ class _Strict(BaseModel):
 
 
 class SourceConfig(_Strict):
-    """Where the rows come from: a local file name, a URL, or one file per predefined split."""
+    """Where the rows come from: a local file name, a URL, one file per predefined split, or a
+    Hugging Face Hub dataset."""
 
     file: str | None = None
     files: dict[Literal["train", "valid", "test", "unlabeled"], str] | None = None
     sha256: str | None = Field(None, description="checksum of the local file (or of each of 'files')")
     url: str | None = None
     url_sha256: str | None = Field(None, description="checksum of the downloaded file")
+    hf: str | None = Field(None, description="Hugging Face Hub dataset 'owner/name', read with the datasets library")
+    revision: str | None = Field(None, description="the Hub dataset's commit (or tag) to read; pin it")
+    config: str | None = Field(None, description="the Hub dataset's configuration (subset) name")
+    split: str | None = Field(None, description="the Hub dataset's split to read (default: its only split)")
     member: str | None = Field(None, description="file inside a zip archive")
-    format: str | None = Field(None, description="jsonl, jsonl.gz, csv, parquet or a plugin's format; default: from the file name")
+    format: str | None = Field(None, description="jsonl, csv, parquet or a plugin's format, optionally compressed (csv.gz); default: from the file name")
     encoding: str = "utf-8"
     encoding_errors: Literal["strict", "replace"] = "strict"
 
     @model_validator(mode="after")
     def _needs_a_place(self) -> "SourceConfig":
-        if not (self.file or self.files or self.url):
-            raise ValueError("source needs at least one of 'file', 'files' or 'url'")
+        if not (self.file or self.files or self.url or self.hf):
+            raise ValueError("source needs at least one of 'file', 'files', 'url' or 'hf'")
+        if self.hf and (self.file or self.files or self.url):
+            raise ValueError("source takes 'hf' (a Hub dataset) or files, not both")
         if self.file and self.files:
             raise ValueError("source takes 'file' or 'files', not both")
         return self
+
+
+_SOURCE_FIELDS_ADDED_LATER = ("hf", "revision", "config", "split")
 
 
 class LabelsConfig(_Strict):
@@ -104,10 +117,14 @@ class DatasetConfig(_Strict):
         return self
 
     def config_hash(self) -> str:
-        # descriptions feed zero-shot only; changing them does not change the data.
-        # The default task is left out so that configs written before 'task' existed keep their hash.
-        excluded = {"description"} | ({"task"} if self.task == "multilabel" else set())
-        return stable_hash(self.model_dump(mode="json", exclude=excluded))
+        # descriptions feed zero-shot only; changing them does not change the data
+        dumped = self.model_dump(mode="json", exclude={"description"})
+        for field in _SOURCE_FIELDS_ADDED_LATER:  # unset, they leave the hash (and old cell keys) as it was
+            if dumped["source"][field] is None:
+                del dumped["source"][field]
+        if self.task == "multilabel":  # the default task, too, leaves the hash of older configs as it was
+            del dumped["task"]
+        return stable_hash(dumped)
 
 
 def config_dirs(extra: list[Path] | None = None) -> list[Path]:
@@ -131,11 +148,7 @@ def load_config_file(path: Path) -> DatasetConfig:
     try:
         return DatasetConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"field '{'.'.join(str(p) for p in err['loc'])}': {err['msg']}"
-            + (f" (got {err['input']!r})" if err["type"] != "missing" else "")
-            for err in exc.errors()
-        )
+        problems = validation_problems(exc)
         raise ConfigError(f"{path}: {problems}") from None
 
 
@@ -155,11 +168,3 @@ def load_config(name: str, extra_dirs: list[Path] | None = None) -> DatasetConfi
     if name not in configs:
         raise ConfigError(unknown_name_message("dataset", name, list(configs)))
     return load_config_file(configs[name])
-
-
-def unknown_name_message(kind: str, name: str, known: list[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown {kind} {name!r}{hint} (known: {', '.join(sorted(known)) or 'none'})"

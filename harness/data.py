@@ -7,6 +7,7 @@ import math
 import string
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ import pandas as pd
 
 from harness.config import DatasetConfig, RowFilter
 from harness.methods import LabeledTexts
-from harness.sources import DataError, Reader, locate, read_rows
+from harness.sources import BUILTIN_READERS, DataError, Reader, locate, read_hub, read_rows
 from harness.splits import iterative_split, numpy_global_seed
 
 SPLITS = ("train", "valid", "test")
@@ -206,18 +207,22 @@ def prepare(
     cfg: DatasetConfig,
     search_dirs: list[Path],
     cache_dir: Path,
-    extra_readers: dict[str, Reader] | None = None,
+    readers: Mapping[str, Reader] = BUILTIN_READERS,
 ) -> PreparedDataset:
-    """Load, clean and split a dataset as its config says."""
-    paths = locate(cfg, search_dirs, cache_dir)
-    frames = []
-    for part, path in paths.items():
-        raw = read_rows(path, cfg.source, extra_readers)
-        if part:
-            raw["__split__"] = part
-        frames.append(raw)
-    raw = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    name = " + ".join(str(p) for p in paths.values())
+    """Load, clean and split a dataset as its config says; ``readers`` maps file formats to
+    readers (a plugin manager's ``registry.readers``; by default the built-in ones)."""
+    if cfg.source.hf:
+        raw, name = read_hub(cfg.name, cfg.source, search_dirs)
+    else:
+        paths = locate(cfg, search_dirs, cache_dir)
+        frames = []
+        for part, path in paths.items():
+            frame = read_rows(path, cfg.source, readers)
+            if part:
+                frame["__split__"] = part
+            frames.append(frame)
+        raw = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        name = " + ".join(str(p) for p in paths.values())
     frame, tags = build_frame(cfg, raw, name)
     labels = _tag_matrix(frame["tags"].tolist(), tags)
     texts = frame["text"].tolist()

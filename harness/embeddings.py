@@ -7,7 +7,6 @@ in row order). Only texts not yet in the cache go through the model.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,8 +14,8 @@ from typing import Callable, Literal
 
 import numpy as np
 
-from harness.locks import artifact_lock
-from harness.methods import stable_hash
+from harness.artifacts import cached_artifact
+from harness.hashing import stable_hash, text_key
 from harness.models import resolve_model
 from harness.store import write_json_atomic, write_npy_atomic
 
@@ -34,10 +33,6 @@ class EncoderSpec:
 
     def key(self) -> str:
         return stable_hash(asdict(self))
-
-
-def text_key(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()
 
 
 class EmbeddingCache:
@@ -71,28 +66,30 @@ class EmbeddingCache:
         progress: Callable[[str], None] = lambda message: None,
     ) -> np.ndarray:
         """Vectors for ``texts`` in order, float32, shape (len(texts), dim)."""
-        keys, vectors = self._load()
-        position = {key: i for i, key in enumerate(keys)}
         wanted = [text_key(t) for t in texts]
-        if any(key not in position for key in wanted):
-            # one process encodes, concurrent cells wait and then read its vectors (no lost update either)
-            with artifact_lock(self.folder):
-                keys, vectors = self._load()  # another process may have saved them while this one waited
-                position = {key: i for i, key in enumerate(keys)}
-                missing: dict[str, str] = {}
-                for key, text in zip(wanted, texts):
-                    if key not in position and key not in missing:
-                        missing[key] = text
-                if missing:
-                    progress(f"embedding {len(missing)} texts with {self.spec.model}")
-                    fresh = encode(list(missing.values()), self.spec, batch_size=batch_size, device=device)
-                    self.forward_passes += len(missing)
-                    vectors = fresh if vectors is None else np.concatenate([vectors, fresh])
-                    keys = keys + list(missing)
-                    self._save(keys, vectors)
-                    position = {key: i for i, key in enumerate(keys)}
-        assert vectors is not None
-        return vectors[[position[key] for key in wanted]]
+
+        def lookup() -> np.ndarray | None:
+            keys, vectors = self._load()
+            position = {key: i for i, key in enumerate(keys)}
+            if vectors is None or any(key not in position for key in wanted):
+                return None
+            return vectors[[position[key] for key in wanted]]
+
+        def encode_missing() -> np.ndarray:
+            keys, vectors = self._load()  # what other processes saved, under the lock now
+            known = set(keys)
+            missing = {key: text for key, text in zip(wanted, texts) if key not in known}
+            progress(f"embedding {len(missing)} texts with {self.spec.model}")
+            fresh = encode(list(missing.values()), self.spec, batch_size=batch_size, device=device)
+            self.forward_passes += len(missing)
+            keys, vectors = keys + list(missing), fresh if vectors is None else np.concatenate([vectors, fresh])
+            self._save(keys, vectors)
+            position = {key: i for i, key in enumerate(keys)}
+            return vectors[[position[key] for key in wanted]]
+
+        # one process encodes, concurrent cells wait and then read its vectors (no lost update either)
+        vectors, _ = cached_artifact(self.folder, lookup, encode_missing)
+        return vectors
 
 
 def encode(texts: list[str], spec: EncoderSpec, batch_size: int = 64, device: str | None = None) -> np.ndarray:
@@ -152,5 +149,11 @@ def _encode_mean_pooling(texts, path, spec, batch_size, device) -> np.ndarray:
             chunks.append(pooled.float().cpu().numpy())
     vectors = np.concatenate(chunks) if chunks else np.zeros((0, model.config.hidden_size), dtype=np.float32)
     if spec.normalize:
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
+        vectors = unit_rows(vectors)
     return vectors.astype(np.float32)
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1 (float32); an all-zero row (nothing to embed) stays zero."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)

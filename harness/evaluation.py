@@ -20,6 +20,7 @@ import numpy as np
 from harness.methods import LabeledTexts, Method, PredictionError, validate_prediction
 from harness.metrics import score
 from harness.predictions import read_predictions
+from harness.records import CellRecord
 from harness.rules import MULTILABEL_RULES, OWN, ChosenRules, argmax_predictions, choose_rules
 
 Task = Literal["multilabel", "multiclass"]
@@ -90,16 +91,6 @@ class Evaluation:
     arrays: dict[str, np.ndarray]
     timings: dict[str, float] = field(default_factory=dict)
 
-    def record_fields(self) -> dict[str, Any]:
-        """What the cell record gains: default-rule metrics, every rule's, and ranking metrics."""
-        return {
-            "metrics": self.rule_metrics[self.rule],
-            "rule": self.rule,
-            "rule_metrics": self.rule_metrics,
-            "rules": self.rules,
-            "ranking": self.ranking,
-        }
-
 
 def evaluate_method(method: Method, method_name: str, valid: LabeledTexts, test: LabeledTexts, task: Task) -> Evaluation:
     """Predict and score the test split under every rule that applies to ``method``."""
@@ -138,21 +129,19 @@ def evaluate_method(method: Method, method_name: str, valid: LabeledTexts, test:
     return Evaluation(default, rule_metrics, rules, ranking, arrays, timings)
 
 
-def metrics_under_rule(record: dict[str, Any], record_path: Path, rule: str) -> tuple[str, dict[str, Any]]:
+def metrics_under_rule(record: CellRecord, record_path: Path, rule: str) -> tuple[str, dict[str, Any]]:
     """(rule used, test metrics) of an ok cell under ``rule``, recomputed from its stored arrays.
 
     A rule that does not apply to the cell (a method without scores, a record written before
     rules existed) gives the cell's default rule and the record's own metrics. Raises
     PredictionsError when the stored arrays are missing or fail their checksum.
     """
-    default = record.get("rule", OWN)
-    if rule == default or rule not in (record.get("rule_metrics") or {}):
-        return default, record["metrics"]
-    arrays = read_predictions(record_path, record["predictions"])
+    if rule == record.rule or rule not in (record.rule_metrics or {}) or record.predictions is None:
+        return record.rule, record.metrics.model_dump()
+    arrays = read_predictions(record_path.parent / record.predictions.file, record.predictions.sha256)
     tags = arrays["tags"].tolist()
     if rule == "argmax":
         prediction = argmax_predictions(arrays["test_scores"])
     else:
-        prediction = ChosenRules.from_record(record["rules"], tags).apply(rule, arrays["test_scores"])
-    task = record["dataset"].get("task", "multilabel")
-    return rule, task_metrics(arrays["test_labels"], prediction, tags, task)
+        prediction = ChosenRules.from_record(record.rules, tags).apply(rule, arrays["test_scores"])
+    return rule, task_metrics(arrays["test_labels"], prediction, tags, record.dataset.task)

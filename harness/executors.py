@@ -1,8 +1,9 @@
 """Executors: where the cells of a run are computed.
 
-An executor has a ``name`` and ``map(fn, specs, on_message)``, which yields ``(spec, record)``
-as cells finish, in any order. ``fn`` is ``runner.run_cell`` (a module-level function, so it
-travels to other processes by name); ``on_message(spec, text)`` receives a cell's inner progress.
+An executor has a ``name`` and ``map(specs, pm, on_message)``, which runs ``cell.run_cell`` on
+each spec and yields ``(spec, record)`` as cells finish, in any order. An executor that runs cells
+in this process hands them ``pm``, the caller's plugin manager; worker processes build their own.
+``on_message(spec, text)`` receives a cell's inner progress.
 ``specs`` is read lazily, one cell per free worker: the driver decides at the last moment
 whether a cell is still to run (Ctrl-C, another run took it). Records go back to the driver,
 the only writer; a worker rebuilds the plugin manager itself (``get_plugin_manager()``).
@@ -34,9 +35,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
-from harness.runner import CellSpec, failed_record
+from harness.cell import failed_record, run_cell
+from harness.plan import CellSpec
+from harness.plugins import HarnessPluginManager
+from harness.records import CellRecord
 
-CellFn = Callable[..., dict[str, Any]]  # fn(spec, progress=callable) -> record
 MessageFn = Callable[[CellSpec, str], None]
 EXECUTORS = ("serial", "process", "dask")
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -45,7 +48,7 @@ THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
 class Executor(Protocol):
     name: str
 
-    def map(self, fn: CellFn, specs: Iterable[CellSpec], on_message: MessageFn | None = None) -> Iterator[tuple[CellSpec, dict[str, Any]]]:
+    def map(self, specs: Iterable[CellSpec], pm: HarnessPluginManager, on_message: MessageFn | None = None) -> Iterator[tuple[CellSpec, CellRecord]]:
         ...
 
 
@@ -102,9 +105,9 @@ class SerialExecutor:
 
     name = "serial"
 
-    def map(self, fn: CellFn, specs: Iterable[CellSpec], on_message: MessageFn | None = None) -> Iterator[tuple[CellSpec, dict[str, Any]]]:
+    def map(self, specs: Iterable[CellSpec], pm: HarnessPluginManager, on_message: MessageFn | None = None) -> Iterator[tuple[CellSpec, CellRecord]]:
         for spec in specs:
-            yield spec, fn(spec, progress=_bind(on_message, spec))
+            yield spec, run_cell(spec, pm=pm, progress=_bind(on_message, spec))
 
 
 def _bind(on_message: MessageFn | None, spec: CellSpec) -> Callable[[str], None] | None:
@@ -129,7 +132,7 @@ def _children_ignore_ctrl_c() -> Iterator[None]:
 
 
 def _worker_main(conn: multiprocessing.connection.Connection, threads: int) -> None:
-    """A worker process: receive (fn, spec); send ("started", None), ("message", text)... ("record", record)."""
+    """A worker process: receive a spec; send ("started", None), ("message", text)... ("record", record)."""
     limit_threads(threads)
     _exit_when_orphaned()
     send_lock = threading.Lock()  # a method may report progress from its own threads
@@ -140,9 +143,9 @@ def _worker_main(conn: multiprocessing.connection.Connection, threads: int) -> N
 
     with contextlib.suppress(EOFError, BrokenPipeError, ConnectionResetError):  # the driver has gone
         while (task := conn.recv()) is not None:
-            fn, spec = task
+            spec = task
             send(("started", None))
-            record = fn(spec, progress=lambda text: send(("message", str(text))))
+            record = run_cell(spec, progress=lambda text: send(("message", str(text))))
             send(("record", record))
 
 
@@ -174,10 +177,10 @@ class _WorkerProcess:
         self.sent = 0.0
         self.started: float | None = None  # when the worker began the cell: its start-up does not count
 
-    def start(self, fn: CellFn, spec: CellSpec) -> None:
+    def start(self, spec: CellSpec) -> None:
         self.spec, self.sent, self.started = spec, time.monotonic(), None
         with contextlib.suppress(OSError):  # a worker that died at start-up is reported by collect()
-            self.conn.send((fn, spec))
+            self.conn.send(spec)
 
     def elapsed(self) -> float:
         return time.monotonic() - (self.started or self.sent)
@@ -185,7 +188,7 @@ class _WorkerProcess:
     def timed_out(self, limit: float | None) -> bool:
         return limit is not None and self.started is not None and self.elapsed() > limit
 
-    def collect(self, on_message: MessageFn | None) -> dict[str, Any] | None:
+    def collect(self, on_message: MessageFn | None) -> CellRecord | None:
         """The cell's record once it is back (or a failed one if the worker died), else None."""
         assert self.spec is not None
         with contextlib.suppress(EOFError, OSError):  # a worker that died mid-message
@@ -231,7 +234,7 @@ class ProcessExecutor:
         self.cell_timeout = cell_timeout
         self.start_method = start_method  # "spawn" or "forkserver": no forked copies of driver threads
 
-    def map(self, fn: CellFn, specs: Iterable[CellSpec], on_message: MessageFn | None = None) -> Iterator[tuple[CellSpec, dict[str, Any]]]:
+    def map(self, specs: Iterable[CellSpec], pm: HarnessPluginManager, on_message: MessageFn | None = None) -> Iterator[tuple[CellSpec, CellRecord]]:
         context = multiprocessing.get_context(self.start_method)
         threads = max(1, available_cores() // self.jobs)
         pending, idle, busy = iter(specs), [], []
@@ -244,7 +247,7 @@ class ProcessExecutor:
                         more = False
                         break
                     worker = idle.pop() if idle else _WorkerProcess(context, threads)
-                    worker.start(fn, spec)
+                    worker.start(spec)
                     busy.append(worker)
                 if not busy:
                     return
@@ -294,14 +297,14 @@ LOCAL_CLUSTER_CONFIG = {
     "distributed.worker.memory.monitor-interval": "1s",
 }
 
-def _run_on_dask_worker(fn: CellFn, spec: CellSpec, topic: str, cell_id: int) -> dict[str, Any]:
+def _run_on_dask_worker(spec: CellSpec, topic: str, cell_id: int) -> CellRecord:
     """The task a Dask worker runs: tells the driver it started, forwards progress messages."""
     from distributed import get_worker
 
     worker = get_worker()
     _limit_dask_worker_threads(worker.state.nthreads)
     worker.log_event(topic, {"cell": cell_id, "kind": "start", "worker": worker.address})
-    return fn(spec, progress=lambda text: worker.log_event(topic, {"cell": cell_id, "kind": "message", "text": str(text)}))
+    return run_cell(spec, progress=lambda text: worker.log_event(topic, {"cell": cell_id, "kind": "message", "text": str(text)}))
 
 
 @functools.lru_cache(maxsize=1)
@@ -353,7 +356,7 @@ class DaskExecutor:
         with cluster, Client(cluster) as client:
             yield client
 
-    def map(self, fn: CellFn, specs: Iterable[CellSpec], on_message: MessageFn | None = None) -> Iterator[tuple[CellSpec, dict[str, Any]]]:
+    def map(self, specs: Iterable[CellSpec], pm: HarnessPluginManager, on_message: MessageFn | None = None) -> Iterator[tuple[CellSpec, CellRecord]]:
         with self.client() as client:
             topic, events = f"harness-{uuid.uuid4().hex}", queue.Queue()
             client.subscribe_topic(topic, events.put)
@@ -373,7 +376,7 @@ class DaskExecutor:
                             yield spec, failed_record(spec, _no_worker_error(spec.resources), 0.0)
                             continue
                         cell_id = next(ids)
-                        future = client.submit(_run_on_dask_worker, fn, spec, topic, cell_id,
+                        future = client.submit(_run_on_dask_worker, spec, topic, cell_id,
                                                resources=spec.resources or None, pure=False)
                         running[cell_id] = _DaskCell(future, spec, time.monotonic())
                         future.add_done_callback(lambda _, cell_id=cell_id: events.put((None, {"cell": cell_id, "kind": "done"})))
@@ -421,7 +424,7 @@ class DaskExecutor:
         return _timeout_error(self.cell_timeout, f"its Dask worker {cell.worker} was restarted")
 
 
-def _result(cell: _DaskCell) -> dict[str, Any]:
+def _result(cell: _DaskCell) -> CellRecord:
     try:
         return cell.future.result()
     except Exception as exc:  # the task itself failed: its worker died (KilledWorker), was cancelled...

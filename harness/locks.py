@@ -6,15 +6,15 @@ own file descriptor, so two threads of one process exclude each other as two pro
 Lock files are never deleted: removing one while another process waits on it would let two
 processes hold "the same" lock on two different files.
 
-Use ``artifact_lock`` around the computation of a shared cached artifact, and look for the
-artifact again once the lock is held (another process may have written it meanwhile)::
+Why not the ``filelock`` package (tox-dev)? It was considered. On Linux it uses the same
+``flock``, but its locks are re-entrant per object and, by default, per thread, and its
+``is_locked`` says whether *this object* holds the lock, not whether another process does, which
+is what ``harness status`` needs to show running cells. What the harness needs (a non-blocking
+try, an exclusive lock per descriptor, a probe of someone else's lock) is the 60 lines below,
+with no dependency and no semantics to configure away.
 
-    from harness.locks import artifact_lock
-
-    target = context.cache_path("adapted-lm", model, epochs)
-    with artifact_lock(target):
-        if not (target / "model.safetensors").exists():
-            train_and_save(target)
+Shared cached artifacts use ``harness.artifacts.cached_artifact``, which takes ``artifact_lock``
+and looks for the artifact again once the lock is held.
 """
 
 from __future__ import annotations
@@ -31,10 +31,6 @@ class FileLock:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._fd: int | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
 
     def acquire(self, blocking: bool = True) -> bool:
         """Take the lock; with ``blocking=False`` return False at once when someone else holds it."""

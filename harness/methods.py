@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
+
+from harness.hashing import stable_hash
 
 
 class MethodParams(BaseModel):
@@ -87,12 +87,6 @@ class Method:
     def details(self) -> dict[str, Any]:
         """Choices made during fit worth keeping in the cell record (a tuned k, a threshold)."""
         return {}
-
-
-def stable_hash(obj: Any, length: int = 16) -> str:
-    """Hash of a JSON-serialisable object, independent of dict order and Python process."""
-    blob = json.dumps(obj, sort_keys=True, default=str, ensure_ascii=False).encode("utf-8")
-    return hashlib.sha256(blob).hexdigest()[:length]
 
 
 def params_hash(params: MethodParams) -> str:

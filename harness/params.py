@@ -7,7 +7,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from harness.methods import Method, MethodParams, stable_hash
+from harness.errors import unknown_name_message, validation_problems
+from harness.hashing import stable_hash
+from harness.methods import Method, MethodParams
 
 DEFAULT_PRESET = "default"
 
@@ -18,8 +20,6 @@ class ParamError(ValueError):
 
 def parse_overrides(items: list[str], known_methods: list[str]) -> dict[str, dict[str, Any]]:
     """``["nb.alpha=0.5"]`` -> ``{"nb": {"alpha": 0.5}}``; values are parsed as YAML scalars."""
-    from harness.config import unknown_name_message
-
     overrides: dict[str, dict[str, Any]] = {}
     for item in items:
         target, sep, raw_value = item.partition("=")
@@ -42,10 +42,7 @@ def build_params(method_class: type[Method], preset: str, overrides: dict[str, A
     try:
         return method_class.Params.model_validate(values)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{method_class.name}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})"
-            for err in exc.errors()
-        )
+        problems = validation_problems(exc, prefix=f"{method_class.name}.", suffix="")
         raise ParamError(f"invalid parameters: {problems}") from None
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import importlib
 import os
 import traceback
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from importlib import metadata
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any, Callable, Generic, TypeVar
 
 import pluggy
 
@@ -25,6 +26,12 @@ DISABLE_AUTOLOAD_ENV = "HARNESS_DISABLE_PLUGIN_AUTOLOAD"
 # Comma-separated plugin modules to load as well, as PYTEST_PLUGINS does; worker processes inherit it.
 EXTRA_PLUGINS_ENV = "HARNESS_PLUGINS"
 
+# The core's own readers and report writers: always registered, through the same hooks as any plugin.
+CORE_PLUGINS = (
+    "harness.sources",
+    "harness.report",
+)
+# The built-in methods, each a package written as a third party would write it.
 DEFAULT_PLUGINS = (
     "harness_nb",
     "harness_nb_aug",
@@ -41,21 +48,76 @@ class PluginError(Exception):
 @dataclass
 class PluginInfo:
     name: str
-    source: str  # "builtin" or "entry point <dist>"
+    source: str  # "core", "builtin", "entry point of <dist>", "$HARNESS_PLUGINS" or "in-process"
     version: str
-    module: str
     error: str | None = None
-    error_traceback: str | None = None
 
 
-@dataclass
-class Registry:
-    """What the loaded plugins registered, with the plugin each item came from."""
+T = TypeVar("T")
 
-    methods: dict[str, type[Method]] = field(default_factory=dict)
-    method_plugins: dict[str, str] = field(default_factory=dict)
-    loaders: dict[str, Callable[..., Any]] = field(default_factory=dict)
-    report_formats: dict[str, Callable[..., Any]] = field(default_factory=dict)
+
+class Registry(Mapping[str, T], Generic[T]):
+    """Named items of one kind (methods, readers, report formats) and the plugin each came from.
+
+    ``register`` checks the item (``check`` returns what is wrong with it, or None) and refuses a
+    name taken by another plugin, naming both. Compared and hashed by identity: a registry is
+    rebuilt whenever a plugin is registered, and memoised loaders key on it.
+    """
+
+    def __init__(self, kind: str, check: Callable[[str, Any], str | None]) -> None:
+        self.kind = kind
+        self._check = check
+        self._items: dict[str, T] = {}
+        self.origins: dict[str, str] = {}  # name -> plugin that registered it
+
+    def register(self, name: str, item: T, plugin: str) -> None:
+        problem = self._check(name, item)
+        if problem:
+            raise PluginError(f"plugin {plugin!r} registered {problem}")
+        if name in self._items:
+            raise PluginError(
+                f"{self.kind} name {name!r} is registered twice: by plugin {self.origins[name]!r} and by plugin {plugin!r}"
+            )
+        self._items[name] = item
+        self.origins[name] = plugin
+
+    def __getitem__(self, name: str) -> T:
+        return self._items[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
+
+
+def _check_method(name: str, item: Any) -> str | None:
+    if not (isinstance(item, type) and issubclass(item, Method)):
+        return f"{item!r}, which is not a harness.methods.Method subclass"
+    if not name:
+        return f"{item.__name__} without a 'name'"
+    return None
+
+
+def _check_callable(kind: str) -> Callable[[str, Any], str | None]:
+    def check(name: str, item: Any) -> str | None:
+        if not isinstance(name, str) or not name:
+            return f"a {kind} without a name: {name!r}"
+        return None if callable(item) else f"{kind} {name!r} as {item!r}, which is not callable"
+
+    return check
+
+
+@dataclass(eq=False)
+class Registries:
+    """What the loaded plugins registered."""
+
+    methods: Registry[type[Method]]
+    readers: Registry[Callable[..., Any]]  # file format -> reader(stream, name, source)
+    report_formats: Registry[Callable[..., Any]]  # file suffix -> writer(table, path)
 
 
 class HarnessPluginManager(pluggy.PluginManager):
@@ -63,35 +125,32 @@ class HarnessPluginManager(pluggy.PluginManager):
         super().__init__("harness")
         self.add_hookspecs(hookspecs)
         self.plugin_info: dict[str, PluginInfo] = {}
-        self._registry: Registry | None = None
+        self._registry: Registries | None = None
 
     def load_module(self, module_name: str, source: str, version: str) -> None:
         """Import and register one plugin module; record the failure instead of raising."""
-        info = PluginInfo(name=module_name, source=source, version=version, module=module_name)
+        info = PluginInfo(name=module_name, source=source, version=version)
         self.plugin_info[module_name] = info
         try:
             module = importlib.import_module(module_name)
             self.register(module, name=module_name)
         except Exception as exc:  # a broken plugin must not stop the others
-            info.error = f"{type(exc).__name__}: {exc}"
-            info.error_traceback = traceback.format_exc()
+            info.error = _one_line(exc)
+        self._registry = None
 
     def register_module(self, module: ModuleType | object, name: str, source: str = "in-process") -> None:
         """Register an already imported plugin object (tests and embedding applications)."""
-        self.plugin_info[name] = PluginInfo(name=name, source=source, version="", module=name)
+        self.plugin_info[name] = PluginInfo(name=name, source=source, version="")
         self.register(module, name=name)
         self._registry = None
 
     def load_entry_points(self) -> None:
         for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
             dist = entry_point.dist
-            dist_name = dist.name if dist else "?"
-            dist_version = dist.version if dist else ""
             info = PluginInfo(
                 name=entry_point.name,
-                source=f"entry point of {dist_name}",
-                version=dist_version,
-                module=entry_point.value,
+                source=f"entry point of {dist.name if dist else '?'}",
+                version=dist.version if dist else "",
             )
             self.plugin_info[entry_point.name] = info
             if self.get_plugin(entry_point.name) is not None or self.is_blocked(entry_point.name):
@@ -99,54 +158,51 @@ class HarnessPluginManager(pluggy.PluginManager):
             try:
                 self.register(entry_point.load(), name=entry_point.name)
             except Exception as exc:
-                info.error = f"{type(exc).__name__}: {exc}"
-                info.error_traceback = traceback.format_exc()
+                info.error = _one_line(exc)
+        self._registry = None
 
     @property
-    def registry(self) -> Registry:
+    def registry(self) -> Registries:
         if self._registry is None:
             self._registry = self._collect()
         return self._registry
 
-    def _collect(self) -> Registry:
-        registry = Registry()
+    def _collect(self) -> Registries:
+        registries = Registries(
+            methods=Registry("method", _check_method),
+            readers=Registry("reader", _check_callable("reader")),
+            report_formats=Registry("report format", _check_callable("report format")),
+        )
         for impl in self.hook.register_methods.get_hookimpls():
-            plugin_name = impl.plugin_name
-
-            def register(method_class: type[Method], _plugin: str = plugin_name) -> None:
-                _check_method_class(method_class, _plugin)
-                name = method_class.name
-                if name in registry.methods:
-                    raise PluginError(
-                        f"method name {name!r} is registered twice: by plugin "
-                        f"{registry.method_plugins[name]!r} and by plugin {_plugin!r}"
-                    )
-                registry.methods[name] = method_class
-                registry.method_plugins[name] = _plugin
-
-            impl.function(register=register)
-        self.hook.register_dataset_loaders(register=registry.loaders.__setitem__)
-        self.hook.register_report_formats(register=registry.report_formats.__setitem__)
-        return registry
+            impl.function(register=lambda cls, _plugin=impl.plugin_name: registries.methods.register(
+                getattr(cls, "name", ""), cls, _plugin))
+        for impl in self.hook.register_dataset_loaders.get_hookimpls():
+            impl.function(register=lambda name, reader, _plugin=impl.plugin_name: registries.readers.register(
+                name, reader, _plugin))
+        for impl in self.hook.register_report_formats.get_hookimpls():
+            impl.function(register=lambda name, writer, _plugin=impl.plugin_name: registries.report_formats.register(
+                name, writer, _plugin))
+        return registries
 
     def plugin_version(self, plugin_name: str) -> str:
         info = self.plugin_info.get(plugin_name)
         return info.version if info else ""
 
 
-def _check_method_class(method_class: Any, plugin: str) -> None:
-    if not (isinstance(method_class, type) and issubclass(method_class, Method)):
-        raise PluginError(f"plugin {plugin!r} registered {method_class!r}, which is not a harness.methods.Method subclass")
-    if not getattr(method_class, "name", None):
-        raise PluginError(f"plugin {plugin!r} registered {method_class.__name__} without a 'name'")
+def _one_line(exc: Exception) -> str:
+    """Why a plugin failed to load; the traceback only when the message alone says nothing."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else traceback.format_exc(limit=-1).strip().splitlines()[-1]
 
 
 def make_plugin_manager(autoload: bool | None = None, builtins: bool = True) -> HarnessPluginManager:
-    """A fresh plugin manager with the built-ins and the modules named in $HARNESS_PLUGINS
-    (unless ``builtins`` is False) and, unless disabled, entry-point plugins."""
+    """A fresh plugin manager with the core readers and report writers, the built-in methods and
+    the modules named in $HARNESS_PLUGINS (unless ``builtins`` is False) and, unless disabled,
+    entry-point plugins."""
     from harness import __version__
 
     pm = HarnessPluginManager()
+    for module_name in CORE_PLUGINS:
+        pm.load_module(module_name, source="core", version=__version__)
     if builtins:
         for module_name in DEFAULT_PLUGINS:
             pm.load_module(module_name, source="builtin", version=__version__)

@@ -11,8 +11,6 @@ import hashlib
 import io
 import zipfile
 from pathlib import Path
-from typing import Any
-
 import numpy as np
 
 from harness.store import write_atomic
@@ -36,17 +34,16 @@ def write_predictions(path: Path, arrays: dict[str, np.ndarray]) -> dict[str, st
     return {"file": path.name, "sha256": hashlib.sha256(blob).hexdigest()}
 
 
-def read_predictions(record_path: Path, entry: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The arrays a record names (``record["predictions"]``), after checking their sha256."""
-    path = record_path.parent / entry["file"]
+def read_predictions(path: Path, sha256: str) -> dict[str, np.ndarray]:
+    """The arrays stored at ``path``, after checking that their sha256 is the record's."""
     try:
         blob = path.read_bytes()
     except OSError as exc:
         raise PredictionsError(f"{path}: stored predictions cannot be read ({exc.strerror or exc})") from None
     digest = hashlib.sha256(blob).hexdigest()
-    if digest != entry["sha256"]:
+    if digest != sha256:
         raise PredictionsError(
-            f"{path}: sha256 {digest[:12]}... does not match {entry['sha256'][:12]}... in its record; "
+            f"{path}: sha256 {digest[:12]}... does not match {sha256[:12]}... in its record; "
             "the file was changed or cut short after the run (rerun the cell to rewrite it)"
         )
     try:

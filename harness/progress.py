@@ -13,7 +13,10 @@ import json
 import sys
 import threading
 import time
-from typing import Any, Callable, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Literal, TextIO
+
+if TYPE_CHECKING:
+    from harness.records import CellRecord
 
 Mode = Literal["human", "quiet", "json"]
 MODES: tuple[str, ...] = ("human", "quiet", "json")
@@ -76,22 +79,22 @@ class Progress:
             self._emit({"event": "run_started", "to_run": to_run, "skipped": skipped},
                        f"{to_run + skipped} cells: {to_run} to run, {skipped} already done")
 
-    def cell_finished(self, spec: Any, record: dict[str, Any]) -> None:
+    def cell_finished(self, spec: Any, record: CellRecord) -> None:
         with self._lock:
-            ok = record["status"] == "ok"
+            ok = record.ok and record.metrics is not None
             if ok:
                 self.done += 1
-                metrics = record["metrics"]
-                outcome = f"ok  micro {metrics['micro_f1']:.4f} macro {metrics['macro_f1']:.4f}"
+                metrics = record.metrics
+                outcome = f"ok  micro {metrics.micro_f1:.4f} macro {metrics.macro_f1:.4f}"
             else:
                 self.failed += 1
-                outcome = f"FAILED {record.get('error', '')}"
-            seconds = record.get("timings", {}).get("total_s", 0.0)
-            event = {"event": "cell", **_cell_fields(spec), "status": record["status"], "seconds": round(seconds, 3)}
+                outcome = f"FAILED {record.error or ''}"
+            seconds = record.timings.get("total_s", 0.0)
+            event = {"event": "cell", **_cell_fields(spec), "status": record.status, "seconds": round(seconds, 3)}
             if ok:
-                event.update(micro_f1=record["metrics"]["micro_f1"], macro_f1=record["metrics"]["macro_f1"])
+                event.update(micro_f1=metrics.micro_f1, macro_f1=metrics.macro_f1)
             else:
-                event["error"] = record.get("error")
+                event["error"] = record.error
             self._emit(self._with_counts(event), f"{self.status_line()} {cell_name(spec)} {outcome} ({seconds:.1f}s)")
 
     def cell_elsewhere(self, spec: Any) -> None:

@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 from harness.report import leaderboard, write_figure
 from harness.splits import NO_SLICE
-from harness.store import CELLS_DIR, read_record, record_files
+from harness.records import CELLS_DIR, CellRecord, read_record, record_files
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "site_templates"
 SITE_MARKER = ".harness-site"  # marks a folder this module wrote, so it may be replaced
@@ -37,7 +37,7 @@ class PublishError(ValueError):
 class SourcedRecord:
     """A cell record, the results folder it came from (1-based) and its copy in the site."""
 
-    record: dict[str, Any]
+    record: CellRecord
     source: int
     file: Path
     site_path: str  # relative to the site root, with '/' separators
@@ -45,11 +45,11 @@ class SourcedRecord:
     @property
     def cell(self) -> tuple[str, str, str, int]:
         r = self.record
-        return (r["dataset"]["name"], r["method"]["label"], r["slice"]["name"], r["seed"])
+        return (r.dataset.name, r.method.label, r.slice.name, r.seed)
 
     @property
     def ok(self) -> bool:
-        return self.record.get("status") == "ok"
+        return self.record.ok
 
 
 @dataclass
@@ -104,6 +104,10 @@ def _same_metrics(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return a == b
 
 
+def _metrics(record: CellRecord) -> dict[str, Any]:
+    return record.metrics.model_dump() if record.metrics is not None else {}
+
+
 def merge_records(records: list[SourcedRecord]) -> tuple[list[SourcedRecord], list[Conflict]]:
     """One record per leaderboard cell (the earliest folder's ok record) and the conflicts.
 
@@ -120,9 +124,9 @@ def merge_records(records: list[SourcedRecord]) -> tuple[list[SourcedRecord], li
         kept.append(chosen)
         others = []
         for other in ok[1:]:
-            if other.record.get("key_hash") != chosen.record.get("key_hash"):
+            if other.record.key_hash != chosen.record.key_hash:
                 others.append((other, "another cell key: parameters, method version or data differ"))
-            elif not _same_metrics(other.record.get("metrics", {}), chosen.record.get("metrics", {})):
+            elif not _same_metrics(_metrics(other.record), _metrics(chosen.record)):
                 others.append((other, "same cell key, different metrics"))
         if others:
             conflicts.append(Conflict(chosen, others))
@@ -171,23 +175,23 @@ def _provenance(items: list[SourcedRecord]) -> list[dict[str, Any]]:
     """What produced each method's cells on one dataset."""
     by_method: dict[str, list[SourcedRecord]] = defaultdict(list)
     for item in items:
-        by_method[item.record["method"]["label"]].append(item)
+        by_method[item.record.method.label].append(item)
     rows = []
     for label in sorted(by_method):
         group = by_method[label]
-        methods = [i.record["method"] for i in group]
-        envs = [i.record.get("environment", {}) for i in group]
-        dists = {f"{m.get('distribution')} {m.get('distribution_version')}" for m in methods if m.get("distribution")}
-        params = _distinct(json.dumps(m.get("params", {}), sort_keys=True, indent=1) for m in methods)
-        dates = _distinct(i.record.get("finished_at") for i in group)
+        methods = [i.record.method for i in group]
+        envs = [i.record.environment for i in group]
+        dists = {f"{m.distribution} {m.distribution_version}" for m in methods if m.distribution}
+        params = _distinct(json.dumps(m.params, sort_keys=True, indent=1) for m in methods)
+        dates = _distinct(i.record.finished_at for i in group)
         rows.append({
             "label": label,
-            "name": _distinct(m.get("name") for m in methods),
-            "version": _distinct(m.get("version") for m in methods),
-            "plugin": _distinct(m.get("plugin") for m in methods),
+            "name": _distinct(m.name for m in methods),
+            "version": _distinct(m.version for m in methods),
+            "plugin": _distinct(m.plugin for m in methods),
             "distribution": sorted(dists),
             "params": params,
-            "seeds": _distinct(i.record.get("seed") for i in group),
+            "seeds": _distinct(i.record.seed for i in group),
             "harness": _distinct(e.get("harness_version") for e in envs),
             "git": _distinct((e.get("git_sha") or "")[:10] for e in envs),
             "python": _distinct(e.get("python") for e in envs),
@@ -213,8 +217,8 @@ def _dataset_page(dataset: str, items: list[SourcedRecord], conflicts: list[Conf
     ok = [i for i in items if i.ok]
     table = leaderboard([i.record for i in ok])
     links: dict[tuple[str, str], list[SourcedRecord]] = defaultdict(list)
-    for item in sorted(ok, key=lambda i: i.record["seed"]):
-        links[(item.record["method"]["label"], item.record["slice"]["name"])].append(item)
+    for item in sorted(ok, key=lambda i: i.record.seed):
+        links[(item.record.method.label, item.record.slice.name)].append(item)
     disputed = {(c.cell[1], c.cell[2]) for c in conflicts}
     rows = []
     for row in table.itertuples(index=False):
@@ -225,15 +229,15 @@ def _dataset_page(dataset: str, items: list[SourcedRecord], conflicts: list[Conf
             "n": f"{row.n:.1f}".removesuffix(".0"), "n_sort": row.n, "seeds": int(row.seeds),
             "micro": _fmt(row.micro_f1_mean), "micro_sort": row.micro_f1_mean, "micro_std": _fmt_std(row.micro_f1_std),
             "macro": _fmt(row.macro_f1_mean), "macro_sort": row.macro_f1_mean, "macro_std": _fmt_std(row.macro_f1_std),
-            "records": [(f"seed {i.record['seed']}", quote(i.site_path)) for i in links.get(key, [])],
+            "records": [(f"seed {i.record.seed}", quote(i.site_path)) for i in links.get(key, [])],
             "disputed": key in disputed,
         })
     failed = [i for i in items if not i.ok]
-    first = ok[0].record["dataset"] if ok else items[0].record["dataset"]
+    first = ok[0].record.dataset if ok else items[0].record.dataset
     return {
         "dataset": dataset,
-        "tags": first.get("tags", []),
-        "sizes": first.get("sizes", {}),
+        "tags": first.tags or [],
+        "sizes": first.sizes or {},
         "rows": rows,
         "figures": figures,
         "provenance": _provenance(items),
@@ -261,7 +265,7 @@ def publish_site(results_dirs: list[Path], out_dir: Path) -> Site:
     env = _environment()
     by_dataset: dict[str, list[SourcedRecord]] = defaultdict(list)
     for item in kept:
-        by_dataset[item.record["dataset"]["name"]].append(item)
+        by_dataset[item.record.dataset.name].append(item)
     datasets = sorted(by_dataset)
     pages = _page_names(datasets)
     generated = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -276,12 +280,12 @@ def publish_site(results_dirs: list[Path], out_dir: Path) -> Site:
             title=f"{dataset} leaderboard", generated=generated, harness_version=__version__, sources=sources, **page
         )
         (out_dir / f"{pages[dataset]}.html").write_text(html, encoding="utf-8")
-        dates = _distinct(i.record.get("finished_at") for i in items)
+        dates = _distinct(i.record.finished_at for i in items)
         summaries.append({
             "dataset": dataset, "page": quote(f"{pages[dataset]}.html"),
-            "methods": len({i.record["method"]["label"] for i in items}),
+            "methods": len({i.record.method.label for i in items}),
             "cells": len(items), "failed": sum(not i.ok for i in items),
-            "seeds": ", ".join(str(s) for s in _distinct(i.record["seed"] for i in items)),
+            "seeds": ", ".join(str(s) for s in _distinct(i.record.seed for i in items)),
             "last_run": dates[-1] if dates else "", "conflicts": len(dataset_conflicts),
         })
     index = out_dir / "index.html"
@@ -295,7 +299,7 @@ def publish_site(results_dirs: list[Path], out_dir: Path) -> Site:
     return Site(index=index, datasets=datasets, n_records=len(records), conflicts=conflicts)
 
 
-def _write_figures(records: list[dict[str, Any]], dataset: str, folder: Path, stem: str) -> list[str]:
+def _write_figures(records: list[CellRecord], dataset: str, folder: Path, stem: str) -> list[str]:
     """The report's figure for one dataset, saved under a file-name-safe stem; site-relative paths."""
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:

@@ -4,21 +4,28 @@ Under the default rule ``own`` the records' metrics are used as they are; under 
 decision rule the metrics are recomputed from each cell's stored test scores and the rule's
 parameters chosen on valid (harness/evaluation.py). A cell whose rule does not apply (no scores)
 keeps its own rule: the ``rule`` column says which rule each row is under.
+
+This module is also the core plugin that registers the built-in leaderboard formats (md, csv,
+tex, html) through ``register_report_formats``, the hook a third-party format uses.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import pandas as pd
 from tabulate import tabulate
 
+from harness import hookimpl
 from harness.evaluation import metrics_under_rule
 from harness.predictions import PredictionsError
+from harness.records import CellRecord, Metrics, read_record, record_files, safe_name
 from harness.rules import OWN
 from harness.splits import NO_SLICE
-from harness.store import read_record, record_files, safe_name
+
+Writer = Callable[[pd.DataFrame, Path], None]  # writer(leaderboard table, path of leaderboard.<format>)
 
 LEADERBOARD_COLUMNS = [
     "dataset", "method", "slice", "n", "seeds",
@@ -29,8 +36,8 @@ ACCURACY_COLUMNS = ["accuracy_mean", "accuracy_std"]  # appended when some datas
 
 def records_under_rule(
     results_dir: Path, rule: str = OWN, on_problem: Callable[[str], None] = lambda message: None
-) -> list[dict[str, Any]]:
-    """The records in ``results_dir``; under a rule other than ``own`` each ok record's
+) -> list[CellRecord]:
+    """The valid records in ``results_dir``; under a rule other than ``own`` each ok record's
     ``metrics`` and ``rule`` are those under ``rule``. A cell whose stored arrays are missing or
     corrupted is left out, and ``on_problem`` is told why."""
     records = []
@@ -38,35 +45,35 @@ def records_under_rule(
         record = read_record(path)
         if record is None:
             continue
-        if rule != OWN and record.get("status") == "ok":
+        if rule != OWN and record.ok:
             try:
                 used, metrics = metrics_under_rule(record, path, rule)
             except PredictionsError as exc:
                 on_problem(f"{exc}; cell left out of the '{rule}' leaderboard")
                 continue
-            record = {**record, "rule": used, "metrics": metrics}
+            record = record.model_copy(update={"rule": used, "metrics": Metrics.model_validate(metrics)})
         records.append(record)
     return records
 
 
-def cell_table(records: list[dict[str, Any]]) -> pd.DataFrame:
+def cell_table(records: list[CellRecord]) -> pd.DataFrame:
     """One row per ok cell; label-free methods ('none' slice) are repeated on every slice of
     their dataset so that they are drawn as a flat line, or keep their 'none' row when the
     dataset has no sliced cells to spread them across."""
     rows = [
         {
-            "dataset": r["dataset"]["name"],
-            "method": r["method"]["label"],
-            "slice": r["slice"]["name"],
-            "n": r["slice"].get("actual_n", 0),
-            "seed": r["seed"],
-            "micro_f1": r["metrics"]["micro_f1"],
-            "macro_f1": r["metrics"]["macro_f1"],
-            "rule": r.get("rule", OWN),
-            "accuracy": r["metrics"].get("accuracy", float("nan")),
+            "dataset": r.dataset.name,
+            "method": r.method.label,
+            "slice": r.slice.name,
+            "n": r.slice.actual_n,
+            "seed": r.seed,
+            "micro_f1": r.metrics.micro_f1,
+            "macro_f1": r.metrics.macro_f1,
+            "rule": r.rule,
+            "accuracy": r.metrics.accuracy if r.metrics.accuracy is not None else float("nan"),
         }
         for r in records
-        if r.get("status") == "ok"
+        if r.ok and r.metrics is not None
     ]
     table = pd.DataFrame(rows, columns=["dataset", "method", "slice", "n", "seed", "micro_f1", "macro_f1", "rule", "accuracy"])
     flat = table[table["slice"] == NO_SLICE]
@@ -87,7 +94,7 @@ def _slice_order(name: str) -> float:
     return float("inf") if name == "all" else float(name)
 
 
-def leaderboard(records: list[dict[str, Any]]) -> pd.DataFrame:
+def leaderboard(records: list[CellRecord]) -> pd.DataFrame:
     """Mean and standard deviation over seeds per (dataset, method, slice, decision rule)."""
     cells = cell_table(records)
     if cells.empty:
@@ -137,12 +144,16 @@ def _write_html(table: pd.DataFrame, path: Path) -> None:
     path.write_text(tabulate(_display(table), headers="keys", tablefmt="html", showindex=False) + "\n", encoding="utf-8")
 
 
-WRITERS: dict[str, Callable[[pd.DataFrame, Path], None]] = {
-    "md": _write_md, "csv": _write_csv, "tex": _write_tex, "html": _write_html,
-}
+WRITERS: dict[str, Writer] = {"md": _write_md, "csv": _write_csv, "tex": _write_tex, "html": _write_html}
 
 
-def write_figure(records: list[dict[str, Any]], dataset: str, folder: Path) -> list[Path]:
+@hookimpl
+def register_report_formats(register: Callable[[str, Writer], None]) -> None:
+    for fmt, writer in WRITERS.items():
+        register(fmt, writer)
+
+
+def write_figure(records: list[CellRecord], dataset: str, folder: Path) -> list[Path]:
     """Micro and macro F1 against training samples, one line per method, band over seeds."""
     import matplotlib
 
@@ -188,16 +199,17 @@ def write_figure(records: list[dict[str, Any]], dataset: str, folder: Path) -> l
 
 def write_reports(
     results_dir: Path,
-    extra_formats: dict[str, Callable[[pd.DataFrame, Path], None]] | None = None,
+    formats: Mapping[str, Writer] = WRITERS,
     rule: str = OWN,
     on_problem: Callable[[str], None] = lambda message: None,
 ) -> list[Path]:
-    """Write ``leaderboard.*`` and ``figures/<dataset>.{png,svg}`` from the records in results_dir,
-    under decision rule ``rule``."""
+    """Write ``leaderboard.<format>`` for each of ``formats`` (a plugin manager's
+    ``registry.report_formats``) and ``figures/<dataset>.{png,svg}`` from the records in
+    results_dir, under decision rule ``rule`` (``on_problem`` hears of cells left out)."""
     records = records_under_rule(results_dir, rule, on_problem)
     table = leaderboard(records)
     written = []
-    for fmt, writer in {**WRITERS, **(extra_formats or {})}.items():
+    for fmt, writer in formats.items():
         path = results_dir / f"leaderboard.{fmt}"
         writer(table, path)
         written.append(path)

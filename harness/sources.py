@@ -1,19 +1,29 @@
-"""Find a dataset's files (local data folders first, then a checksummed download) and read rows."""
+"""Find a dataset's rows: files (local data folders first, then a checksummed download), read by
+format and compression, or a Hugging Face Hub dataset.
+
+This module is also the core plugin that registers the built-in readers (jsonl, csv, parquet)
+through ``register_dataset_loaders``, the hook a third-party reader uses.
+"""
 
 from __future__ import annotations
 
+import bz2
 import gzip
-import hashlib
 import io
 import json
+import lzma
 import os
 import zipfile
+import zlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import pandas as pd
 
+from harness import hookimpl
 from harness.config import DatasetConfig, SourceConfig
+from harness.hashing import sha256_of
 
 DATA_DIR_ENV = "HARNESS_DATA_DIR"
 CACHE_DIR_ENV = "HARNESS_CACHE_DIR"
@@ -35,14 +45,6 @@ def data_dirs(extra: Iterable[Path] = ()) -> list[Path]:
     if env:
         dirs += [Path(p) for p in env.split(os.pathsep) if p]
     return dirs
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def locate(cfg: DatasetConfig, search_dirs: list[Path], cache_dir: Path) -> dict[str, Path]:
@@ -99,34 +101,72 @@ def _download(dataset: str, source: SourceConfig, file_name: str | None, where: 
         ) from None
 
 
-def file_format(path: Path, source: SourceConfig, known: list[str]) -> str:
-    if source.format:
-        return source.format
-    name = (source.member or path.name).lower()
-    for fmt in sorted(known, key=len, reverse=True):  # "jsonl.gz" before "gz"-less "jsonl"
-        if name.endswith("." + fmt):
-            return fmt
-    raise DataError(f"{path}: cannot tell the format from the name; set source.format (one of {', '.join(sorted(known))})")
-
-
 Reader = Callable[[io.BufferedIOBase, str, SourceConfig], "pd.DataFrame | list[dict[str, Any]]"]
+
+# suffix -> how to open a compressed stream; any format may be compressed (issues.csv.gz, x.parquet.zst)
+COMPRESSIONS: dict[str, Callable[[io.BufferedIOBase], io.BufferedIOBase]] = {
+    "gz": lambda stream: gzip.GzipFile(fileobj=stream),
+    "bz2": lambda stream: bz2.BZ2File(stream),
+    "xz": lambda stream: lzma.LZMAFile(stream),
+    "zst": lambda stream: _zstd_reader(stream),
+}
+# What a broken compressed stream raises while it is read: truncated (EOFError), not compressed
+# at all (gzip.BadGzipFile, an OSError), corrupt (zlib.error, lzma.LZMAError, zstd errors).
+_BROKEN_STREAM = (EOFError, OSError, zlib.error, lzma.LZMAError)
+
+
+def _zstd_reader(stream: io.BufferedIOBase) -> io.BufferedIOBase:
+    try:
+        import zstandard
+    except ImportError:
+        raise DataError("reading .zst files needs the zstandard package: pip install zstandard") from None
+    return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(stream))  # adds line iteration
+
+
+def _compression_of(name: str) -> str | None:
+    return next((c for c in COMPRESSIONS if name.endswith("." + c)), None)
+
+
+def file_format(name: str, source: SourceConfig, known: Iterable[str]) -> tuple[str, str | None]:
+    """The (format, compression) of the file (or zip member) ``name``: from ``source.format`` if
+    set, else from the name."""
+    path = name
+    name = name.rsplit("!", 1)[-1].lower()
+    compression = _compression_of(name)
+    if source.format:  # "csv" or "csv.gz"; a compressed file name still says how to open the file
+        name = "x." + source.format.lower()
+        compression = _compression_of(name) or compression
+    if _compression_of(name):
+        name = name[: name.rindex(".")]
+    for fmt in sorted(known, key=len, reverse=True):  # the longest suffix wins
+        if name.endswith("." + fmt):
+            return fmt, compression
+    if source.format:
+        raise DataError(f"{path}: no reader for format {source.format!r} (known: {', '.join(sorted(known))})")
+    raise DataError(
+        f"{path}: cannot tell the format from the name; set source.format (one of {', '.join(sorted(known))}, "
+        f"optionally compressed: .{', .'.join(COMPRESSIONS)})"
+    )
 
 
 def _open_bytes(path: Path, source: SourceConfig) -> tuple[io.BufferedIOBase, str]:
     """Open the file (or its zip member) as a binary stream; return it and a name for errors."""
     if zipfile.is_zipfile(path):
         archive = zipfile.ZipFile(path)
-        members = archive.namelist()
-        member = source.member or (members[0] if len(members) == 1 else None)
+        members = [m for m in archive.namelist() if not m.endswith("/")]
+        if source.member is None and len(members) != 1:
+            raise DataError(
+                f"{path}: the zip archive holds {len(members)} files ({', '.join(members[:10])}); "
+                "set source.member to the one to read"
+            )
+        member = source.member or members[0]
         if member not in members:
-            raise DataError(f"{path}: zip member {source.member!r} not found (members: {', '.join(members[:10])})")
+            raise DataError(f"{path}: zip member {member!r} not found (members: {', '.join(members[:10])})")
         return archive.open(member), f"{path}!{member}"
     return open(path, "rb"), str(path)
 
 
 def read_jsonl(stream: io.BufferedIOBase, name: str, source: SourceConfig) -> list[dict[str, Any]]:
-    if name.endswith(".gz"):
-        stream = gzip.GzipFile(fileobj=stream)
     rows = []
     for number, raw in enumerate(stream, start=1):
         try:
@@ -167,25 +207,65 @@ def read_parquet(stream: io.BufferedIOBase, name: str, source: SourceConfig) -> 
         raise DataError(f"{name}: not a readable parquet file: {exc}") from None
 
 
-BUILTIN_READERS: dict[str, Reader] = {
-    "jsonl": read_jsonl,
-    "jsonl.gz": read_jsonl,
-    "csv": read_csv,
-    "parquet": read_parquet,
-}
+BUILTIN_READERS: dict[str, Reader] = {"jsonl": read_jsonl, "csv": read_csv, "parquet": read_parquet}
 
 
-def read_rows(path: Path, source: SourceConfig, extra_readers: dict[str, Reader] | None = None) -> pd.DataFrame:
-    """Read a data file into a frame of raw rows."""
-    readers = {**BUILTIN_READERS, **(extra_readers or {})}
-    fmt = file_format(path, source, list(readers))
-    if fmt not in readers:
-        raise DataError(f"{path}: no reader for format {fmt!r} (known: {', '.join(sorted(readers))})")
+@hookimpl
+def register_dataset_loaders(register: Callable[[str, Reader], None]) -> None:
+    for fmt, reader in BUILTIN_READERS.items():
+        register(fmt, reader)
+
+
+def read_rows(path: Path, source: SourceConfig, readers: Mapping[str, Reader]) -> pd.DataFrame:
+    """Read a data file (compressed or not, maybe inside a zip) into a frame of raw rows."""
     stream, name = _open_bytes(path, source)
-    if fmt == "jsonl.gz" and not name.endswith(".gz"):
-        name += ".gz"
-    with stream:
-        rows = readers[fmt](stream, name, source)
-    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame.from_records(rows)
-    frame.attrs["source_name"] = name
-    return frame
+    try:
+        fmt, compression = file_format(name, source, list(readers))
+    except DataError:
+        stream.close()
+        raise
+    try:
+        with stream:
+            opened = COMPRESSIONS[compression](stream) if compression else stream
+            with opened:
+                rows = readers[fmt](opened, name, source)
+    except _BROKEN_STREAM as exc:
+        what = f".{compression} file" if compression else f"{fmt} file"
+        raise DataError(f"{name}: not a readable {what}: {type(exc).__name__}: {exc}") from None
+    return rows if isinstance(rows, pd.DataFrame) else pd.DataFrame.from_records(rows)
+
+
+def read_hub(dataset: str, source: SourceConfig, search_dirs: list[Path]) -> tuple[pd.DataFrame, str]:
+    """Rows of a Hugging Face Hub dataset, and a name for messages.
+
+    A folder saved with ``save_to_disk`` at ``<data dir>/<owner>/<name>`` wins (offline, no cache
+    needed); else the ``datasets`` library reads its cache or, online, the Hub at ``revision``.
+    """
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(f"dataset {dataset!r}: source.hf needs the datasets library: pip install 'fewlabels-harness[hf]'") from None
+    name = f"hf:{source.hf}" + (f"@{source.revision}" if source.revision else "")
+    saved = next((folder / source.hf for folder in search_dirs if (folder / source.hf).is_dir()), None)
+    try:
+        if saved is not None:
+            loaded = datasets.load_from_disk(str(saved))
+            name = str(saved)
+        else:
+            loaded = datasets.load_dataset(source.hf, source.config, revision=source.revision, split=source.split)
+    except Exception as exc:  # offline without a cache, unknown dataset, revision or split...
+        where = ", ".join(str(folder / source.hf) for folder in search_dirs) or "no data folder set"
+        raise DataError(
+            f"dataset {dataset!r}: Hugging Face dataset {source.hf!r} could not be read ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); offline, save it with save_to_disk into DIR/{source.hf} "
+            f"and pass --data-dir DIR (searched: {where}), or fill the datasets cache online first"
+        ) from None
+    if isinstance(loaded, datasets.DatasetDict):
+        splits = list(loaded)
+        if source.split is None and len(splits) != 1:
+            raise DataError(f"{name}: the dataset has splits {', '.join(splits)}; set source.split to the one to read")
+        split = source.split or splits[0]
+        if split not in loaded:
+            raise DataError(f"{name}: no split {split!r} (splits: {', '.join(splits)}); fix source.split")
+        loaded = loaded[split]
+    return loaded.to_pandas(), name

@@ -16,7 +16,7 @@ from typing import Iterator
 import numpy as np
 from skmultilearn.model_selection import iterative_train_test_split
 
-from harness.methods import stable_hash
+from harness.hashing import stable_hash
 
 
 NO_SLICE = "none"  # the slice name of methods that use no training labels (zero-shot)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.locks import is_locked
-from harness.runner import LOCKS_DIR, RunPlan
-from harness.store import CELLS_DIR, read_record
+from harness.plan import RunPlan
+from harness.records import CELLS_DIR, LOCKS_DIR, read_record, record_files
 
 STATES = ("done", "failed", "running", "missing")
 _CELL_FILE = re.compile(r"slice-(?P<slice>.+)_seed-(?P<seed>-?\d+)$")
@@ -37,8 +37,8 @@ def planned_states(plan: RunPlan) -> list[CellState]:
         record = read_record(spec.path())
         if is_locked(spec.lock_path()):
             state, error = "running", None
-        elif record is not None and record.get("key_hash") == spec.key_hash:
-            state, error = ("done", None) if record["status"] == "ok" else ("failed", record.get("error"))
+        elif record is not None and record.key_hash == spec.key_hash:
+            state, error = ("done", None) if record.ok else ("failed", record.error)
         else:
             state, error = "missing", None
         states.append(CellState(spec.dataset, spec.label, spec.slice_name, spec.seed, state, error))
@@ -48,14 +48,13 @@ def planned_states(plan: RunPlan) -> list[CellState]:
 def disk_states(results_dir: Path) -> list[CellState]:
     """The cells with a record, or with a lock held by a live run, under ``results_dir``."""
     cells: dict[Path, CellState] = {}
-    for path in sorted((results_dir / CELLS_DIR).glob("*/*/*.json")):
+    for path in record_files(results_dir):
         record = read_record(path)
         if record is None:
             continue
-        ok = record.get("status") == "ok"
         cells[path.relative_to(results_dir / CELLS_DIR).with_suffix("")] = CellState(
-            record["dataset"]["name"], record["method"]["label"], record["slice"]["name"], record["seed"],
-            "done" if ok else "failed", None if ok else record.get("error"),
+            record.dataset.name, record.method.label, record.slice.name, record.seed,
+            "done" if record.ok else "failed", None if record.ok else record.error,
         )
     for lock in sorted((results_dir / LOCKS_DIR).glob("*/*/*.lock")):
         match = _CELL_FILE.match(lock.stem)

@@ -1,18 +1,14 @@
-"""Cell records on disk: one JSON file per cell, written atomically."""
+"""Atomic file writes: readers see the old file or the whole new one, never a part."""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
-import warnings
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
-
-SCHEMA_VERSION = 1
-CELLS_DIR = "cells"
 
 
 def write_atomic(path: Path, write: Callable[[BinaryIO], Any]) -> None:
@@ -39,35 +35,3 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 def write_npy_atomic(path: Path, array: np.ndarray) -> None:
     write_atomic(path, lambda handle: np.save(handle, array))
-
-
-def safe_name(part: str) -> str:
-    """A file-name-safe version of a dataset, method or slice name."""
-    return "".join(c if c.isalnum() or c in "-_.@+" else "_" for c in part)
-
-
-def record_path(results_dir: Path, dataset: str, method_label: str, slice_name: str, seed: int) -> Path:
-    return results_dir / CELLS_DIR / safe_name(dataset) / safe_name(method_label) / f"slice-{safe_name(slice_name)}_seed-{seed}.json"
-
-
-def read_record(path: Path) -> dict[str, Any] | None:
-    """The record at ``path``, or None when there is none or it is unreadable."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        warnings.warn(f"{path}: unreadable cell record; it will be recomputed", stacklevel=2)
-        return None
-
-
-def record_files(results_dir: Path) -> list[Path]:
-    """The cell record files under ``results_dir``, in a stable order."""
-    return sorted((results_dir / CELLS_DIR).glob("*/*/*.json"))
-
-
-def iter_records(results_dir: Path) -> Iterator[dict[str, Any]]:
-    for path in record_files(results_dir):
-        record = read_record(path)
-        if record is not None:
-            yield record

@@ -142,8 +142,8 @@ def write_tiny_dataset(folder: Path, n: int = 120, n_unlabeled: int = 20, seed: 
 
 
 def tiny_run_settings(folder: Path):
-    """``harness.runner.Settings`` for the tiny dataset written under ``folder``."""
-    from harness.runner import Settings
+    """``harness.datasets.Settings`` for the tiny dataset written under ``folder``."""
+    from harness.datasets import Settings
 
     cfg_dir, data_dir = write_tiny_dataset(folder)
     return Settings(
@@ -204,20 +204,20 @@ class MethodContract:
 
     def fit(self, params: dict[str, Any], train: LabeledTexts, valid: LabeledTexts, cache_dir: Path) -> Method:
         """Seed and fit as the runner does; label-free methods get an empty train split."""
-        from harness.runner import _seed_everything
+        from harness.cell import seed_everything
 
         method = self.build(params)
         if not self.method_class.uses_labels:
             train = LabeledTexts([], np.zeros((0, len(train.tags)), dtype=np.uint8), list(train.tags))
         context = FitContext(seed=self.seed, tags=list(train.tags), dataset=TINY_DATASET, fingerprint="tiny",
                              cache_dir=cache_dir, slice_name="all")
-        _seed_everything(self.seed)
+        seed_everything(self.seed)
         method.fit(train, valid, [], context)
         return method
 
     def cell_spec(self, settings, params: dict[str, Any], slice_size: int | str = 16):
         """The runner's cell for this method on the tiny dataset (``--set`` carries ``params``)."""
-        from harness.runner import plan_run
+        from harness.plan import plan_run
 
         name = self.method_class.name
         overrides = [f"{name}.{key}={json.dumps(value)}" for key, value in params.items()]  # JSON is YAML
@@ -377,25 +377,25 @@ class MethodContract:
     # ------------------------------------------------ through the real runner
 
     def test_runs_as_a_cell_of_the_runner(self, contract_params, contract_settings):
-        from harness.runner import run_cell
+        from harness.cell import run_cell
 
         spec = self.cell_spec(contract_settings, contract_params)
         record = run_cell(spec, pm=single_method_pm(self.method_class))
-        assert record["status"] == "ok", record.get("traceback")
+        assert record.status == "ok", record.traceback
         params = self.build(contract_params).params
-        assert record["method"]["params"] == params.model_dump(mode="json")
-        assert record["key"]["params_hash"] == params_hash(params)
-        assert 0.0 <= record["metrics"]["micro_f1"] <= 1.0
-        assert record["rule"] in record["rule_metrics"]
-        json.dumps(record)  # the record is written as JSON
+        assert record.method.params == params.model_dump(mode="json")
+        assert record.key["params_hash"] == params_hash(params)
+        assert 0.0 <= record.metrics.micro_f1 <= 1.0
+        assert record.rule in record.rule_metrics
+        json.dumps(record.to_json())  # the record is written as JSON
         # its arrays are stored beside the record, named with their checksum
         from harness.predictions import read_predictions
 
-        arrays = read_predictions(spec.path(), record["predictions"])
+        arrays = read_predictions(spec.path().parent / record.predictions.file, record.predictions.sha256)
         assert arrays["test_prediction"].shape == arrays["test_labels"].shape
 
     def test_errors_become_failed_cells(self, contract_params, contract_settings):
-        from harness.runner import run_cell
+        from harness.cell import run_cell
 
         base = self.method_class
 
@@ -421,6 +421,6 @@ class MethodContract:
         spec = self.cell_spec(contract_settings, contract_params)
         for broken, message in cases:
             record = run_cell(spec, pm=single_method_pm(broken))
-            assert record["status"] == "failed"
-            assert message in record["error"]
-            json.dumps(record)
+            assert record.status == "failed"
+            assert message in record.error
+            json.dumps(record.to_json())

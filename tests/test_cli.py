@@ -57,7 +57,10 @@ def test_report_without_records(invoke, tmp_path):
 
 
 def test_ls(invoke):
-    assert "harness_nb" in invoke("ls", "plugins").output
+    plugins = {line.split()[0]: line for line in invoke("ls", "plugins").output.splitlines()[2:]}
+    assert "methods: nb " in plugins["harness_nb"] + " "
+    assert "core" in plugins["harness.sources"] and "readers: jsonl, csv, parquet" in plugins["harness.sources"]
+    assert "core" in plugins["harness.report"] and "report formats: md, csv, tex, html" in plugins["harness.report"]
     assert "alpha=1.0" in invoke("ls", "methods").output
     datasets = invoke("ls", "datasets").output
     assert "github-issues-datasets" in datasets and "github-issues-transformers" in datasets

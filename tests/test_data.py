@@ -13,8 +13,11 @@ import pytest
 import yaml
 
 from conftest import toy_config, toy_rows, write_jsonl
+from harness import hookimpl
 from harness.config import load_config, load_config_file, DatasetConfig
 from harness.data import prepare
+from harness.plugins import make_plugin_manager
+from harness.sources import DataError
 from harness.splits import nested_slices
 
 
@@ -120,6 +123,49 @@ def test_predefined_split_files(tmp_path):
     assert len(dataset.split_rows["valid"]) > 0
 
 
+COMPRESSORS = {
+    "gz": gzip.compress, "bz2": __import__("bz2").compress, "xz": __import__("lzma").compress,
+    "zst": lambda data: __import__("zstandard").ZstdCompressor().compress(data),
+}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "jsonl"])
+@pytest.mark.parametrize("compression", sorted(COMPRESSORS))
+def test_every_format_reads_compressed(tmp_path, fmt, compression):
+    rows = toy_rows()
+    flat = pd.DataFrame([{**r, "labels": ",".join(l["name"] for l in r["labels"]), "pull_request": None} for r in rows])
+    if fmt == "csv":
+        data = flat.to_csv(index=False).encode()
+    elif fmt == "parquet":
+        data = flat.to_parquet()
+    else:
+        data = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    (tmp_path / f"toy.{fmt}.{compression}").write_bytes(COMPRESSORS[compression](data))
+    dataset = prepare(DatasetConfig.model_validate(toy_config(source={"file": f"toy.{fmt}.{compression}"})), [tmp_path], tmp_path / "c")
+    assert dataset.tags == ["bug", "docs", "feature"] and len(dataset.texts) == 40
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"plain text, not gzip\n", "BadGzipFile"),
+    (gzip.compress(b'{"title": "a"}\n' * 200)[:-30], "EOFError"),  # truncated
+])
+def test_a_broken_gz_file_is_one_line_naming_it(tmp_path, content, problem):
+    (tmp_path / "toy.jsonl.gz").write_bytes(content)
+    with pytest.raises(DataError) as error:
+        prepare(DatasetConfig.model_validate(toy_config(source={"file": "toy.jsonl.gz"})), [tmp_path], tmp_path / "c")
+    message = str(error.value)
+    assert message.startswith(f"{tmp_path / 'toy.jsonl.gz'}: not a readable .gz file") and problem in message
+    assert "\n" not in message
+
+
+def test_a_zip_of_several_files_asks_for_a_member(tmp_path):
+    with zipfile.ZipFile(tmp_path / "toy.zip", "w") as archive:
+        archive.writestr("a.jsonl", "{}\n")
+        archive.writestr("b.jsonl", "{}\n")
+    with pytest.raises(DataError, match=r"toy.zip: the zip archive holds 2 files \(a.jsonl, b.jsonl\); set source.member"):
+        prepare(DatasetConfig.model_validate(toy_config(source={"file": "toy.zip"})), [tmp_path], tmp_path / "c")
+
+
 def test_user_config_folder_adds_a_dataset(tmp_path):
     (tmp_path / "mine.yaml").write_text(yaml.safe_dump(toy_config(name="mine")))
     assert load_config("mine", [tmp_path]).name == "mine"
@@ -132,8 +178,16 @@ def test_a_plugin_reader_adds_a_file_format(tmp_path):
         keys = header.split("\t")
         return [dict(zip(keys, line.split("\t"))) for line in lines]
 
+    class TsvPlugin:
+        @hookimpl
+        def register_dataset_loaders(self, register):
+            register("tsv", read_tsv)
+
+    pm = make_plugin_manager(autoload=False, builtins=False)
+    pm.register_module(TsvPlugin(), name="tsv_plugin")
+    assert pm.registry.readers.origins["tsv"] == "tsv_plugin" and pm.registry.readers.origins["csv"] == "harness.sources"
     rows = "title\tlabels\n" + "".join(f"issue {i}\t{['bug', 'docs'][i % 2]}\n" for i in range(20))
-    (tmp_path / "toy.tsv").write_text(rows)
-    cfg = DatasetConfig.model_validate(toy_config(source={"file": "toy.tsv"}, text="{title}"))
-    dataset = prepare(cfg, [tmp_path], tmp_path / "cache", {"tsv": read_tsv})
+    (tmp_path / "toy.tsv.gz").write_bytes(gzip.compress(rows.encode()))  # a plugin's format may be compressed too
+    cfg = DatasetConfig.model_validate(toy_config(source={"file": "toy.tsv.gz"}, text="{title}"))
+    dataset = prepare(cfg, [tmp_path], tmp_path / "cache", pm.registry.readers)
     assert dataset.tags == ["bug", "docs"] and len(dataset.texts) == 20

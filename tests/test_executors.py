@@ -13,8 +13,11 @@ import pytest
 from harness.executors import DaskExecutor, ProcessExecutor, SerialExecutor, make_executor
 from harness.plugins import make_plugin_manager
 from harness.progress import Progress
-from harness.runner import Settings, plan_run, run_cell, run_plan
-from harness.store import iter_records
+from harness.cell import run_cell
+from harness.datasets import Settings
+from harness.driver import run_plan
+from harness.plan import plan_run
+from harness.records import iter_records
 from harness.testing import TINY_DATASET, single_method_pm, tiny_run_settings
 from conftest import MIRROR
 from robustness_methods import PLUGIN_MODULE, Sleepy
@@ -47,11 +50,11 @@ def dask_client(worker_env):
 
 
 def _results(settings: Settings) -> dict[tuple, dict]:
-    return {(r["method"]["label"], r["slice"]["name"], r["seed"]): r for r in iter_records(Path(settings.results_dir))}
+    return {(r.method.label, r.slice.name, r.seed): r for r in iter_records(Path(settings.results_dir))}
 
 
 def _outcomes(settings: Settings) -> dict[str, str]:
-    return {r["method"]["name"]: r.get("error", r["status"]) for r in iter_records(Path(settings.results_dir))}
+    return {r.method.name: (r.error or r.status) for r in iter_records(Path(settings.results_dir))}
 
 
 def _mirror_settings(tmp_path: Path, mirror_dir: Path, name: str) -> Settings:
@@ -62,7 +65,7 @@ def _run_nb(pm, settings: Settings, executor) -> dict[tuple, dict]:
     """The book's NB on the mirror: every cell's metrics, slice and key."""
     plan = plan_run(pm, settings, NB_CELLS["methods"], NB_CELLS["datasets"], NB_CELLS["seeds"], NB_CELLS["slices"])
     assert run_plan(pm, plan, executor) == {"planned": 6, "skipped": 0, "ok": 6, "failed": 0}
-    return {key: (record["metrics"], record["slice"], record["key_hash"]) for key, record in _results(settings).items()}
+    return {key: (record.metrics, record.slice, record.key_hash) for key, record in _results(settings).items()}
 
 
 @pytest.fixture(scope="module")
@@ -116,16 +119,16 @@ def test_process_executor_fails_bad_cells_and_goes_on(pm, tmp_path):
     events = [json.loads(line) for line in out.getvalue().splitlines()]
     assert {"event": "message", "dataset": TINY_DATASET, "method": "sleepy", "slice": "8", "seed": 0,
             "text": "sleeping 0.3s"} in events
-    (sleepy,) = [r for r in iter_records(Path(settings.results_dir)) if r["method"]["name"] == "sleepy"]
-    assert sleepy["details"]["pid"] != os.getpid()
-    assert sleepy["details"]["blas_threads"] == max(1, len(os.sched_getaffinity(0)) // 2)
+    (sleepy,) = [r for r in iter_records(Path(settings.results_dir)) if r.method.name == "sleepy"]
+    assert sleepy.details["pid"] != os.getpid()
+    assert sleepy.details["blas_threads"] == max(1, len(os.sched_getaffinity(0)) // 2)
 
 
 def test_a_worker_without_the_method_says_why(pm, tmp_path):
     (spec,) = plan_run(pm, tiny_run_settings(tmp_path), "explodes", [TINY_DATASET], [0], slices=[8]).cells
     record = run_cell(spec, pm=single_method_pm(Sleepy))  # as a worker whose plugins lack the method
-    assert record["status"] == "failed"
-    assert record["error"].startswith("LookupError: method 'explodes' is not registered in this process")
+    assert record.status == "failed"
+    assert record.error.startswith("LookupError: method 'explodes' is not registered in this process")
 
 
 def test_dask_cluster_gives_the_serial_results(pm, tmp_path, nb_serial, dask_client):
@@ -146,9 +149,9 @@ def test_dask_honours_method_resources(pm, tmp_path, dask_client):
     summary = run_plan(pm, plan, DaskExecutor(scheduler=dask_client.scheduler.address))
     assert summary["ok"] == 2 and summary["failed"] == 2
     records = list(iter_records(Path(settings.results_dir)))
-    assert {r["details"]["pid"] for r in records if r["method"]["name"] == "needs_token"} == {token_pid}
-    assert {r["details"]["blas_threads"] for r in records if r["method"]["name"] == "needs_token"} == {1}
-    unicorn_errors = {r["error"] for r in records if r["method"]["name"] == "needs_unicorn"}
+    assert {r.details["pid"] for r in records if r.method.name == "needs_token"} == {token_pid}
+    assert {r.details["blas_threads"] for r in records if r.method.name == "needs_token"} == {1}
+    unicorn_errors = {r.error for r in records if r.method.name == "needs_unicorn"}
     assert len(unicorn_errors) == 1
     assert unicorn_errors.pop().startswith("ResourceError: the method needs {'UNICORN': 1} and no Dask worker offers it")
 

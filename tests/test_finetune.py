@@ -93,10 +93,10 @@ class TestAdaptFineTuneContract(MethodContract):
 
     def fit(self, params, train, valid, cache_dir):
         # the contract passes no unlabeled texts; adaptation needs some
-        from harness.runner import _seed_everything
+        from harness.cell import seed_everything
 
         method = self.build(params)
-        _seed_everything(self.seed)
+        seed_everything(self.seed)
         method.fit(train, valid, unlabeled_texts(), context(cache_dir, seed=self.seed))
         return method
 

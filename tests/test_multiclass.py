@@ -12,9 +12,11 @@ from harness.config import load_config_file
 from harness.data import prepare
 from harness.methods import Method
 from harness.predictions import read_predictions
-from harness.runner import Settings, plan_run, run_plan
+from harness.datasets import Settings
+from harness.driver import run_plan
+from harness.plan import plan_run
+from harness.records import iter_records
 from harness.sources import DataError
-from harness.store import iter_records
 from harness.testing import TINY_TAGS, single_method_pm
 
 WORDS = {"bug": ["crash", "error", "traceback"], "docs": ["readme", "typo", "docstring"], "feature": ["add", "support", "request"]}
@@ -94,19 +96,19 @@ def test_methods_on_a_single_label_dataset_give_one_tag_per_issue(tmp_path):
     for method in (FirstKeyword, EveryTag):
         one = single_method_pm(method)
         run_plan(one, plan_run(one, settings, [method.name], ["kinds"], [0]))
-    records = {(r["method"]["name"], r["slice"]["name"], r["seed"]): r for r in iter_records(Path(settings.results_dir))}
+    records = {(r.method.name, r.slice.name, r.seed): r for r in iter_records(Path(settings.results_dir))}
     assert len(records) == 2 * 2 + 2 + 2
     for (name, _, _), record in records.items():
         if name == "every_tag":  # predict-only, several tags per issue: the cell fails, saying why
-            assert record["status"] == "failed" and "a multiclass task takes exactly one tag per text" in record["error"]
+            assert record.status == "failed" and "a multiclass task takes exactly one tag per text" in record.error
             continue
-        assert record["status"] == "ok", record.get("error")
-        assert record["dataset"]["task"] == "multiclass"
-        assert record["rule"] == ("argmax" if name == "nb" else "own")
-        assert {"accuracy", "weighted_f1", "macro_f1"} <= set(record["metrics"])
-        path = Path(settings.results_dir) / "cells" / "kinds" / name / f"slice-{record['slice']['name']}_seed-{record['seed']}.json"
-        arrays = read_predictions(path, record["predictions"])
+        assert record.status == "ok", record.error
+        assert record.dataset.task == "multiclass"
+        assert record.rule == ("argmax" if name == "nb" else "own")
+        assert record.metrics.accuracy is not None and record.metrics.weighted_f1 is not None
+        folder = Path(settings.results_dir) / "cells" / "kinds" / name
+        arrays = read_predictions(folder / record.predictions.file, record.predictions.sha256)
         assert (arrays["test_prediction"].sum(axis=1) == 1).all()
         truth, predicted = arrays["test_labels"].argmax(axis=1), arrays["test_prediction"].argmax(axis=1)
-        assert record["metrics"]["accuracy"] == pytest.approx(float((truth == predicted).mean()))
-    assert records[("nb", "all", 0)]["metrics"]["accuracy"] >= 0.9  # the keywords are easy to learn
+        assert record.metrics.accuracy == pytest.approx(float((truth == predicted).mean()))
+    assert records[("nb", "all", 0)].metrics.accuracy >= 0.9  # the keywords are easy to learn

@@ -154,26 +154,30 @@ def test_more_copies_later_only_computes_the_new_ones(train, tmp_path):
     assert more.details()["augmented_now"] == len(train)
 
 
-def test_a_save_waits_for_the_cache_lock_and_keeps_what_others_wrote(tmp_path):
+def test_augmenting_waits_for_the_cache_lock_and_keeps_what_others_wrote(tmp_path):
     import threading
 
-    from harness.embeddings import text_key
+    from harness.hashing import text_key
     from harness.locks import artifact_lock
     from harness.store import write_json_atomic
     from harness_nb_aug.text_cache import AugmentedTextCache
 
     path = tmp_path / "copies.json"
     cache = AugmentedTextCache(path, {"name": "test"})
-    cache.add(["mine"], 0, ["mine, augmented"])
-    with artifact_lock(path):  # another cell is in the middle of its own save
-        saver = threading.Thread(target=cache.save)
-        saver.start()
-        saver.join(timeout=0.5)
-        assert saver.is_alive() and not path.exists()
-        write_json_atomic(path, {"augmenter": {"name": "test"}, "copies": {text_key("theirs"): ["theirs, augmented"]}})
-    saver.join(timeout=10)
+    asked = []
+    augment = lambda todo: asked.append(list(todo)) or [f"{t}, augmented" for t in todo]  # noqa: E731
+    with artifact_lock(path):  # another cell is augmenting "theirs" and "shared" right now
+        worker = threading.Thread(target=cache.ensure, args=(["mine", "shared"], 0, augment))
+        worker.start()
+        worker.join(timeout=0.5)
+        assert worker.is_alive() and not path.exists() and asked == []
+        write_json_atomic(path, {"augmenter": {"name": "test"},
+                                 "copies": {text_key(t): [f"{t}, theirs"] for t in ("theirs", "shared")}})
+    worker.join(timeout=10)
+    assert asked == [["mine"]]  # "shared" was augmented by the other cell meanwhile: not again
     merged = AugmentedTextCache(path, {})
-    assert merged.get("mine", 0) == "mine, augmented" and merged.get("theirs", 0) == "theirs, augmented"
+    assert merged.get("mine", 0) == "mine, augmented" and merged.get("theirs", 0) == "theirs, theirs"
+    assert merged.get("shared", 0) == "shared, theirs"
 
 
 # ---------------------------------------------------------------- contextual substitution (tiny masked-LM)

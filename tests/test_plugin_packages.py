@@ -141,7 +141,7 @@ def test_example_package_is_found_by_ls_and_all_and_passes_its_tests(tmp_path):
         # `--methods all` plans it too
         plan = _run([sys.executable, "-c", (
             "from harness.plugins import get_plugin_manager\n"
-            "from harness.runner import Settings, plan_run\n"
+            "from harness.datasets import Settings\nfrom harness.plan import plan_run\n"
             f"s = Settings(results_dir={str(tmp_path / 'r')!r}, cache_dir={str(tmp_path / 'c')!r}, "
             f"data_dirs=({str(data_dir)!r},), datasets_cfg_dirs=({str(cfg_dir)!r},))\n"
             f"print(plan_run(get_plugin_manager(), s, 'all', [{TINY_DATASET!r}], [0]).methods)\n"

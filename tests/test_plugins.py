@@ -41,7 +41,7 @@ def fake_distributions(tmp_path, monkeypatch):
 def test_builtin_nb_is_registered():
     pm = make_plugin_manager(autoload=False)
     assert "nb" in pm.registry.methods
-    assert pm.registry.method_plugins["nb"] == "harness_nb"
+    assert pm.registry.methods.origins["nb"] == "harness_nb"
 
 
 def test_entry_point_plugins_load_and_a_broken_one_is_reported(fake_distributions):

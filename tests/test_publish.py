@@ -21,8 +21,9 @@ from harness.cli import cli
 from harness.methods import Method
 from harness.plugins import make_plugin_manager
 from harness.publish import publish_site
-from harness.runner import plan_run, run_plan
-from harness.store import iter_records, read_record, record_files, record_path, write_json_atomic
+from harness.driver import run_plan
+from harness.plan import plan_run
+from harness.records import iter_records, read_record, record_files, record_path, write_record
 from harness.testing import TINY_DATASET, tiny_run_settings
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -102,7 +103,7 @@ def test_folders_merge_into_one_leaderboard_with_every_record_downloadable(resul
     for link in set(links):
         copied = json.loads((tmp_path / "site" / link).read_text(encoding="utf-8"))
         source = first if link.startswith("records/1/") else second
-        assert copied == read_record(source / "cells" / link.split("/", 2)[2])
+        assert copied == read_record(source / "cells" / link.split("/", 2)[2]).to_json()
     # failed cells are listed below the table with their (escaped) error and record
     failed = page.split('id="failed"')[1]
     assert failed.count("broken on purpose &lt;b&gt;") == 3
@@ -110,8 +111,8 @@ def test_folders_merge_into_one_leaderboard_with_every_record_downloadable(resul
     assert (tmp_path / "site" / "figures" / f"{TINY_DATASET}.svg").stat().st_size > 1000
     # what produced the numbers: versions, parameters, seeds, dates
     record = next(iter_records(first))
-    for text in (record["environment"]["harness_version"], "&#34;alpha&#34;: 5.0", "0, 1, 2", record["finished_at"][:10],
-                 record["method"]["distribution"]):
+    for text in (record.environment["harness_version"], "&#34;alpha&#34;: 5.0", "0, 1, 2", record.finished_at[:10],
+                 record.method.distribution):
         assert text in page, text
     index = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
     assert f'href="{TINY_DATASET}.html"' in index
@@ -129,9 +130,9 @@ def test_conflicting_metrics_are_reported_and_the_first_folder_wins(results, tmp
     other = _copy(first, tmp_path, "other")
     path = _record_file(other, "nb", "8", 0)
     record = read_record(path)
-    original_micro = record["metrics"]["micro_f1"]
-    record["metrics"]["micro_f1"] = 0.123456
-    write_json_atomic(path, record)
+    original_micro = record.metrics.micro_f1
+    record.metrics.micro_f1 = 0.123456
+    write_record(path, record)
 
     site = publish_site([first, other], tmp_path / "site")
     (conflict,) = site.conflicts
@@ -142,7 +143,7 @@ def test_conflicting_metrics_are_reported_and_the_first_folder_wins(results, tmp
     assert (tmp_path / "site" / "records" / "2" / path.relative_to(other / "cells")).exists()
 
     swapped = publish_site([other, first], tmp_path / "swapped")
-    assert swapped.conflicts[0].kept.record["metrics"]["micro_f1"] == 0.123456
+    assert swapped.conflicts[0].kept.record.metrics.micro_f1 == 0.123456
 
 
 def test_a_different_cell_key_under_the_same_label_is_a_conflict(results, tmp_path):
@@ -150,9 +151,9 @@ def test_a_different_cell_key_under_the_same_label_is_a_conflict(results, tmp_pa
     other = _copy(first, tmp_path, "other")
     path = _record_file(other, "nb", "all", 1)
     record = read_record(path)
-    record["key"]["params_hash"] = "0" * 16
-    record["key_hash"] = "f" * 16
-    write_json_atomic(path, record)
+    record.key["params_hash"] = "0" * 16
+    record.key_hash = "f" * 16
+    write_record(path, record)
     (conflict,) = publish_site([first, other], tmp_path / "site").conflicts
     assert conflict.cell == (TINY_DATASET, "nb", "all", 1)
     assert "another cell key" in conflict.others[0][1]
@@ -163,8 +164,8 @@ def test_cli_warns_about_conflicts_and_rejects_bad_folders(results, tmp_path):
     other = _copy(first, tmp_path, "other")
     path = _record_file(other, "nb@smooth", "16", 1)
     record = read_record(path)
-    record["metrics"]["macro_f1"] += 0.01
-    write_json_atomic(path, record)
+    record.metrics.macro_f1 += 0.01
+    write_record(path, record)
     runner = CliRunner()
     out = tmp_path / "site"
     result = runner.invoke(cli, ["publish", "--results", str(first), "--results", str(other), "--results", str(second), "--out", str(out)])
@@ -193,11 +194,11 @@ HOSTILE_TAG = "<b onmouseover=alert(2)>docs</b>"
 def _hostile_results(first: Path, folder: Path) -> Path:
     """Copies of real records whose dataset, method label and tag names carry HTML."""
     for record in iter_records(first):
-        record["dataset"]["name"] = record["key"]["dataset"] = HOSTILE_DATASET
-        record["dataset"]["tags"] = [HOSTILE_TAG if t == "docs" else t for t in record["dataset"]["tags"]]
-        record["method"]["label"] = HOSTILE_LABEL
-        record["method"]["params"]["note"] = "</pre><script>alert(3)</script>"
-        write_json_atomic(record_path(folder, HOSTILE_DATASET, HOSTILE_LABEL, record["slice"]["name"], record["seed"]), record)
+        record.dataset.name = record.key["dataset"] = HOSTILE_DATASET
+        record.dataset.tags = [HOSTILE_TAG if t == "docs" else t for t in record.dataset.tags]
+        record.method.label = HOSTILE_LABEL
+        record.method.params["note"] = "</pre><script>alert(3)</script>"
+        write_record(record_path(folder, HOSTILE_DATASET, HOSTILE_LABEL, record.slice.name, record.seed), record)
     return folder
 
 

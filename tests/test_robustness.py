@@ -20,7 +20,8 @@ from harness.cli import cli
 from harness.locks import FileLock
 from harness.plugins import make_plugin_manager
 from harness.progress import Progress
-from harness.runner import plan_run
+from harness.plan import plan_run
+from harness.records import CellRecord
 from harness.testing import TINY_DATASET, tiny_run_settings, write_tiny_dataset
 from robustness_methods import PLUGIN_MODULE
 
@@ -191,15 +192,20 @@ class _Spec:
     dataset, label, slice_name, seed = "ds", "nb", "8", 0
 
 
+def _finished(status: str, seconds: float, **fields) -> CellRecord:
+    return CellRecord(key={}, key_hash="k", status=status, seed=0, method={"name": "nb", "label": "nb", "preset": "default", "params": {}},
+                      slice={"name": "8"}, dataset={"name": "ds"}, timings={"total_s": seconds}, **fields)
+
+
 def test_progress_counts_cells_and_estimates_the_time_left():
     clock, out = _FakeClock(), io.StringIO()
     progress = Progress("human", stream=out, clock=clock)
     progress.run_started(to_run=4, skipped=2)
     clock.now = 10.0
     progress.message(_Spec(), "epoch 1/3")
-    progress.cell_finished(_Spec(), {"status": "ok", "metrics": {"micro_f1": 0.5, "macro_f1": 0.25}, "timings": {"total_s": 9.5}})
+    progress.cell_finished(_Spec(), _finished("ok", 9.5, metrics={"micro_f1": 0.5, "macro_f1": 0.25}))
     clock.now = 20.0
-    progress.cell_finished(_Spec(), {"status": "failed", "error": "RuntimeError: boom", "timings": {"total_s": 10.0}})
+    progress.cell_finished(_Spec(), _finished("failed", 10.0, error="RuntimeError: boom"))
     lines = out.getvalue().splitlines()
     assert lines == [
         "6 cells: 4 to run, 2 already done",

@@ -11,7 +11,9 @@ from harness import hookimpl
 from harness.methods import Method, MethodParams
 from harness.params import ParamError
 from harness.plugins import make_plugin_manager
-from harness.runner import Settings, plan_run, run_plan
+from harness.datasets import Settings
+from harness.driver import run_plan
+from harness.plan import plan_run
 
 # ../shared/data/README.md: Naive Bayes on the mirror with the book's protocol, seed 0
 REFERENCE_NB = {
@@ -76,7 +78,7 @@ def settings(tmp_path, mirror_dir):
 
 
 def _records(settings):
-    from harness.store import iter_records
+    from harness.records import iter_records
     from pathlib import Path
 
     return list(iter_records(Path(settings.results_dir)))
@@ -86,26 +88,26 @@ def test_nb_reproduces_the_reference_table(pm, settings):
     plan = plan_run(pm, settings, "nb", ["github-issues-datasets"], [0])
     summary = run_plan(pm, plan)
     assert summary == {"planned": 6, "skipped": 0, "ok": 6, "failed": 0}
-    by_slice = {r["slice"]["name"]: r for r in _records(settings)}
+    by_slice = {r.slice.name: r for r in _records(settings)}
     for name, (n, micro, macro) in REFERENCE_NB.items():
         record = by_slice[name]
-        assert record["slice"]["actual_n"] == n
+        assert record.slice.actual_n == n
         # the reference is printed to 5 decimals: agreement to 4 decimals
-        assert record["metrics"]["micro_f1"] == pytest.approx(micro, abs=5e-5)
-        assert record["metrics"]["macro_f1"] == pytest.approx(macro, abs=5e-5)
+        assert record.metrics.micro_f1 == pytest.approx(micro, abs=5e-5)
+        assert record.metrics.macro_f1 == pytest.approx(macro, abs=5e-5)
 
 
 def test_record_holds_what_design_md_asks_for(pm, settings):
     run_plan(pm, plan_run(pm, settings, "nb", ["github-issues-datasets"], [0], slices=[8]))
     (record,) = _records(settings)
-    assert record["status"] == "ok" and record["schema_version"] == 1
-    assert record["method"]["name"] == "nb" and record["method"]["plugin"] == "harness_nb"
-    assert record["method"]["distribution"] == "fewlabels-harness"
-    assert record["dataset"]["sizes"] == {"train": 818, "valid": 410, "test": 413, "unlabeled": 5546}
-    assert len(record["dataset"]["fingerprint"]) == 16 and len(record["slice"]["index_hash"]) == 16
-    assert set(record["metrics"]["per_tag"]) == set(record["dataset"]["tags"])
-    assert {"fit_s", "predict_s", "total_s"} <= set(record["timings"])
-    assert record["environment"]["packages"]["scikit-learn"]
+    assert record.status == "ok" and record.schema_version == 2
+    assert record.method.name == "nb" and record.method.plugin == "harness_nb"
+    assert record.method.distribution == "fewlabels-harness"
+    assert record.dataset.sizes == {"train": 818, "valid": 410, "test": 413, "unlabeled": 5546}
+    assert len(record.dataset.fingerprint) == 16 and len(record.slice.index_hash) == 16
+    assert set(record.metrics.per_tag) == set(record.dataset.tags)
+    assert {"fit_s", "predict_s", "total_s"} <= set(record.timings)
+    assert record.environment["packages"]["scikit-learn"]
 
 
 def test_second_run_computes_nothing(pm, settings):
@@ -120,7 +122,7 @@ def test_failing_methods_fail_their_cells_and_the_run_goes_on(pm, settings):
     plan = plan_run(pm, settings, "raises,wrong_shape,nb", ["github-issues-datasets"], [0], slices=[8])
     summary = run_plan(pm, plan)
     assert summary["ok"] == 1 and summary["failed"] == 2
-    errors = {r["method"]["name"]: r.get("error") for r in _records(settings)}
+    errors = {r.method.name: r.error for r in _records(settings)}
     assert errors["raises"] == "RuntimeError: boom"
     assert errors["wrong_shape"] == "PredictionError: method 'wrong_shape' predicted shape (413, 12), expected (413, 11)"
     # failed cells are kept, not retried, unless asked

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +27,7 @@ from transformers import (
     TrainingArguments,
 )
 
-from harness.locks import artifact_lock
+from harness.artifacts import build_folder, cached_artifact
 
 from .runtime import ProgressReporter, explain_out_of_memory, load_pretrained, quiet_transformers
 
@@ -74,20 +72,17 @@ def adapted_model(
     The record says whether this call trained it (``reused`` False) or found it in the cache.
     """
     info_path = cache_path / INFO_FILE
-    if info_path.exists():
-        return str(cache_path), {**json.loads(info_path.read_text(encoding="utf-8")), "reused": True}
-    with artifact_lock(cache_path):
-        if info_path.exists():  # another process finished it while we waited for the lock
-            return str(cache_path), {**json.loads(info_path.read_text(encoding="utf-8")), "reused": True}
-        staging = Path(tempfile.mkdtemp(prefix=cache_path.name + ".tmp-", dir=cache_path.parent))
-        try:
-            info = _train(base_folder, unlabeled, settings, staging, report)
-            (staging / INFO_FILE).write_text(json.dumps(info, indent=1), encoding="utf-8")
-            staging.chmod(0o755)  # mkdtemp makes it private; the cache is shared like its other folders
-            os.rename(staging, cache_path)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return str(cache_path), {**info, "reused": False}
+
+    def load() -> dict[str, Any] | None:
+        return json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else None
+
+    def fill(staging: Path) -> dict[str, Any]:
+        info = _train(base_folder, unlabeled, settings, staging, report)
+        (staging / INFO_FILE).write_text(json.dumps(info, indent=1), encoding="utf-8")
+        return info
+
+    info, trained = cached_artifact(cache_path, load, lambda: build_folder(cache_path, fill))
+    return str(cache_path), {**info, "reused": not trained}
 
 
 def _train(base_folder: str, unlabeled: list[str], settings: AdaptationSettings, out: Path,

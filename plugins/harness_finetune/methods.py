@@ -14,7 +14,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from harness.methods import FitContext, LabeledTexts, Method, MethodParams, stable_hash
+from harness.hashing import stable_hash
+from harness.methods import FitContext, LabeledTexts, Method, MethodParams
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 

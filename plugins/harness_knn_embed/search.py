@@ -7,13 +7,9 @@ from typing import Iterator, Literal
 
 import numpy as np
 
+from harness.embeddings import unit_rows
+
 Metric = Literal["l2", "ip"]
-
-
-def unit_rows(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to length 1; an all-zero row (nothing to embed) stays zero."""
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
 @contextmanager

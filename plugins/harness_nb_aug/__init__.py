@@ -85,12 +85,11 @@ class NaiveBayesAugmented(NaiveBayes):
             path = context.cache_path("augmented_texts", spec.key(), seed)
             cache = AugmentedTextCache(path.with_name(path.name + ".json"), {**spec.key(), "seed": seed})
             for copy in range(params.transformations_per_example):
-                todo = cache.lacking(train.texts, copy)
-                if todo:
+                def augment_copy(todo: list[str], kind: str = kind, spec=spec, copy: int = copy) -> list[str]:
                     context.progress(f"nb_aug: {kind} augmentation of {len(todo)} texts (copy {copy + 1})")
-                    cache.add(todo, copy, augment(spec, todo, seed, copy, context.cache_dir / "nltk_data", runtime))
-                    cache.save()
-                    augmented_now += len(todo)
+                    return augment(spec, todo, seed, copy, context.cache_dir / "nltk_data", runtime)
+
+                augmented_now += cache.ensure(train.texts, copy, augment_copy)
             for i, text in enumerate(train.texts):
                 copies[i] += [cache.get(text, copy) for copy in range(params.transformations_per_example)]
 

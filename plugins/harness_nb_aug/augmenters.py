@@ -18,8 +18,7 @@ from typing import Any, Callable, Iterator, Literal
 
 import numpy as np
 
-from harness.embeddings import text_key
-from harness.methods import stable_hash
+from harness.hashing import stable_hash, text_key
 from harness_nb_aug.resources import MissingResourceError, penn_pos_tags, require_module, use_offline_wordnet
 
 AugmenterKind = Literal["synonym", "random_swap", "random_delete", "contextual", "back_translation"]

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
-from harness.embeddings import text_key
-from harness.locks import artifact_lock
+from harness.artifacts import cached_artifact
+from harness.hashing import text_key
 from harness.store import write_json_atomic
 
 
@@ -20,7 +21,6 @@ class AugmentedTextCache:
         self.path = path
         self.description = description  # stored with the copies, for whoever opens the file
         self.copies: dict[str, list[str]] = self._read()
-        self._added = False
 
     def _read(self) -> dict[str, list[str]]:
         try:
@@ -32,25 +32,34 @@ class AugmentedTextCache:
         """The distinct texts among ``texts`` that have no copy number ``copy`` yet."""
         return [t for t in dict.fromkeys(texts) if len(self.copies.get(text_key(t), [])) <= copy]
 
-    def add(self, texts: list[str], copy: int, augmented: list[str]) -> None:
-        for text, new in zip(texts, augmented, strict=True):
-            stored = self.copies.setdefault(text_key(text), [])
-            if len(stored) == copy:  # copies are kept in copy order
-                stored.append(new)
-                self._added = True
+    def ensure(self, texts: list[str], copy: int, augment: Callable[[list[str]], list[str]]) -> int:
+        """Give every text a copy number ``copy``, augmenting (``augment(todo)``) those that lack
+        one; returns how many were augmented now. Augmenting happens under the file's lock after
+        reading it again, so two cells never augment the same texts or drop each other's copies."""
+        augmented = 0
+
+        def load() -> bool | None:
+            self._merge(self._read())  # what other processes wrote meanwhile
+            return None if self.lacking(texts, copy) else True
+
+        def build() -> bool:
+            nonlocal augmented
+            todo = self.lacking(texts, copy)
+            for text, new in zip(todo, augment(todo), strict=True):
+                stored = self.copies.setdefault(text_key(text), [])
+                if len(stored) == copy:  # copies are kept in copy order
+                    stored.append(new)
+            write_json_atomic(self.path, {"augmenter": self.description, "copies": self.copies})
+            augmented = len(todo)
+            return True
+
+        cached_artifact(self.path, load, build)
+        return augmented
 
     def get(self, text: str, copy: int) -> str:
         return self.copies[text_key(text)][copy]
 
-    def save(self) -> None:
-        """Write the copies, merged with what another process may have written meanwhile."""
-        if not self._added:
-            return
-        # Read, merge and write under the file's lock, so concurrent cells never drop each other's copies.
-        with artifact_lock(self.path):
-            on_disk = self._read()
-            for key, stored in on_disk.items():
-                if len(stored) > len(self.copies.get(key, [])):
-                    self.copies[key] = stored
-            write_json_atomic(self.path, {"augmenter": self.description, "copies": self.copies})
-        self._added = False
+    def _merge(self, on_disk: dict[str, list[str]]) -> None:
+        for key, stored in on_disk.items():
+            if len(stored) > len(self.copies.get(key, [])):
+                self.copies[key] = stored

@@ -11,13 +11,9 @@ from typing import Callable
 
 import numpy as np
 
-from harness.embeddings import EmbeddingCache, EncoderSpec
+from harness.embeddings import EmbeddingCache, EncoderSpec, unit_rows
 
 DEFAULT_MAX_LENGTH = EncoderSpec().max_length  # the core encoder's default, so its cache is shared
-
-
-def _unit_rows(vectors: np.ndarray) -> np.ndarray:
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
 
 
 def embedding_scores(
@@ -35,4 +31,4 @@ def embedding_scores(
     cache = EmbeddingCache(cache_dir, spec)
     text_vectors = cache.embed(texts, batch_size=batch_size, device=device, progress=progress)
     hypothesis_vectors = cache.embed(hypotheses, batch_size=batch_size, device=device, progress=progress)
-    return (_unit_rows(text_vectors) @ _unit_rows(hypothesis_vectors).T).astype(np.float32)
+    return (unit_rows(text_vectors) @ unit_rows(hypothesis_vectors).T).astype(np.float32)

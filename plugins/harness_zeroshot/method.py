@@ -14,9 +14,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from harness.embeddings import text_key
-from harness.locks import artifact_lock
-from harness.methods import FitContext, LabeledTexts, Method, MethodParams, stable_hash
+from harness.hashing import stable_hash, text_key
+from harness.artifacts import cached_artifact
+from harness.methods import FitContext, LabeledTexts, Method, MethodParams
 from harness.store import write_npy_atomic
 
 from harness_zeroshot.rules import RuleChoice, SelectBy, choose_rule
@@ -117,18 +117,15 @@ class ZeroShot(Method):
             "zeroshot_scores", SCORES_VERSION, self.context.fingerprint, p.backend, p.model, self.hypotheses,
             p.max_length, p.precision if p.backend == "nli" else None, stable_hash([text_key(t) for t in texts]),
         ).with_suffix(".npy")
-        cached = self._cached(path, len(texts))
-        if cached is None:
-            # one process scores, concurrent cells of other seeds wait and then read its matrix
-            with artifact_lock(path):
-                cached = self._cached(path, len(texts))
-                if cached is None:
-                    scores = self._compute(texts)
-                    write_npy_atomic(path, scores)
-                    self.score_sources[split] = "computed"
-                    return scores
-        self.score_sources[split] = "cache"
-        return cached
+        def compute() -> np.ndarray:
+            scores = self._compute(texts)
+            write_npy_atomic(path, scores)
+            return scores
+
+        # one process scores, concurrent cells of other seeds wait and then read its matrix
+        scores, computed = cached_artifact(path, lambda: self._cached(path, len(texts)), compute)
+        self.score_sources[split] = "computed" if computed else "cache"
+        return scores
 
     def _cached(self, path: Path, n_texts: int) -> np.ndarray | None:
         if not path.exists():

@@ -1,0 +1,153 @@
+"""One cell: fit a method on a training slice, score it on test, and build its record.
+
+``run_cell`` never raises: a failing method fails its own cell only, and the record says why.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import random
+import sys
+import time
+import traceback
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from harness.datasets import load_dataset, train_slices
+from harness.environment import environment
+from harness.evaluation import evaluate_method
+from harness.methods import FitContext, LabeledTexts, Method
+from harness.plan import CellSpec
+from harness.plugins import HarnessPluginManager, get_plugin_manager
+from harness.predictions import predictions_path, write_predictions
+from harness.records import CellRecord, DatasetInfo, MethodInfo, Metrics, PredictionsFile, SliceInfo
+from harness.splits import NO_SLICE
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and (when a method already imported it) torch's generators, as
+    every cell is seeded before ``fit``."""
+    random.seed(seed)
+    np.random.seed(seed)
+    if "torch" in sys.modules:  # importing torch here would slow every cell that does not use it
+        sys.modules["torch"].manual_seed(seed)
+
+
+@functools.lru_cache(maxsize=1)
+def _packages_distributions() -> dict[str, list[str]]:
+    return metadata.packages_distributions()
+
+
+def _distribution_of(module_name: str) -> tuple[str | None, str | None]:
+    """The installed distribution (and its version) that provides a plugin's module."""
+    top = module_name.split(".")[0]
+    dists = _packages_distributions().get(top)
+    if not dists:
+        return None, None
+    return dists[0], metadata.version(dists[0])
+
+
+def _base_record(spec: CellSpec) -> CellRecord:
+    return CellRecord(
+        key=spec.key,
+        key_hash=spec.key_hash,
+        status="failed",
+        seed=spec.seed,
+        method=MethodInfo(name=spec.method, label=spec.label, preset=spec.preset, params=spec.params),
+        slice=SliceInfo(name=spec.slice_name),
+        dataset=DatasetInfo(name=spec.dataset),
+        environment=environment(),
+    )
+
+
+def _finished_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def failed_record(spec: CellSpec, error: str, seconds: float) -> CellRecord:
+    """The record of a cell that failed outside ``run_cell`` (timed out, its worker died)."""
+    record = _base_record(spec)
+    record.error = error
+    record.timings = {"total_s": seconds}
+    record.finished_at = _finished_now()
+    return record
+
+
+def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: Callable[[str], None] | None = None) -> CellRecord:
+    """Fit and score one cell. Returns its record; failures are recorded, never raised.
+
+    ``pm`` defaults to this process's plugin manager (a worker process builds its own).
+    """
+    pm = pm or get_plugin_manager()
+    started = time.perf_counter()
+    record = _base_record(spec)
+    timings: dict[str, float] = {}
+    try:
+        registry = pm.registry
+        if spec.method not in registry.methods:  # e.g. a worker process, which rebuilds the plugin manager
+            raise LookupError(
+                f"method {spec.method!r} is not registered in this process; worker processes load plugins from "
+                f"DEFAULT_PLUGINS, $HARNESS_PLUGINS and entry points, not those registered in the driver only"
+            )
+        method_class: type[Method] = registry.methods[spec.method]
+        distribution, dist_version = _distribution_of(method_class.__module__)
+        record.method.version = method_class.version
+        record.method.plugin = registry.methods.origins[spec.method]
+        record.method.distribution, record.method.distribution_version = distribution, dist_version
+        dataset = load_dataset(spec.dataset, spec.settings, registry.readers)
+        record.dataset = DatasetInfo(
+            name=spec.dataset, config_hash=dataset.config.config_hash(), fingerprint=dataset.fingerprint,
+            sizes=dataset.sizes(), tags=dataset.tags, revision=dataset.config.source.revision, task=dataset.config.task,
+        )
+        if spec.slice_name == NO_SLICE:
+            train = LabeledTexts([], np.zeros((0, len(dataset.tags)), dtype=np.uint8), list(dataset.tags))
+            record.slice = SliceInfo(name=spec.slice_name, nominal=None, actual_n=0, index_hash=None)
+        else:
+            train_slice = train_slices(spec.dataset, spec.settings, registry.readers, spec.slice_sizes, spec.seed)[spec.slice_name]
+            train = dataset.labeled("train", train_slice.positions)
+            record.slice = SliceInfo(name=spec.slice_name, nominal=train_slice.nominal, actual_n=train_slice.size,
+                                     index_hash=train_slice.index_hash())
+        method = method_class(method_class.Params.model_validate(spec.params))
+        context = FitContext(
+            seed=spec.seed, tags=list(dataset.tags), dataset=spec.dataset, fingerprint=dataset.fingerprint,
+            cache_dir=Path(spec.settings.cache_dir), slice_name=spec.slice_name,
+            progress=progress or (lambda message: None),
+            tag_descriptions=dict(dataset.config.labels.descriptions),
+        )
+        valid, test = dataset.labeled("valid"), dataset.labeled("test")
+        seed_everything(spec.seed)
+        tick = time.perf_counter()
+        method.fit(train, valid, dataset.unlabeled_texts, context)
+        timings["fit_s"] = time.perf_counter() - tick
+        evaluation = evaluate_method(method, spec.method, valid, test, dataset.config.task)
+        timings.update(evaluation.timings)
+        record.rule = evaluation.rule
+        record.rule_metrics = {rule: Metrics.model_validate(m) for rule, m in evaluation.rule_metrics.items()}
+        record.metrics = record.rule_metrics[evaluation.rule]
+        record.rules, record.ranking = evaluation.rules, evaluation.ranking
+        record.predictions = PredictionsFile.model_validate(
+            write_predictions(predictions_path(spec.path()), evaluation.arrays)
+        )
+        record.details = _json_details(spec.method, method.details())
+        record.status = "ok"
+    except Exception as exc:  # the cell fails, the run goes on
+        record.error = f"{type(exc).__name__}: {exc}"
+        record.traceback = traceback.format_exc()
+    timings["total_s"] = time.perf_counter() - started
+    record.timings = timings
+    record.finished_at = _finished_now()
+    return record
+
+
+def _json_details(method_name: str, details: dict[str, Any]) -> dict[str, Any]:
+    """Details must survive the JSON record; a numpy scalar would otherwise crash the driver."""
+    try:
+        json.dumps(details)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"method {method_name!r}: details() must return JSON-serialisable values ({exc})") from None
+    return details
