@@ -20,11 +20,12 @@ import numpy as np
 
 from harness.datasets import load_dataset, train_slices
 from harness.environment import environment
-from harness.methods import FitContext, LabeledTexts, Method, validate_prediction
-from harness.metrics import score
+from harness.evaluation import evaluate_method
+from harness.methods import FitContext, LabeledTexts, Method
 from harness.plan import CellSpec
 from harness.plugins import HarnessPluginManager, get_plugin_manager
-from harness.records import CellRecord, DatasetInfo, MethodInfo, Metrics, SliceInfo
+from harness.predictions import predictions_path, write_predictions
+from harness.records import CellRecord, DatasetInfo, MethodInfo, Metrics, PredictionsFile, SliceInfo
 from harness.splits import NO_SLICE
 
 
@@ -101,7 +102,7 @@ def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: C
         dataset = load_dataset(spec.dataset, spec.settings, registry.readers)
         record.dataset = DatasetInfo(
             name=spec.dataset, config_hash=dataset.config.config_hash(), fingerprint=dataset.fingerprint,
-            sizes=dataset.sizes(), tags=dataset.tags, revision=dataset.config.source.revision,
+            sizes=dataset.sizes(), tags=dataset.tags, revision=dataset.config.source.revision, task=dataset.config.task,
         )
         if spec.slice_name == NO_SLICE:
             train = LabeledTexts([], np.zeros((0, len(dataset.tags)), dtype=np.uint8), list(dataset.tags))
@@ -118,16 +119,20 @@ def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: C
             progress=progress or (lambda message: None),
             tag_descriptions=dict(dataset.config.labels.descriptions),
         )
-        test = dataset.labeled("test")
+        valid, test = dataset.labeled("valid"), dataset.labeled("test")
         seed_everything(spec.seed)
         tick = time.perf_counter()
-        method.fit(train, dataset.labeled("valid"), dataset.unlabeled_texts, context)
+        method.fit(train, valid, dataset.unlabeled_texts, context)
         timings["fit_s"] = time.perf_counter() - tick
-        tick = time.perf_counter()
-        raw_prediction = method.predict(test.texts)
-        timings["predict_s"] = time.perf_counter() - tick
-        prediction = validate_prediction(spec.method, raw_prediction, len(test), len(dataset.tags))
-        record.metrics = Metrics.model_validate(score(test.labels, prediction, dataset.tags))
+        evaluation = evaluate_method(method, spec.method, valid, test, dataset.config.task)
+        timings.update(evaluation.timings)
+        record.rule = evaluation.rule
+        record.rule_metrics = {rule: Metrics.model_validate(m) for rule, m in evaluation.rule_metrics.items()}
+        record.metrics = record.rule_metrics[evaluation.rule]
+        record.rules, record.ranking = evaluation.rules, evaluation.ranking
+        record.predictions = PredictionsFile.model_validate(
+            write_predictions(predictions_path(spec.path()), evaluation.arrays)
+        )
         record.details = _json_details(spec.method, method.details())
         record.status = "ok"
     except Exception as exc:  # the cell fails, the run goes on

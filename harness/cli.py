@@ -14,6 +14,7 @@ from harness.config import ConfigError, available_configs, load_config_file
 from harness.models import ModelResolutionError
 from harness.params import DEFAULT_PRESET, ParamError
 from harness.plugins import PluginError, get_plugin_manager
+from harness.rules import RULES
 from harness.sources import DataError, default_cache_dir
 
 USER_ERRORS = (ConfigError, DataError, ParamError, PluginError, ModelResolutionError, ValueError, click.UsageError)
@@ -110,6 +111,11 @@ cfg_dir_option = click.option(
     "--datasets-cfg", "cfg_dirs", multiple=True, type=click.Path(file_okay=False, path_type=Path),
     help="Extra folder of dataset configs (*.yaml); env HARNESS_DATASETS_CFG.",
 )
+rule_option = click.option(
+    "--rule", default="own", show_default=True, type=click.Choice(RULES),
+    help="Decision rule of the leaderboard and figures: the methods' own, or one the core chose on valid "
+         "(a cell without scores keeps its own).",
+)
 results_option = click.option(
     "--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False, path_type=Path),
     help="Folder for cell records, leaderboards and figures.",
@@ -137,11 +143,12 @@ results_option = click.option(
               help="Fail a cell that runs longer, killing its worker (serial then runs cells in one worker process).")
 @click.option("--quiet", is_flag=True, help="Print only errors.")
 @click.option("--json-progress", is_flag=True, help="Write progress as JSON lines on stdout, for scripts.")
+@rule_option
 @results_option
 @data_dir_option
 @cfg_dir_option
 def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed, cache_dir, no_report,
-        executor, jobs, scheduler, cell_timeout, quiet, json_progress, results_dir, data_dirs, cfg_dirs) -> None:
+        executor, jobs, scheduler, cell_timeout, quiet, json_progress, rule, results_dir, data_dirs, cfg_dirs) -> None:
     """Run every (dataset, method, slice, seed) cell not already on disk, then write reports.
 
     Ctrl-C stops taking new cells and lets the ones in flight finish (Ctrl-C again abandons
@@ -191,7 +198,7 @@ def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed
         _fail(exc)
     say(f"done: {summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} skipped")
     if not no_report:
-        _write_reports(pm, results_dir, say)
+        _write_reports(pm, results_dir, rule, say)
     if summary["failed"]:
         sys.exit(1)
 
@@ -206,14 +213,18 @@ def _replaced_records(plan) -> int:
     )
 
 
-def _write_reports(pm, results_dir: Path, say=lambda line: click.echo(line, err=True)) -> None:
+def _warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
+def _write_reports(pm, results_dir: Path, rule: str, say=lambda line: click.echo(line, err=True)) -> None:
     from harness.locks import FileLock
     from harness.report import write_reports
     from harness.records import LOCKS_DIR
 
     try:
         with FileLock(results_dir / LOCKS_DIR / "report.lock"):  # runs sharing the folder take turns
-            for path in write_reports(results_dir, pm.registry.report_formats):
+            for path in write_reports(results_dir, pm.registry.report_formats, rule, _warn):
                 say(f"wrote {path}")
     except OSError as exc:
         _fail(ValueError(f"{results_dir}: cannot write the reports: {exc.strerror} ({exc.filename})"))
@@ -222,12 +233,14 @@ def _write_reports(pm, results_dir: Path, say=lambda line: click.echo(line, err=
 
 
 @cli.command()
+@rule_option
 @results_option
-def report(results_dir: Path) -> None:
-    """Rebuild leaderboard.{md,csv,tex,html} and figures from the cell records; computes nothing."""
+def report(rule: str, results_dir: Path) -> None:
+    """Rebuild leaderboard.{md,csv,tex,html} and figures from the cell records and their stored
+    arrays; no model runs."""
     if not (results_dir / "cells").is_dir():
         _fail(ValueError(f"{results_dir}: no cell records (expected a 'cells' folder); run 'harness run' first"))
-    _write_reports(get_plugin_manager(), results_dir)
+    _write_reports(get_plugin_manager(), results_dir, rule)
     click.echo((results_dir / "leaderboard.md").read_text(encoding="utf-8"))
 
 

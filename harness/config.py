@@ -108,6 +108,9 @@ class SplitConfig(_Strict):
 class DatasetConfig(_Strict):
     name: str
     description: str = ""
+    task: Literal["multilabel", "multiclass"] = Field(
+        "multilabel", description="multiclass: every labeled row has exactly one tag, decided by argmax of scores"
+    )
     source: SourceConfig
     text: str = Field(description="template over row fields, e.g. '{title}\\n\\n{body}'")
     labels: LabelsConfig
@@ -163,6 +166,8 @@ class DatasetConfig(_Strict):
         for field in _SOURCE_FIELDS_ADDED_LATER:  # unset, they leave the hash (and old cell keys) as it was
             if dumped["source"][field] is None:
                 del dumped["source"][field]
+        if self.task == "multilabel":  # the default task, too, leaves the hash of older configs as it was
+            del dumped["task"]
         return stable_hash(dumped)
 
 

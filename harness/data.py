@@ -130,8 +130,10 @@ def build_frame(cfg: DatasetConfig, raw: pd.DataFrame, name: str) -> tuple[pd.Da
         names, integers = _raw_label_names(value, number, field, name)
         if integers and numeric_row is None:
             numeric_row = number
-        mapped = [label_map[n] for n in names if n in label_map] if label_map is not None else names
-        tag_lists.append(list(dict.fromkeys(mapped)))
+        mapped = list(dict.fromkeys([label_map[n] for n in names if n in label_map] if label_map is not None else names))
+        if cfg.task == "multiclass" and len(mapped) > 1:
+            raise DataError(f"{name}: row {number}: {len(mapped)} tags {mapped}; task 'multiclass' takes one tag per row")
+        tag_lists.append(mapped)
     if numeric_row is not None:
         warnings.warn(
             f"{name}: label field {field!r} holds integers (first in row {numeric_row}); they are used as tag "

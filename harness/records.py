@@ -58,11 +58,21 @@ class DatasetInfo(_Part):
     sizes: dict[str, int] | None = None
     tags: list[str] | None = None
     revision: str | None = None  # the Hub revision a `source: {hf: ...}` dataset was read at (v2)
+    task: Literal["multilabel", "multiclass"] = "multilabel"
 
 
 class Metrics(_Part):
     micro_f1: float
     macro_f1: float
+    accuracy: float | None = None  # multiclass tasks only
+    weighted_f1: float | None = None  # multiclass tasks only
+
+
+class PredictionsFile(_Part):
+    """The cell's stored arrays (harness/predictions.py), beside its record."""
+
+    file: str
+    sha256: str
 
 
 class CellRecord(_Part):
@@ -77,7 +87,13 @@ class CellRecord(_Part):
     slice: SliceInfo
     dataset: DatasetInfo
     environment: dict[str, Any] = Field(default_factory=dict)
-    metrics: Metrics | None = None
+    metrics: Metrics | None = None  # under the cell's default rule, ``rule``
+    # decision rules (harness/evaluation.py); absent in records written before them
+    rule: str = "own"
+    rule_metrics: dict[str, Metrics] | None = None  # every rule that applies -> test metrics
+    rules: dict[str, Any] | None = None  # the thresholds and k chosen on valid
+    ranking: dict[str, float | None] | None = None  # rule-free: macro average precision, LRAP
+    predictions: PredictionsFile | None = None
     details: dict[str, Any] = Field(default_factory=dict)
     error: str | None = None
     traceback: str | None = None

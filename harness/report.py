@@ -1,4 +1,9 @@
-"""Leaderboards and figures, rebuilt from cell records alone (nothing is computed here).
+"""Leaderboards and figures, rebuilt from cell records and their stored arrays (no model runs here).
+
+Under the default rule ``own`` the records' metrics are used as they are; under another
+decision rule the metrics are recomputed from each cell's stored test scores and the rule's
+parameters chosen on valid (harness/evaluation.py). A cell whose rule does not apply (no scores)
+keeps its own rule: the ``rule`` column says which rule each row is under.
 
 This module is also the core plugin that registers the built-in leaderboard formats (md, csv,
 tex, html) through ``register_report_formats``, the hook a third-party format uses.
@@ -15,7 +20,10 @@ import pandas as pd
 from tabulate import tabulate
 
 from harness import hookimpl
-from harness.records import CellRecord, iter_records, safe_name
+from harness.evaluation import metrics_under_rule
+from harness.predictions import PredictionsError
+from harness.records import CellRecord, Metrics, read_record, record_files, safe_name
+from harness.rules import OWN
 from harness.splits import NO_SLICE
 
 Writer = Callable[[pd.DataFrame, Path], None]  # writer(leaderboard table, path of leaderboard.<format>)
@@ -27,8 +35,31 @@ class MixedDataWarning(UserWarning):
 
 LEADERBOARD_COLUMNS = [
     "dataset", "method", "slice", "n", "seeds",
-    "micro_f1_mean", "micro_f1_std", "macro_f1_mean", "macro_f1_std",
+    "micro_f1_mean", "micro_f1_std", "macro_f1_mean", "macro_f1_std", "rule",
 ]
+ACCURACY_COLUMNS = ["accuracy_mean", "accuracy_std"]  # appended when some dataset is multiclass
+
+
+def records_under_rule(
+    results_dir: Path, rule: str = OWN, on_problem: Callable[[str], None] = lambda message: None
+) -> list[CellRecord]:
+    """The valid records in ``results_dir``; under a rule other than ``own`` each ok record's
+    ``metrics`` and ``rule`` are those under ``rule``. A cell whose stored arrays are missing or
+    corrupted is left out, and ``on_problem`` is told why."""
+    records = []
+    for path in record_files(results_dir):
+        record = read_record(path)
+        if record is None:
+            continue
+        if rule != OWN and record.ok:
+            try:
+                used, metrics = metrics_under_rule(record, path, rule)
+            except PredictionsError as exc:
+                on_problem(f"{exc}; cell left out of the '{rule}' leaderboard")
+                continue
+            record = record.model_copy(update={"rule": used, "metrics": Metrics.model_validate(metrics)})
+        records.append(record)
+    return records
 
 
 def _data_version(record: CellRecord) -> tuple[str, str]:
@@ -88,11 +119,13 @@ def cell_table(records: list[CellRecord]) -> pd.DataFrame:
             "seed": r.seed,
             "micro_f1": r.metrics.micro_f1,
             "macro_f1": r.metrics.macro_f1,
+            "rule": r.rule,
+            "accuracy": r.metrics.accuracy if r.metrics.accuracy is not None else float("nan"),
         }
         for r, label in zip(records, dataset_labels(records))
         if r.ok and r.metrics is not None
     ]
-    table = pd.DataFrame(rows, columns=["dataset", "method", "slice", "n", "seed", "micro_f1", "macro_f1"])
+    table = pd.DataFrame(rows, columns=["dataset", "method", "slice", "n", "seed", "micro_f1", "macro_f1", "rule", "accuracy"])
     flat = table[table["slice"] == NO_SLICE]
     table = table[table["slice"] != NO_SLICE]
     expanded = [table]
@@ -112,28 +145,35 @@ def _slice_order(name: str) -> float:
 
 
 def leaderboard(records: list[CellRecord]) -> pd.DataFrame:
-    """Mean and standard deviation over seeds per (dataset, method, slice)."""
+    """Mean and standard deviation over seeds per (dataset, method, slice, decision rule)."""
     cells = cell_table(records)
     if cells.empty:
         return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
-    grouped = cells.groupby(["dataset", "method", "slice"])
+    grouped = cells.groupby(["dataset", "method", "slice", "rule"])
     table = grouped.agg(
         n=("n", "mean"), seeds=("seed", "nunique"),
         micro_f1_mean=("micro_f1", "mean"), micro_f1_std=("micro_f1", "std"),
         macro_f1_mean=("macro_f1", "mean"), macro_f1_std=("macro_f1", "std"),
+        accuracy_mean=("accuracy", "mean"), accuracy_std=("accuracy", "std"),
     ).reset_index()
     # one seed has no spread: its std stays NaN (an empty CSV cell, no "±" shown), not a false 0
     table["order"] = table["slice"].map(_slice_order)
-    table = table.sort_values(["dataset", "method", "order"]).drop(columns="order")
-    return table[LEADERBOARD_COLUMNS].reset_index(drop=True)
+    table = table.sort_values(["dataset", "method", "order", "rule"]).drop(columns="order")
+    accuracy = ACCURACY_COLUMNS if table["accuracy_mean"].notna().any() else []
+    return table[LEADERBOARD_COLUMNS + accuracy].reset_index(drop=True)
 
 
 def _display(table: pd.DataFrame) -> pd.DataFrame:
     shown = table.copy()
     shown["n"] = shown["n"].round(1)
-    for metric in ("micro_f1", "macro_f1"):
-        shown[metric] = [f"{m:.4f}" if pd.isna(s) else f"{m:.4f} ± {s:.4f}" for m, s in zip(shown[f"{metric}_mean"], shown[f"{metric}_std"])]
-    return shown[["dataset", "method", "slice", "n", "seeds", "micro_f1", "macro_f1"]]
+    metrics = ["micro_f1", "macro_f1"] + (["accuracy"] if "accuracy_mean" in shown else [])
+    for metric in metrics:
+        shown[metric] = [
+            "" if pd.isna(m) else f"{m:.4f}" if pd.isna(s) else f"{m:.4f} ± {s:.4f}"
+            for m, s in zip(shown[f"{metric}_mean"], shown[f"{metric}_std"])
+        ]
+    # the rule is shown once some row is under another rule than the methods' own
+    return shown[["dataset", "method", "slice", "n", "seeds", *metrics] + (["rule"] if (shown["rule"] != OWN).any() else [])]
 
 
 def _write_md(table: pd.DataFrame, path: Path) -> None:
@@ -195,7 +235,9 @@ def write_figure(records: list[CellRecord], dataset: str, folder: Path) -> list[
             axis.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", title="method")
     per_method = cells.groupby("method")["seed"].nunique()
     seeds = f"{per_method.min()}" if per_method.min() == per_method.max() else f"{per_method.min()} to {per_method.max()}"
-    figure.suptitle(f"{dataset}: test F1 vs training samples ({seeds} seeds per method; band = ±1 sd)")
+    rules = sorted(cells["rule"].unique())
+    ruled = "" if rules == [OWN] else f"; decision rule: {', '.join(rules)}"
+    figure.suptitle(f"{dataset}: test F1 vs training samples ({seeds} seeds per method; band = ±1 sd{ruled})")
     figure.tight_layout()
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{safe_name(dataset)}.png", folder / f"{safe_name(dataset)}.svg"]
@@ -205,12 +247,18 @@ def write_figure(records: list[CellRecord], dataset: str, folder: Path) -> list[
     return paths
 
 
-def write_reports(results_dir: Path, formats: Mapping[str, Writer] = WRITERS) -> list[Path]:
+def write_reports(
+    results_dir: Path,
+    formats: Mapping[str, Writer] = WRITERS,
+    rule: str = OWN,
+    on_problem: Callable[[str], None] = lambda message: None,
+) -> list[Path]:
     """Write ``leaderboard.<format>`` for each of ``formats`` (a plugin manager's
-    ``registry.report_formats``) and ``figures/<dataset>.{png,svg}`` from the records in results_dir.
+    ``registry.report_formats``) and ``figures/<dataset>.{png,svg}`` from the records in
+    results_dir, under decision rule ``rule`` (``on_problem`` hears of cells left out).
 
     Warns (``MixedDataWarning``) about each dataset whose records come from different data."""
-    records = list(iter_records(results_dir))
+    records = records_under_rule(results_dir, rule, on_problem)
     figures = results_dir / "figures"
     if figures.exists() and not figures.is_dir():
         raise ValueError(f"{figures}: is a file, but the report writes its figures into a folder of that name; move the file away")

@@ -4,7 +4,8 @@ Fixtures: ``harness_pm`` (fresh plugin manager, no autoload), ``tiny_data`` (tra
 test of a small multi-label set), ``fit_context``, ``tiny_settings`` (the same kind of data
 written to disk as a dataset named ``tiny``, for runs through the real runner).
 
-``MethodContract``: the test suite every method should pass. Subclass it in a test module::
+``MethodContract``: the test suite every method should pass, whether it gives 0/1 tags
+(``predict``), scores (``predict_scores``) or both. Subclass it in a test module::
 
     class TestMyMethod(MethodContract):
         method_class = MyMethod
@@ -256,11 +257,25 @@ class MethodContract:
         return tiny_splits()
 
     @pytest.fixture(scope="class")
-    def fitted(self, contract_params, contract_data, tmp_path_factory) -> tuple[Method, np.ndarray]:
-        """The method fitted once on the tiny train split, and its raw prediction on test."""
+    def fitted(self, contract_params, contract_data, tmp_path_factory) -> tuple[Method, np.ndarray | None]:
+        """The method fitted once on the tiny train split, and its raw prediction on test (None
+        for a method that gives scores only)."""
+        from harness.evaluation import has_own_predict
+
         train, valid, test = contract_data
         method = self.fit(contract_params, train, valid, tmp_path_factory.mktemp("contract-cache"))
-        return method, method.predict(test.texts)
+        return method, method.predict(test.texts) if has_own_predict(method) else None
+
+    def outputs(self, method: Method, texts: list[str], n_tags: int) -> dict[str, np.ndarray]:
+        """What the method gives for ``texts``: its checked own prediction and/or scores."""
+        from harness.evaluation import has_own_predict, has_scores, validate_scores
+
+        given = {}
+        if has_own_predict(method):
+            given["predict"] = validate_prediction(self.method_class.name, method.predict(texts), len(texts), n_tags)
+        if has_scores(method):
+            given["scores"] = validate_scores(self.method_class.name, method.predict_scores(texts), len(texts), n_tags)
+        return given
 
     @pytest.fixture(scope="class")
     def contract_settings(self, tmp_path_factory):
@@ -315,16 +330,33 @@ class MethodContract:
 
     # ------------------------------------------------ fit and predict
 
+    def test_gives_predictions_or_scores(self, fitted):
+        from harness.evaluation import has_own_predict, has_scores
+
+        method, _ = fitted
+        assert has_own_predict(method) or has_scores(method), "define predict(texts), predict_scores(texts) or both"
+
     def test_predicts_a_0_1_matrix_of_the_right_shape(self, fitted, contract_data):
         _, raw = fitted
+        if raw is None:
+            pytest.skip("the method gives scores only")
         test = contract_data[2]
         prediction = validate_prediction(self.method_class.name, raw, len(test), len(test.tags))
         assert prediction.shape == (len(test), len(test.tags))
 
+    def test_scores_are_a_finite_matrix_of_the_right_shape(self, fitted, contract_data):
+        from harness.evaluation import has_scores, validate_scores
+
+        method, _ = fitted
+        if not has_scores(method):
+            pytest.skip("the method gives no scores")
+        test = contract_data[2]
+        validate_scores(self.method_class.name, method.predict_scores(test.texts), len(test), len(test.tags))
+
     def test_predicts_a_single_text(self, fitted, contract_data):
         method, _ = fitted
         test = contract_data[2]
-        validate_prediction(self.method_class.name, method.predict(test.texts[:1]), 1, len(test.tags))
+        assert self.outputs(method, test.texts[:1], len(test.tags))
 
     def test_details_are_json_serialisable(self, fitted):
         method, _ = fitted
@@ -333,10 +365,11 @@ class MethodContract:
         json.dumps(details)  # stored in the cell record
 
     def test_same_seed_gives_the_same_predictions(self, fitted, contract_params, contract_data, tmp_path):
-        _, first = fitted
         train, valid, test = contract_data
-        second = self.fit(contract_params, train, valid, tmp_path / "cache").predict(test.texts)
-        np.testing.assert_array_equal(np.asarray(first), np.asarray(second))
+        first = self.outputs(fitted[0], test.texts, len(test.tags))
+        second = self.outputs(self.fit(contract_params, train, valid, tmp_path / "cache"), test.texts, len(test.tags))
+        for output in first:
+            np.testing.assert_array_equal(first[output], second[output], err_msg=output)
 
     def test_copes_with_a_tag_that_has_no_positive_example(self, contract_params, contract_data, tmp_path):
         # small slices (8 issues) often lack every example of some tag
@@ -346,18 +379,19 @@ class MethodContract:
         labels = train.labels.copy()
         labels[:, 0] = 0
         method = self.fit(contract_params, LabeledTexts(train.texts, labels, train.tags), valid, tmp_path / "cache")
-        validate_prediction(self.method_class.name, method.predict(test.texts), len(test), len(test.tags))
+        assert self.outputs(method, test.texts, len(test.tags))
 
     def test_learns_the_tiny_set(self, fitted, contract_data):
         if self.min_micro_f1 is None:
             pytest.skip("min_micro_f1 not set for this method")
-        from harness.metrics import score
+        from harness.evaluation import evaluate_method
 
-        _, raw = fitted
-        test = contract_data[2]
-        prediction = validate_prediction(self.method_class.name, raw, len(test), len(test.tags))
-        micro = score(test.labels, prediction, test.tags)["micro_f1"]
-        assert micro >= self.min_micro_f1, f"micro F1 {micro:.3f} on the tiny set, expected >= {self.min_micro_f1}"
+        _, valid, test = contract_data
+        evaluation = evaluate_method(fitted[0], self.method_class.name, valid, test, "multilabel")
+        micro = evaluation.rule_metrics[evaluation.rule]["micro_f1"]
+        assert micro >= self.min_micro_f1, (
+            f"micro F1 {micro:.3f} under rule {evaluation.rule!r} on the tiny set, expected >= {self.min_micro_f1}"
+        )
 
     # ------------------------------------------------ through the real runner
 
@@ -371,7 +405,13 @@ class MethodContract:
         assert record.method.params == params.model_dump(mode="json")
         assert record.key["params_hash"] == params_hash(params)
         assert 0.0 <= record.metrics.micro_f1 <= 1.0
+        assert record.rule in record.rule_metrics
         json.dumps(record.to_json())  # the record is written as JSON
+        # its arrays are stored beside the record, named with their checksum
+        from harness.predictions import read_predictions
+
+        arrays = read_predictions(spec.path().parent / record.predictions.file, record.predictions.sha256)
+        assert arrays["test_prediction"].shape == arrays["test_labels"].shape
 
     def test_errors_become_failed_cells(self, contract_params, contract_settings):
         from harness.cell import run_cell
@@ -386,8 +426,19 @@ class MethodContract:
             def predict(self, texts):
                 return np.asarray(super().predict(texts))[:, :-1]
 
+        class ScoresTooFewTags(base):  # type: ignore[misc, valid-type]
+            def predict_scores(self, texts):
+                return np.asarray(super().predict_scores(texts))[:, :-1]
+
+        from harness.evaluation import has_own_predict, has_scores
+
+        method = self.build(contract_params)
+        cases = [(FitFails, "fit failed on purpose")]
+        cases += [(PredictsTooFewTags, "predicted shape")] if has_own_predict(method) else []
+        # a predict built on predict_scores may be the first to meet the short scores
+        cases += [(ScoresTooFewTags, "shape")] if has_scores(method) else []
         spec = self.cell_spec(contract_settings, contract_params)
-        for broken, message in ((FitFails, "fit failed on purpose"), (PredictsTooFewTags, "predicted shape")):
+        for broken, message in cases:
             record = run_cell(spec, pm=single_method_pm(broken))
             assert record.status == "failed"
             assert message in record.error

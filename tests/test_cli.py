@@ -35,7 +35,7 @@ def test_run_errors_are_one_line(invoke, tmp_path, mirror_dir):
     assert result.exit_code == 2
     assert result.output.strip() == (
         "error: unknown dataset 'github-issues'; did you mean 'github-issues-datasets'? "
-        "(known: github-issues-datasets, github-issues-transformers)"
+        "(known: github-issues-datasets, github-issues-datasets-kind, github-issues-transformers)"
     )
 
 

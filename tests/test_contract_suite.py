@@ -33,7 +33,24 @@ class Keywords(Method):
             self.words.append(inside - outside)
 
     def predict(self, texts):
-        return np.array([[int(bool(words & set(t.split()))) for words in self.words] for t in texts], dtype=np.uint8)
+        return (self.predict_scores(texts) > 0).astype(np.uint8)
+
+    def predict_scores(self, texts):
+        return np.array([[len(words & set(t.split())) for words in self.words] for t in texts], dtype=float)
+
+
+class KeywordScoresOnly(Method):
+    """Gives scores only: the core's rules decide."""
+
+    name = "keyword_scores"
+    Params = CountParams
+    fit = Keywords.fit
+    predict_scores = Keywords.predict_scores
+
+
+class NanScores(Keywords):
+    def predict_scores(self, texts):
+        return super().predict_scores(texts) * np.nan
 
 
 class Unseeded(Keywords):
@@ -62,6 +79,14 @@ class TestKeywords(MethodContract):
     method_class = Keywords
     other_params = {"min_count": 2}
     min_micro_f1 = 0.5
+
+
+class TestKeywordScoresOnly(TestKeywords):
+    method_class = KeywordScoresOnly
+
+
+class TestNanScores(TestKeywords):
+    method_class = NanScores
 
 
 class TestUnseeded(TestKeywords):
@@ -124,13 +149,17 @@ def test_contract_passes_a_good_method_and_fails_each_broken_one(pytester):
     # a subprocess: scikit-learn must not be imported inside this process's pytester snapshot
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA")
     failed, passed = _outcomes(result.outlines, "FAILED"), _outcomes(result.outlines, "PASSED")
-    assert not {name for name in failed if name.startswith(("TestKeywords::", "TestParamsFromAFixture::"))}, failed
+    good = ("TestKeywords::", "TestParamsFromAFixture::", "TestKeywordScoresOnly::")
+    assert not {name for name in failed if name.startswith(good)}, failed
     contract_tests = {name for name in dir(MethodContract) if name.startswith("test_")}
     assert {name.split("::")[1] for name in passed if name.startswith("TestParamsFromAFixture::")} == contract_tests
+    scores_only = {name.split("::")[1] for name in passed if name.startswith("TestKeywordScoresOnly::")}
+    assert scores_only == contract_tests - {"test_predicts_a_0_1_matrix_of_the_right_shape"}  # skipped: no predict
     assert failed == {
         "TestUnseeded::test_same_seed_gives_the_same_predictions",
         "TestScores::test_predicts_a_0_1_matrix_of_the_right_shape",
         "TestScores::test_predicts_a_single_text",
+        "TestScores::test_same_seed_gives_the_same_predictions",
         "TestScores::test_learns_the_tiny_set",
         "TestScores::test_copes_with_a_tag_that_has_no_positive_example",
         "TestNeedsEveryTag::test_copes_with_a_tag_that_has_no_positive_example",
@@ -138,4 +167,10 @@ def test_contract_passes_a_good_method_and_fails_each_broken_one(pytester):
         "TestNumpyDetails::test_runs_as_a_cell_of_the_runner",
         "TestSameOtherParams::test_other_params_change_the_cell_key",
         "TestScores::test_runs_as_a_cell_of_the_runner",
+        "TestNanScores::test_scores_are_a_finite_matrix_of_the_right_shape",
+        "TestNanScores::test_predicts_a_single_text",
+        "TestNanScores::test_copes_with_a_tag_that_has_no_positive_example",
+        "TestNanScores::test_same_seed_gives_the_same_predictions",
+        "TestNanScores::test_learns_the_tiny_set",
+        "TestNanScores::test_runs_as_a_cell_of_the_runner",
     }

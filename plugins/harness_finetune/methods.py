@@ -119,16 +119,20 @@ class FineTune(Method):
         return base_folder
 
     def predict(self, texts: list[str]) -> np.ndarray:
+        return (self.predict_scores(texts) > self._fitted.threshold).astype(np.uint8)
+
+    def predict_scores(self, texts: list[str]) -> np.ndarray:
+        """Each tag's sigmoid probability: the scores ``predict`` thresholds."""
         from .classifier import predict_probabilities
 
         fitted = self._fitted
         if not texts:
-            return np.zeros((0, fitted.model.config.num_labels), dtype=np.uint8)
+            return np.zeros((0, fitted.model.config.num_labels), dtype=np.float64)
         tick = time.perf_counter()
         scores = predict_probabilities(fitted.model, fitted.tokenizer, texts, self.params.max_length,
                                        self.params.eval_batch_size, self._precision == "bf16")
         self._stage_s["predict_s"] = round(time.perf_counter() - tick, 2)
-        return (scores > fitted.threshold).astype(np.uint8)
+        return scores
 
     def details(self) -> dict[str, Any]:
         fitted = self._fitted

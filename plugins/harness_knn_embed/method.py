@@ -75,10 +75,18 @@ class KnnEmbed(Method):
         }
 
     def predict(self, texts: list[str]) -> np.ndarray:
+        return vote_predictions(self._votes(texts), self.m)
+
+    def predict_scores(self, texts: list[str]) -> np.ndarray:
+        """Each tag's vote share among the k nearest training issues."""
+        return self._votes(texts) / self.k
+
+    def _votes(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), tags) count of each tag among the k nearest training issues."""
         if not texts:
-            return np.zeros((0, self.train_labels.shape[1]), dtype=np.uint8)
+            return np.zeros((0, self.train_labels.shape[1]), dtype=np.int64)
         neighbours = self.index.nearest(self._embed(texts), self.k)
-        return vote_predictions(self.train_labels[neighbours].sum(axis=1), self.m)
+        return self.train_labels[neighbours].sum(axis=1)
 
     def details(self) -> dict[str, Any]:
         return {

@@ -34,6 +34,20 @@ class NaiveBayes(Method):
     def predict(self, texts: list[str]) -> np.ndarray:
         return self.classifier.predict(self.vectorizer.transform(texts)).toarray()
 
+    def predict_scores(self, texts: list[str]) -> np.ndarray:
+        """Each tag's probability under its Naive Bayes model (0 or 1 for a tag whose training
+        slice had one class only, as ``predict`` has it; BinaryRelevance's own predict_proba
+        fails on such a tag)."""
+        counts = self.vectorizer.transform(texts)
+        columns = []
+        for tag_classifier in self.classifier.classifiers_:
+            classes = list(tag_classifier.classes_)
+            if len(classes) == 1:
+                columns.append(np.full(counts.shape[0], float(classes[0])))
+            else:
+                columns.append(tag_classifier.predict_proba(counts)[:, classes.index(1)])
+        return np.column_stack(columns) if columns else np.zeros((counts.shape[0], 0))
+
 
 @hookimpl
 def register_methods(register) -> None:

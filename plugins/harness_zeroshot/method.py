@@ -91,7 +91,11 @@ class ZeroShot(Method):
         self.choice: RuleChoice = choose_rule(valid_scores - self.offset, valid.labels, self.params.select_by)
 
     def predict(self, texts: list[str]) -> np.ndarray:
-        return self.choice.rule.apply(self.scores(texts, split="test") - self.offset)
+        return self.choice.rule.apply(self.predict_scores(texts))
+
+    def predict_scores(self, texts: list[str]) -> np.ndarray:
+        """The (text, tag) scores the rule is applied to (calibrated when ``calibrate`` says so)."""
+        return self.scores(texts, split="test") - self.offset
 
     def details(self) -> dict[str, Any]:
         top_k, top_k_f1 = self.choice.best_top_k

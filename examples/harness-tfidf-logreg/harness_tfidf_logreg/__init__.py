@@ -67,6 +67,10 @@ class TfidfLogReg(Method):
     def predict(self, texts: list[str]) -> np.ndarray:
         return (self._probabilities(texts) >= self.threshold).astype(np.uint8)
 
+    def predict_scores(self, texts: list[str]) -> np.ndarray:
+        """Each tag's logistic-regression probability (the core may choose its own rule on them)."""
+        return self._probabilities(texts)
+
     def details(self) -> dict[str, Any]:
         return {"threshold": self.threshold, "vocabulary_size": len(self.vectorizer.vocabulary_)}
 

@@ -1,0 +1,147 @@
+"""What a fitted method scores on test: under its own ``predict`` and under every decision rule
+the core chooses on valid (harness/rules.py), plus ranking metrics and the arrays to store.
+
+A method gives 0/1 tags (``predict``), scores (``predict_scores``, higher = more likely), or
+both. The cell's default rule is ``own`` when the method predicts, and otherwise the rule on
+scores that stands in for it (``threshold``; ``argmax`` for multiclass). Multiclass tasks
+(one tag per text) decide by ``argmax`` of the scores; a method with ``predict`` only must
+then give exactly one tag per text.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from harness.methods import LabeledTexts, Method, PredictionError, validate_prediction
+from harness.metrics import score
+from harness.predictions import read_predictions
+from harness.records import CellRecord
+from harness.rules import MULTILABEL_RULES, OWN, ChosenRules, argmax_predictions, choose_rules
+
+Task = Literal["multilabel", "multiclass"]
+
+
+def has_scores(method: Method) -> bool:
+    return callable(getattr(method, "predict_scores", None))
+
+
+def has_own_predict(method: Method) -> bool:
+    return type(method).predict is not Method.predict
+
+
+def validate_scores(method_name: str, scores: Any, n_texts: int, n_tags: int) -> np.ndarray:
+    """Check a method's score matrix and return it as float64, or raise PredictionError."""
+    array = np.asarray(scores)
+    if array.shape != (n_texts, n_tags):
+        raise PredictionError(f"method {method_name!r} gave scores of shape {array.shape}, expected ({n_texts}, {n_tags})")
+    if array.dtype.kind not in "biuf":
+        raise PredictionError(f"method {method_name!r} gave scores of dtype {array.dtype}, expected numbers")
+    array = array.astype(np.float64)
+    if not np.isfinite(array).all():
+        raise PredictionError(f"method {method_name!r} gave NaN or infinite scores")
+    return array
+
+
+def check_one_tag_per_row(method_name: str, prediction: np.ndarray) -> None:
+    """A multiclass prediction gives each text exactly one tag."""
+    counts = prediction.sum(axis=1)
+    bad = np.flatnonzero(counts != 1)
+    if len(bad):
+        raise PredictionError(
+            f"method {method_name!r} predicted {int(counts[bad[0]])} tags for test text {int(bad[0])} "
+            f"({len(bad)} texts in all); a multiclass task takes exactly one tag per text"
+        )
+
+
+def task_metrics(labels: np.ndarray, prediction: np.ndarray, tags: list[str], task: Task) -> dict[str, Any]:
+    """The F1 scores of ``harness.metrics.score``; multiclass adds accuracy and weighted F1."""
+    metrics = score(labels, prediction, tags)
+    if task == "multiclass":
+        from sklearn.metrics import accuracy_score, f1_score
+
+        metrics["accuracy"] = float(accuracy_score(labels, prediction))
+        metrics["weighted_f1"] = float(
+            f1_score(labels, prediction, labels=list(range(len(tags))), average="weighted", zero_division=0)
+        )
+    return metrics
+
+
+def ranking_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float | None]:
+    """Rule-free quality of the scores: macro average precision over the tags that have a
+    positive in ``labels`` (AP is undefined without one) and label ranking average precision."""
+    from sklearn.metrics import average_precision_score, label_ranking_average_precision_score
+
+    present = labels.sum(axis=0) > 0
+    macro_ap = float(average_precision_score(labels[:, present], scores[:, present], average="macro")) if present.any() else None
+    lrap = float(label_ranking_average_precision_score(labels, scores)) if len(labels) else None
+    return {"macro_average_precision": macro_ap, "label_ranking_average_precision": lrap}
+
+
+@dataclass
+class Evaluation:
+    rule: str  # the cell's default rule; its metrics are the record's "metrics"
+    rule_metrics: dict[str, dict[str, Any]]
+    rules: dict[str, Any] | None  # the parameters chosen on valid, per rule
+    ranking: dict[str, float | None] | None
+    arrays: dict[str, np.ndarray]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def evaluate_method(method: Method, method_name: str, valid: LabeledTexts, test: LabeledTexts, task: Task) -> Evaluation:
+    """Predict and score the test split under every rule that applies to ``method``."""
+    tags = list(test.tags)
+    scored, predicts = has_scores(method), has_own_predict(method)
+    if not (scored or predicts):
+        raise TypeError(f"method {method_name!r} defines neither predict nor predict_scores")
+    timings: dict[str, float] = {}
+    predictions: dict[str, np.ndarray] = {}
+    arrays: dict[str, np.ndarray] = {"tags": np.asarray(tags, dtype=str), "test_labels": test.labels}
+    rules: dict[str, Any] | None = None
+    ranking = None
+    if predicts and not (task == "multiclass" and scored):
+        tick = time.perf_counter()
+        raw = method.predict(test.texts)
+        timings["predict_s"] = time.perf_counter() - tick
+        predictions[OWN] = validate_prediction(method_name, raw, len(test), len(tags))
+        if task == "multiclass":
+            check_one_tag_per_row(method_name, predictions[OWN])
+    if scored:
+        tick = time.perf_counter()
+        valid_scores = validate_scores(method_name, method.predict_scores(valid.texts), len(valid), len(tags))
+        test_scores = validate_scores(method_name, method.predict_scores(test.texts), len(test), len(tags))
+        timings["scores_s"] = time.perf_counter() - tick
+        arrays.update(valid_scores=valid_scores, test_scores=test_scores, valid_labels=valid.labels)
+        ranking = ranking_metrics(test.labels, test_scores)
+        if task == "multiclass":
+            predictions["argmax"] = argmax_predictions(test_scores)
+        else:
+            chosen = choose_rules(valid_scores, valid.labels, tags)
+            rules = chosen.as_record()
+            predictions.update({rule: chosen.apply(rule, test_scores) for rule in MULTILABEL_RULES})
+    default = OWN if OWN in predictions else ("argmax" if task == "multiclass" else "threshold")
+    arrays["test_prediction"] = predictions[default]
+    rule_metrics = {rule: task_metrics(test.labels, prediction, tags, task) for rule, prediction in predictions.items()}
+    return Evaluation(default, rule_metrics, rules, ranking, arrays, timings)
+
+
+def metrics_under_rule(record: CellRecord, record_path: Path, rule: str) -> tuple[str, dict[str, Any]]:
+    """(rule used, test metrics) of an ok cell under ``rule``, recomputed from its stored arrays.
+
+    A rule that does not apply to the cell (a method without scores, a record written before
+    rules existed) gives the cell's default rule and the record's own metrics. Raises
+    PredictionsError when the stored arrays are missing or fail their checksum.
+    """
+    if rule == record.rule or rule not in (record.rule_metrics or {}) or record.predictions is None:
+        return record.rule, record.metrics.model_dump()
+    arrays = read_predictions(record_path.parent / record.predictions.file, record.predictions.sha256)
+    tags = arrays["tags"].tolist()
+    if rule == "argmax":
+        prediction = argmax_predictions(arrays["test_scores"])
+    else:
+        prediction = ChosenRules.from_record(record.rules, tags).apply(rule, arrays["test_scores"])
+    return rule, task_metrics(arrays["test_labels"], prediction, tags, record.dataset.task)
