@@ -117,7 +117,7 @@ def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: C
             seed=spec.seed, tags=list(dataset.tags), dataset=spec.dataset, fingerprint=dataset.fingerprint,
             cache_dir=Path(spec.settings.cache_dir), slice_name=spec.slice_name,
             progress=progress or (lambda message: None),
-            tag_descriptions=dict(dataset.config.labels.descriptions),
+            tag_descriptions=dict(dataset.config.labels.descriptions), task=dataset.config.task,
         )
         valid, test = dataset.labeled("valid"), dataset.labeled("test")
         seed_everything(spec.seed)

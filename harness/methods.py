@@ -42,6 +42,7 @@ class FitContext:
     slice_name: str = "all"
     progress: Callable[[str], None] = field(default=lambda message: None)
     tag_descriptions: dict[str, str] = field(default_factory=dict)  # tag -> text for zero-shot hypotheses
+    task: str = "multilabel"  # or "multiclass": one tag per text, decided by the argmax of the scores
 
     def cache_path(self, kind: str, *key_parts: Any) -> Path:
         """A stable path under the shared cache for an artifact keyed by ``key_parts``."""

@@ -5,6 +5,7 @@ cache, or a hub download (in that order)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import importlib
 import importlib.util
@@ -14,7 +15,7 @@ import zipfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, BinaryIO, Iterator, NamedTuple
 
 
 class ModelResolutionError(RuntimeError):
@@ -83,6 +84,24 @@ def resolve_model(name_or_path: str, parameter: str = "model") -> str:
             f"model {name_or_path!r} (parameter {parameter!r}) could not be downloaded "
             f"({type(exc).__name__}); {hint}"
         ) from None
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Hide transformers' info, warnings and progress bars (load reports, Trainer notices) for the
+    block: a cell's output shows the harness's progress, not each library's."""
+    import transformers
+
+    previous = transformers.logging.get_verbosity()
+    bars = transformers.logging.is_progress_bar_enabled()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(previous)
+        if bars:
+            transformers.logging.enable_progress_bar()
 
 
 # ---------------------------------------------------------------- models split over PyPI part wheels

@@ -4,6 +4,7 @@ The real SmolLM2 model is used only when its package is installed (marked slow).
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -248,13 +249,12 @@ def test_retrieved_demonstrations_run_through_the_embedding_cache(tiny_llama, tm
 
 
 def test_a_multiclass_task_predicts_exactly_one_tag(tiny_llama, tmp_path):
-    # the core has no multi-class task yet; a context that carries one takes this path
+    # a multiclass dataset's context says so: the method's own rule becomes argmax
     data = tiny_multilabel(60)
     single = np.zeros_like(data.labels)
     single[np.arange(len(single)), data.labels.argmax(axis=1)] = 1
     train, valid = LabeledTexts(data.texts[:30], single[:30], data.tags), LabeledTexts(data.texts[30:], single[30:], data.tags)
-    context = _context(tmp_path)
-    context.task = "multiclass"  # type: ignore[attr-defined]
+    context = dataclasses.replace(_context(tmp_path), task="multiclass")
     method = LlmIcl(build_params(LlmIcl, "default", {"model": str(tiny_llama), "k": 3, "valid_size": 8, "device": "cpu"}))
     method.fit(train, valid, [], context)
     prediction = method.predict(valid.texts)

@@ -29,11 +29,8 @@ def tiny_st(tmp_path_factory) -> str:
 
 
 def context(cache_dir: Path, seed: int = 0, progress=lambda message: None, task: str | None = None) -> FitContext:
-    ctx = FitContext(seed=seed, tags=list(TINY_TAGS), dataset="tiny", fingerprint="tiny", cache_dir=cache_dir,
-                     progress=progress)
-    if task is not None:  # the task type the core will carry (multiclass datasets)
-        ctx.task = task  # type: ignore[attr-defined]
-    return ctx
+    return FitContext(seed=seed, tags=list(TINY_TAGS), dataset="tiny", fingerprint="tiny", cache_dir=cache_dir,
+                      progress=progress, task=task or "multilabel")
 
 
 # ---------------------------------------------------------------- plugin and parameters

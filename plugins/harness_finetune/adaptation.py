@@ -28,8 +28,9 @@ from transformers import (
 )
 
 from harness.artifacts import build_folder, cached_artifact
+from harness.models import quiet_transformers
 
-from .runtime import ProgressReporter, explain_out_of_memory, load_pretrained, quiet_transformers
+from .runtime import ProgressReporter, explain_out_of_memory, load_pretrained
 
 INFO_FILE = "adaptation.json"
 

@@ -35,8 +35,9 @@ from transformers import (
 )
 
 from harness.methods import LabeledTexts
+from harness.models import quiet_transformers
 
-from .runtime import ProgressReporter, explain_out_of_memory, load_pretrained, quiet_transformers
+from .runtime import ProgressReporter, explain_out_of_memory, load_pretrained
 
 # Thresholds tried when the decision threshold is tuned on valid.
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)

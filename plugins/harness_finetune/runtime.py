@@ -15,7 +15,7 @@ import torch
 import transformers
 from transformers import TrainerCallback
 
-from harness.models import resolve_model
+from harness.models import quiet_transformers, resolve_model
 
 
 class FineTuneMemoryError(MemoryError):
@@ -79,21 +79,6 @@ def load_pretrained(loader: Any, folder: str, **kwargs: Any) -> Any:
             raise ModelLoadError(
                 f"cannot load {folder!r} (parameter 'model') with {loader.__name__}: {exc}".splitlines()[0]
             ) from exc
-
-
-@contextlib.contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """Hide transformers' info, warnings and progress bars (load reports, Trainer notices) for the block."""
-    previous = transformers.logging.get_verbosity()
-    bars = transformers.logging.is_progress_bar_enabled()
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        transformers.logging.set_verbosity(previous)
-        if bars:
-            transformers.logging.enable_progress_bar()
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:

@@ -81,7 +81,7 @@ class LlmIcl(Method):
         if len(valid) == 0:
             raise ValueError("llm_icl chooses its threshold on the valid split, which is empty")
         # the core does not pass a task yet; a context that carries one switches the rule and the prompt
-        self.task: Task = getattr(context, "task", "multilabel")
+        self.task: Task = context.task  # type: ignore[assignment]
         self.context = context
         tokenizer, model = load_causal_lm(p.model, p.device)
         self.prompt = PromptBuilder(tokenizer, list(context.tags), dict(context.tag_descriptions),

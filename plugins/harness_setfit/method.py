@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
 
 from harness.methods import FitContext, LabeledTexts, Method, MethodParams
+from harness.models import quiet_transformers
 
 from harness_setfit.head import Task, decide
 
@@ -80,7 +80,7 @@ class SetFit(Method):
             raise ValueError("setfit needs at least one training issue; the training slice is empty")
         p = self.params
         # the core's task type (issue 13 adds multiclass datasets); multi-label until it says otherwise
-        self.task: Task = getattr(context, "task", "multilabel")
+        self.task: Task = context.task  # type: ignore[assignment]
         seed = p.seed if p.seed is not None else context.seed
         label = f"{self.name} slice {context.slice_name}"
         stages: dict[str, float] = {}
@@ -110,10 +110,13 @@ class SetFit(Method):
         lap("head")
         self.threshold, self.valid_f1 = p.threshold, None
         if len(valid):
-            valid_scores = self.predict_scores(valid.texts)
+            valid_scores = self._probabilities(valid.texts)
             if self.task == "multilabel" and p.tune_threshold:
                 self.threshold, _ = tune_threshold(valid_scores, valid.labels)
-            self.valid_f1 = _f1(valid.labels, decide(valid_scores, self.task, self.threshold))
+            from harness.metrics import f1  # scikit-learn: imported when a head is fitted
+
+            valid_decisions = decide(valid_scores, self.task, self.threshold)
+            self.valid_f1 = {average: f1(valid.labels, valid_decisions, average) for average in ("micro", "macro")}
         lap("valid")
         self.stages = stages
         shown = f", valid micro F1 {self.valid_f1['micro']:.4f}" if self.valid_f1 else ""
@@ -121,6 +124,10 @@ class SetFit(Method):
 
     def predict_scores(self, texts: list[str]) -> np.ndarray:
         """Per-tag probabilities (len(texts), n_tags): one-vs-rest (multi-label) or softmax (multiclass)."""
+        return self._probabilities(texts)
+
+    def _probabilities(self, texts: list[str]) -> np.ndarray:
+        # fit tunes its threshold through this, not the public predict_scores a subclass may change
         from harness_setfit.body import embed
 
         if not texts:
@@ -156,33 +163,10 @@ def _load_body(name: str, device: str, max_length: int | None) -> Any:
 
     folder = resolve_model(name, parameter="model")
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             model = SentenceTransformer(folder, device=device)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelResolutionError(f"cannot load {folder!r} (parameter 'model') as a sentence-transformer: {exc}".splitlines()[0]) from exc
     if max_length is not None:
         model.max_seq_length = max_length
     return model
-
-
-@contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """No load report or weight-loading progress bar in the cell's output."""
-    import transformers
-
-    bars = transformers.logging.is_progress_bar_enabled()
-    previous = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        transformers.logging.set_verbosity(previous)
-        if bars:
-            transformers.logging.enable_progress_bar()
-
-
-def _f1(labels: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    from sklearn.metrics import f1_score
-
-    return {average: float(f1_score(labels, predicted, average=average, zero_division=0)) for average in ("micro", "macro")}
