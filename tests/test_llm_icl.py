@@ -18,7 +18,8 @@ from harness.params import ParamError, build_params
 from harness.testing import TINY_TAGS, MethodContract, save_tiny_bert_tokenizer, tiny_multilabel, tiny_splits
 from harness_llm_icl import LlmIcl
 from harness_llm_icl.prompt import PromptBuilder, fixed_demonstrations, nearest_demonstrations
-from harness_llm_icl.rules import apply_threshold, argmax_tags, best_threshold
+from harness.rules import argmax_predictions
+from harness_llm_icl.rules import apply_threshold, best_threshold
 
 PROMPT_WORDS = ("tag each issue with one or more exactly of these tags tag : - , none "
                 "something is broken docs and guides new capability")
@@ -206,7 +207,7 @@ def test_threshold_maximises_valid_micro_f1_and_keeps_ties_together():
 
 
 def test_argmax_gives_one_tag_per_text():
-    np.testing.assert_array_equal(argmax_tags(np.array([[0.1, 0.3, 0.3], [2.0, -1.0, 0.0]])), [[0, 1, 0], [1, 0, 0]])
+    np.testing.assert_array_equal(argmax_predictions(np.array([[0.1, 0.3, 0.3], [2.0, -1.0, 0.0]])), [[0, 1, 0], [1, 0, 0]])
 
 
 # ---------------------------------------------------------------- the method

@@ -14,9 +14,10 @@ import numpy as np
 from pydantic import Field
 
 from harness.methods import FitContext, LabeledTexts, Method, MethodParams
+from harness.rules import argmax_predictions
 
 from harness_llm_icl.prompt import PromptBuilder, Task, fixed_demonstrations, nearest_demonstrations
-from harness_llm_icl.rules import apply_threshold, argmax_tags, best_threshold, micro_f1
+from harness_llm_icl.rules import apply_threshold, best_threshold, micro_f1
 
 ScoreKind = Literal["sum", "mean"]
 Calibration = Literal["none", "center"]
@@ -114,7 +115,7 @@ class LlmIcl(Method):
                 if (kind, calibration) == (p.score, p.calibrate):
                     self.threshold, self.valid_f1 = threshold, f1
         if self.task == "multiclass":
-            self.valid_f1 = micro_f1(valid.labels[rows], argmax_tags(self._finish(raw, p.score, p.calibrate)))
+            self.valid_f1 = micro_f1(valid.labels[rows], argmax_predictions(self._finish(raw, p.score, p.calibrate)))
 
     def raw_scores(self, texts: list[str]) -> np.ndarray:
         """(len(texts), tags) summed log-probabilities of each tag's name as the answer."""
@@ -147,7 +148,7 @@ class LlmIcl(Method):
 
     def predict(self, texts: list[str]) -> np.ndarray:
         scores = self.predict_scores(texts)
-        return argmax_tags(scores) if self.task == "multiclass" else apply_threshold(scores, self.threshold)
+        return argmax_predictions(scores) if self.task == "multiclass" else apply_threshold(scores, self.threshold)
 
     def details(self) -> dict[str, Any]:
         return {

@@ -1,5 +1,5 @@
 """The method's own decision rule on its scores: one threshold chosen on valid by micro F1
-(multi-label), or the highest-scoring tag (multi-class)."""
+(multi-label); multi-class takes the core's argmax rule (harness.rules.argmax_predictions)."""
 
 from __future__ import annotations
 
@@ -35,11 +35,3 @@ def micro_f1(labels: np.ndarray, predicted: np.ndarray) -> float:
 
 def apply_threshold(scores: np.ndarray, threshold: float) -> np.ndarray:
     return (scores >= threshold).astype(np.uint8)
-
-
-def argmax_tags(scores: np.ndarray) -> np.ndarray:
-    """One tag per row, the highest score (ties to the tag listed first)."""
-    prediction = np.zeros(scores.shape, dtype=np.uint8)
-    if scores.size:
-        prediction[np.arange(len(scores)), np.argmax(scores, axis=1)] = 1
-    return prediction
