@@ -19,7 +19,6 @@ from harness.testing import TINY_TAGS, MethodContract, save_tiny_bert_tokenizer,
 from harness_llm_icl import LlmIcl
 from harness_llm_icl.prompt import PromptBuilder, fixed_demonstrations, nearest_demonstrations
 from harness.rules import argmax_predictions
-from harness_llm_icl.rules import apply_threshold, best_threshold
 
 PROMPT_WORDS = ("tag each issue with one or more exactly of these tags tag : - , none "
                 "something is broken docs and guides new capability")
@@ -190,22 +189,6 @@ def test_prefix_cached_scores_equal_one_forward_pass_per_issue_and_tag(tmp_path,
 
 # ---------------------------------------------------------------- rules
 
-def test_threshold_maximises_valid_micro_f1_and_keeps_ties_together():
-    scores = np.array([[0.9, 0.2], [0.5, 0.5], [0.1, 0.8]])
-    labels = np.array([[1, 0], [1, 0], [0, 1]])
-    threshold, f1 = best_threshold(scores, labels)
-    predicted = apply_threshold(scores, threshold)
-    from sklearn.metrics import f1_score
-
-    assert f1 == pytest.approx(f1_score(labels, predicted, average="micro"))
-    # brute force over every possible cut
-    cuts = np.unique(np.concatenate([scores.ravel(), [np.inf]]))
-    assert f1 == pytest.approx(max(f1_score(labels, apply_threshold(scores, c), average="micro", zero_division=0) for c in cuts))
-    assert predicted[1, 0] == predicted[1, 1]  # equal scores on the same side
-    assert best_threshold(scores, np.zeros_like(labels))[1] == 0.0
-    assert apply_threshold(scores, best_threshold(scores, np.zeros_like(labels))[0]).sum() == 0
-
-
 def test_argmax_gives_one_tag_per_text():
     np.testing.assert_array_equal(argmax_predictions(np.array([[0.1, 0.3, 0.3], [2.0, -1.0, 0.0]])), [[0, 1, 0], [1, 0, 0]])
 
@@ -235,7 +218,8 @@ def test_fit_records_the_rule_and_every_score_variant(tiny_llama, tmp_path):
     assert len(details["demonstration_rows"]) == 2 and details["prefix_passes"] == 1
     scores = method.predict_scores(test.texts)
     assert scores.shape == (len(test), 3) and np.isfinite(scores).all()
-    np.testing.assert_array_equal(method.predict(test.texts), apply_threshold(scores, details["rule"]["threshold"]))
+    np.testing.assert_array_equal(method.predict(test.texts), (scores >= method.threshold).astype(np.uint8))
+    assert details["rule"]["threshold"] == round(method.threshold, 6)
     assert method.details()["prefix_passes"] == 1  # test issues reuse the slice's prefix cache
 
 

@@ -14,10 +14,10 @@ import numpy as np
 from pydantic import Field
 
 from harness.methods import FitContext, LabeledTexts, Method, MethodParams
-from harness.rules import argmax_predictions
+from harness.metrics import f1
+from harness.rules import argmax_predictions, best_threshold
 
 from harness_llm_icl.prompt import PromptBuilder, Task, fixed_demonstrations, nearest_demonstrations
-from harness_llm_icl.rules import apply_threshold, best_threshold, micro_f1
 
 ScoreKind = Literal["sum", "mean"]
 Calibration = Literal["none", "center"]
@@ -66,7 +66,7 @@ class LlmIcl(Method):
     its name as the answer; a threshold on valid (argmax for multi-class) makes the tags."""
 
     name = "llm_icl"
-    version = "1"
+    version = "2"  # 2: its threshold is the core's (harness.rules.best_threshold), which never tags everything
     Params = LlmIclParams
     presets = {
         "default": {},
@@ -110,12 +110,12 @@ class LlmIcl(Method):
         self.variants: dict[str, float] = {}
         for kind in ("sum", "mean"):
             for calibration in ("none", "center"):
-                threshold, f1 = best_threshold(self._finish(raw, kind, calibration), valid.labels[rows])
-                self.variants[f"{kind}/{calibration}"] = round(f1, 5)
+                threshold, variant_f1 = best_threshold(self._finish(raw, kind, calibration), valid.labels[rows])
+                self.variants[f"{kind}/{calibration}"] = round(variant_f1, 5)
                 if (kind, calibration) == (p.score, p.calibrate):
-                    self.threshold, self.valid_f1 = threshold, f1
+                    self.threshold, self.valid_f1 = threshold, variant_f1
         if self.task == "multiclass":
-            self.valid_f1 = micro_f1(valid.labels[rows], argmax_predictions(self._finish(raw, p.score, p.calibrate)))
+            self.valid_f1 = f1(valid.labels[rows], argmax_predictions(self._finish(raw, p.score, p.calibrate)), "micro")
 
     def raw_scores(self, texts: list[str]) -> np.ndarray:
         """(len(texts), tags) summed log-probabilities of each tag's name as the answer."""
@@ -148,7 +148,7 @@ class LlmIcl(Method):
 
     def predict(self, texts: list[str]) -> np.ndarray:
         scores = self.predict_scores(texts)
-        return argmax_predictions(scores) if self.task == "multiclass" else apply_threshold(scores, self.threshold)
+        return argmax_predictions(scores) if self.task == "multiclass" else (scores >= self.threshold).astype(np.uint8)
 
     def details(self) -> dict[str, Any]:
         return {
