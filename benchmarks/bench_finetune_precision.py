@@ -20,7 +20,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Data
 from harness.models import resolve_model
 from harness.datasets import Settings, load_dataset
 from harness.plugins import make_plugin_manager
-from harness_finetune.runtime import machine_cores, quiet_transformers, resolve_precision
+from harness.cores import machine_cores
+from harness_finetune.runtime import quiet_transformers, resolve_precision
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 MAX_LENGTH, TRAIN_BATCH, EVAL_BATCH, TRAIN_STEPS, ROUNDS = 64, 4, 32, 8, 3

@@ -24,6 +24,9 @@ SETTINGS = {
     "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
     "spin 10k": {"GOMP_SPINCOUNT": "10000"},
     "spin 100k": {"GOMP_SPINCOUNT": "100000"},
+    # one torch thread: what "threads = cores actually free" gives beside one busy process
+    "1 thread": {"GOMP_SPINCOUNT": "10000", "OMP_NUM_THREADS": "1"},
+    "passive 1t": {"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1"},
 }
 
 CHILD = r"""
@@ -52,7 +55,7 @@ print((time.perf_counter() - tick) / steps)
 
 
 def seconds_per_step(extra_env: dict[str, str], steps: int) -> float:
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")}
     env.update(extra_env, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TRANSFORMERS_VERBOSITY="error")
     out = subprocess.run([sys.executable, "-c", CHILD, str(steps)], env=env, capture_output=True, text=True, check=True)
     return float(out.stdout.split()[-1])

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from harness.cell import failed_record, run_cell
+from harness.cores import machine_cores
 from harness.plan import CellSpec
 from harness.plugins import HarnessPluginManager
 from harness.records import CellRecord
@@ -82,10 +83,6 @@ def make_executor(
 
 
 # ---------------------------------------------------------------- threads per worker
-
-def available_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
 
 def limit_threads(threads: int) -> None:
     """Cap BLAS, OpenMP and torch threads in this process (libraries loaded now and later)."""
@@ -230,13 +227,13 @@ class ProcessExecutor:
     name = "process"
 
     def __init__(self, jobs: int | None = None, cell_timeout: float | None = None, start_method: str = "spawn") -> None:
-        self.jobs = jobs or available_cores()
+        self.jobs = jobs or machine_cores()
         self.cell_timeout = cell_timeout
         self.start_method = start_method  # "spawn" or "forkserver": no forked copies of driver threads
 
     def map(self, specs: Iterable[CellSpec], pm: HarnessPluginManager, on_message: MessageFn | None = None) -> Iterator[tuple[CellSpec, CellRecord]]:
         context = multiprocessing.get_context(self.start_method)
-        threads = max(1, available_cores() // self.jobs)
+        threads = max(1, machine_cores() // self.jobs)
         pending, idle, busy = iter(specs), [], []
         more = True
         try:
@@ -310,7 +307,7 @@ def _run_on_dask_worker(spec: CellSpec, topic: str, cell_id: int) -> CellRecord:
 @functools.lru_cache(maxsize=1)
 def _limit_dask_worker_threads(nthreads: int) -> None:
     """Once per worker process: OMP_NUM_THREADS threads (Dask's nannies set 1), else cores per worker thread."""
-    limit_threads(int(os.environ.get("OMP_NUM_THREADS") or max(1, available_cores() // nthreads)))
+    limit_threads(int(os.environ.get("OMP_NUM_THREADS") or max(1, machine_cores() // nthreads)))
 
 
 @dataclass
@@ -336,7 +333,7 @@ class DaskExecutor:
     name = "dask"
 
     def __init__(self, workers: int | None = None, scheduler: str | None = None, cell_timeout: float | None = None) -> None:
-        self.workers = workers or available_cores()
+        self.workers = workers or machine_cores()
         self.scheduler = scheduler
         self.cell_timeout = cell_timeout
 

@@ -13,7 +13,7 @@ import pytest
 from harness.methods import FitContext, LabeledTexts
 from harness.models import ModelResolutionError
 from harness.testing import TINY_TAGS, MethodContract, save_tiny_bert_tokenizer, tiny_multilabel, tiny_splits
-from harness_finetune import SHORT_SPIN, AdaptFineTune, FineTune
+from harness_finetune import AdaptFineTune, FineTune
 
 pytest.importorskip("transformers")
 
@@ -284,20 +284,20 @@ def test_a_fit_keeps_the_thread_cap_of_its_worker(jobs, tmp_path):
     records = [json.loads(path.read_text()) for path in results.glob("cells/**/*.json")]
     assert records and all(record["status"] == "ok" for record in records)
     assert {record["details"]["torch_threads"] for record in records} == {max(1, CORES // jobs)}
-    # the short OpenMP spin is in place before the fit imports torch, in the driver and in workers
-    assert {record["details"]["gomp_spincount"] for record in records} == {SHORT_SPIN}
+    # passive OpenMP waiting is in place before the fit imports torch, in the driver and in workers
+    assert {record["details"]["omp_wait_policy"] for record in records} == {"PASSIVE"}
 
 
 @pytest.mark.parametrize("env, expected", [
-    ({}, SHORT_SPIN),
-    ({"GOMP_SPINCOUNT": "5"}, "5"),  # the user's own setting wins
-    ({"OMP_WAIT_POLICY": "PASSIVE"}, None),  # so does a waiting policy
+    ({}, "PASSIVE"),
+    ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE"),  # the user's own setting wins
+    ({"GOMP_SPINCOUNT": "5"}, None),  # so does a spin count
 ])
-def test_the_plugin_sets_a_short_openmp_spin_unless_the_user_chose(env, expected):
+def test_the_plugin_makes_openmp_threads_wait_passively_unless_the_user_chose(env, expected):
     import subprocess
     import sys
 
     clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    code = "import os, harness_finetune, sys; print(os.environ.get('GOMP_SPINCOUNT'), 'torch' in sys.modules)"
+    code = "import os, harness_finetune, sys; print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True, check=True)
     assert out.stdout.split() == [str(expected), "False"]  # and importing the plugin does not load torch

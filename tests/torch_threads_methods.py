@@ -22,7 +22,7 @@ class TorchThreads(Method):
     name = "torch_threads"
 
     def fit(self, train, valid, unlabeled, context):
-        self.spin_count = os.environ.get("GOMP_SPINCOUNT")  # as torch's OpenMP runtime will read it
+        self.wait_policy = os.environ.get("OMP_WAIT_POLICY")  # as torch's OpenMP runtime will read it
         import torch
 
         from harness_finetune.runtime import prepare_torch
@@ -35,7 +35,7 @@ class TorchThreads(Method):
         return np.zeros((len(texts), self.n_tags), dtype=np.uint8)
 
     def details(self):
-        return {"torch_threads": self.threads, "gomp_spincount": self.spin_count, "pid": os.getpid()}
+        return {"torch_threads": self.threads, "omp_wait_policy": self.wait_policy, "pid": os.getpid()}
 
 
 @hookimpl

@@ -7,7 +7,6 @@ Imported only from inside ``fit`` (it imports torch and transformers at module l
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from typing import Any, Callable, Iterator
 
@@ -15,6 +14,7 @@ import torch
 import transformers
 from transformers import TrainerCallback
 
+from harness.cores import fit_threads
 from harness.models import quiet_transformers, resolve_model
 
 
@@ -26,31 +26,10 @@ class ModelLoadError(RuntimeError):
     """A resolved model folder could not be loaded as the transformers model class needed."""
 
 
-def machine_cores() -> int:
-    """Cores this process may run on (the affinity mask, which containers narrow)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def torch_threads() -> int:
-    """Threads for torch in this process: its cores, capped by ``OMP_NUM_THREADS`` when set.
-
-    The process and Dask executors set ``OMP_NUM_THREADS`` in each worker to its share of the
-    cores, so that ``--jobs N`` does not oversubscribe them; a user may set it too.
-    """
-    cores = machine_cores()
-    try:
-        cap = int(os.environ.get("OMP_NUM_THREADS", ""))
-    except ValueError:
-        return cores
-    return max(1, min(cores, cap))
-
-
 def prepare_torch(seed: int) -> None:
-    """Use this process's share of the cores, and seed Python, NumPy and torch as transformers does."""
-    torch.set_num_threads(torch_threads())
+    """Use the cores this fit may take (harness.cores.fit_threads), and seed Python, NumPy and torch
+    as transformers does."""
+    torch.set_num_threads(fit_threads())
     transformers.set_seed(seed)
 
 

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
+from harness.cores import fit_threads
 from harness.methods import FitContext, LabeledTexts, Method, MethodParams
 from harness.models import quiet_transformers
 
@@ -92,6 +93,7 @@ class SetFit(Method):
             stages[f"{stage}_s"] = round(now - tick, 2)
             tick = now
 
+        torch.set_num_threads(fit_threads())
         self.model = _load_body(p.model, _device(p.device, torch), p.max_length)
         lap("load")
         pairs = contrastive_pairs(train.labels, pair_budget(len(train), p.num_iterations, p.max_pairs), seed, p.pair_target)

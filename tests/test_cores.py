@@ -1,0 +1,28 @@
+"""Threads for a fit: the usable cores, capped by the worker's share; passive OpenMP waiting."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from harness.cores import fit_threads, machine_cores
+
+
+@pytest.mark.parametrize("cap, expected", [("1", 1), ("1000", None), ("not a number", None), ("0", 1)])
+def test_a_fit_takes_the_cores_of_its_process_capped_by_omp_num_threads(monkeypatch, cap, expected):
+    monkeypatch.setenv("OMP_NUM_THREADS", cap)
+    assert fit_threads() == (expected or machine_cores())
+
+
+def test_the_thread_count_does_not_follow_the_load(monkeypatch):
+    # torch's results depend on its thread count: a busy machine must not change a cell's scores
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        assert fit_threads() == machine_cores()
+    finally:
+        hog.kill()
+        hog.wait()
