@@ -160,6 +160,9 @@ def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed
     from harness.driver import RunInterrupted, run_plan
     from harness.plan import plan_run
 
+    progress = Progress("json" if json_progress else "quiet" if quiet else "human")
+    # before plugins and data files load: libraries read their settings when imported (tqdm does)
+    silence_libraries(progress.mode)
     pm = get_plugin_manager()
     settings = Settings(
         results_dir=str(results_dir), cache_dir=str(cache_dir or default_cache_dir()),
@@ -177,8 +180,6 @@ def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed
         cell_executor = make_executor(executor, jobs, scheduler, cell_timeout)
     except USER_ERRORS as exc:
         _fail(exc)
-    progress = Progress("json" if json_progress else "quiet" if quiet else "human")
-    silence_libraries(progress.mode)
     say = (lambda line: None) if quiet or json_progress else (lambda line: click.echo(line, err=True))
     replaced = _replaced_records(plan)
     if replaced:
@@ -406,6 +407,9 @@ def publish(results_dirs, out_dir: Path) -> None:
 
 
 def main() -> None:
+    from harness.progress import hide_library_bars
+
+    hide_library_bars()  # before plugins load and import tqdm
     pm = get_plugin_manager()
     pm.hook.register_commands(cli=cli)
     cli()

@@ -35,27 +35,36 @@ LIBRARY_BARS_OFF = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1"}
 LIBRARY_NOTICES_OFF = {"TRANSFORMERS_VERBOSITY": "error", "PYTHONWARNINGS": "ignore"}
 
 
-def silence_libraries(mode: Mode) -> None:
-    """Keep third-party output out of the run's display, in this process and the workers it starts.
+def hide_library_bars() -> None:
+    """Turn off third-party progress bars (transformers' "Loading weights", hub downloads, tqdm).
 
-    Progress bars (transformers' "Loading weights", hub downloads, tqdm) are off in every mode:
-    the run shows its own progress. In ``quiet`` and ``json`` mode library info and warnings are
-    off too, so that only errors print. Call it before any worker starts (the CLI does).
+    tqdm reads ``TQDM_DISABLE`` once, when it is imported, and plugins or pooch may import it as
+    soon as they load: the CLI calls this before loading plugins. A user's own setting wins.
     """
-    settings = dict(LIBRARY_BARS_OFF)
-    if mode != "human":
-        settings.update(LIBRARY_NOTICES_OFF)
-        warnings.simplefilter("ignore")
-    for name, value in settings.items():
-        os.environ.setdefault(name, value)  # a user's own setting wins
+    for name, value in LIBRARY_BARS_OFF.items():
+        os.environ.setdefault(name, value)
     # libraries loaded already read their settings at import: switch them directly
     if "huggingface_hub" in sys.modules:
         sys.modules["huggingface_hub"].utils.disable_progress_bars()
     if "transformers" in sys.modules:
-        transformers_logging = sys.modules["transformers"].logging
-        transformers_logging.disable_progress_bar()
-        if mode != "human":
-            transformers_logging.set_verbosity_error()
+        sys.modules["transformers"].logging.disable_progress_bar()
+
+
+def silence_libraries(mode: Mode) -> None:
+    """Keep third-party output out of the run's display, in this process and the workers it starts.
+
+    Progress bars are off in every mode (``hide_library_bars``): the run shows its own progress.
+    In ``quiet`` and ``json`` mode library info and warnings are off too, so that only errors
+    print. Call it before any worker starts (the CLI does).
+    """
+    hide_library_bars()
+    if mode == "human":
+        return
+    warnings.simplefilter("ignore")
+    for name, value in LIBRARY_NOTICES_OFF.items():
+        os.environ.setdefault(name, value)  # a user's own setting wins
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].logging.set_verbosity_error()
 
 
 def cell_name(spec: Any) -> str:

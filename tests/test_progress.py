@@ -120,3 +120,26 @@ def test_a_quiet_run_prints_no_library_bars_or_notices(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert (done.stdout, done.stderr) == ("", "")
+
+
+def test_a_quiet_run_hides_bars_of_libraries_imported_before_the_run_starts(tmp_path):
+    # the plugin module imports tqdm when the plugins load, before the run's settings are known
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from harness.testing import TINY_DATASET, write_tiny_dataset
+
+    cfg_dir, data_dir = write_tiny_dataset(tmp_path)
+    env = {key: value for key, value in os.environ.items() if key not in ("TQDM_DISABLE", "PYTHONPATH")}
+    env.update(HARNESS_PLUGINS="tqdm_methods", HARNESS_DISABLE_PLUGIN_AUTOLOAD="1",
+               PYTHONPATH=str(Path(__file__).resolve().parent))
+    done = subprocess.run(
+        [sys.executable, "-c", "from harness.cli import main; main()", "run", "--methods", "tqdm_bar",
+         "--datasets", TINY_DATASET, "--seeds", "0", "--datasets-cfg", str(cfg_dir), "--data-dir", str(data_dir),
+         "--results", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache"), "--no-report", "--quiet"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout, done.stderr) == ("", "")
