@@ -217,14 +217,25 @@ def _warn(message: str) -> None:
     click.echo(f"warning: {message}", err=True)
 
 
-def _write_reports(pm, results_dir: Path, rule: str, say=lambda line: click.echo(line, err=True)) -> None:
+def _write_reports(pm, results_dir: Path, rule: str, say=lambda line: click.echo(line, err=True),
+                   options=None) -> None:
     from harness.locks import FileLock
     from harness.report import write_reports
     from harness.records import LOCKS_DIR
+    from harness.summary import SummaryOptions, write_summary
+
+    told: set[str] = set()  # the leaderboard and the summary both read the records: each problem once
+
+    def warn_once(message: str) -> None:
+        if message not in told:
+            told.add(message)
+            _warn(message)
 
     try:
         with FileLock(results_dir / LOCKS_DIR / "report.lock"):  # runs sharing the folder take turns
-            for path in write_reports(results_dir, pm.registry.report_formats, rule, _warn):
+            for path in write_reports(results_dir, pm.registry.report_formats, rule, warn_once):
+                say(f"wrote {path}")
+            for path in write_summary(results_dir, rule, options or SummaryOptions(), warn_once):
                 say(f"wrote {path}")
     except OSError as exc:
         _fail(ValueError(f"{results_dir}: cannot write the reports: {exc.strerror} ({exc.filename})"))
@@ -235,13 +246,32 @@ def _write_reports(pm, results_dir: Path, rule: str, say=lambda line: click.echo
 @cli.command()
 @rule_option
 @results_option
-def report(rule: str, results_dir: Path) -> None:
-    """Rebuild leaderboard.{md,csv,tex,html} and figures from the cell records and their stored
-    arrays; no model runs."""
+@click.option("--bootstrap-resamples", default=1000, show_default=True, type=int,
+              help="Resamples of the test issues in the paired bootstrap against each column's best method.")
+@click.option("--alpha", default=0.05, show_default=True, type=float,
+              help="Level of the one-sided test: a method is marked not significantly worse above it.")
+@click.option("--bootstrap-seed", default=0, show_default=True, type=int, help="Seed of the bootstrap resamples.")
+@click.option("--target-f1", default=0.7, show_default=True, type=float,
+              help="F1 whose number of training issues the summary estimates from each learning curve.")
+@click.option("--target-metric", default="micro_f1", show_default=True, type=click.Choice(["micro_f1", "macro_f1"]),
+              help="Which F1 --target-f1 is.")
+def report(rule: str, results_dir: Path, bootstrap_resamples: int, alpha: float, bootstrap_seed: int,
+           target_f1: float, target_metric: str) -> None:
+    """Rebuild leaderboard.{md,csv,tex,html}, summary.{md,html,tex} and figures from the cell
+    records and their stored arrays; no model runs. Under a rule other than own the files are
+    named leaderboard-RULE.*, summary-RULE.*, figures/DATASET-RULE.*, beside those of own."""
+    from harness.report import rule_suffix
+    from harness.significance import BootstrapSettings
+    from harness.summary import SummaryOptions
+
     if not (results_dir / "cells").is_dir():
         _fail(ValueError(f"{results_dir}: no cell records (expected a 'cells' folder); run 'harness run' first"))
-    _write_reports(get_plugin_manager(), results_dir, rule)
-    click.echo((results_dir / "leaderboard.md").read_text(encoding="utf-8"))
+    try:
+        options = SummaryOptions(BootstrapSettings(bootstrap_resamples, alpha, bootstrap_seed), target_f1, target_metric)
+    except ValueError as exc:
+        _fail(exc)
+    _write_reports(get_plugin_manager(), results_dir, rule, options=options)
+    click.echo((results_dir / f"summary{rule_suffix(rule)}.md").read_text(encoding="utf-8"))
 
 
 @cli.command()
