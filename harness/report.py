@@ -40,8 +40,9 @@ LEADERBOARD_COLUMNS = [
 ]
 ACCURACY_COLUMNS = ["accuracy_mean", "accuracy_std"]  # appended when some dataset is multiclass
 # appended last: median seconds per cell of fit, and of inference (test predictions, plus the
-# valid and test scores a method with scores gives for the rules)
-COST_COLUMNS = ["fit_s_median", "predict_s_median"]
+# valid and test scores a method with scores gives for the rules), and the largest peak
+# resident memory of the process while one of the row's cells ran (MB; empty where not measured)
+COST_COLUMNS = ["fit_s_median", "predict_s_median", "peak_rss_mb_max"]
 
 
 @dataclass(frozen=True)
@@ -159,12 +160,13 @@ def cell_table(records: list[CellRecord]) -> pd.DataFrame:
             "accuracy": r.metrics.accuracy if r.metrics.accuracy is not None else float("nan"),
             "fit_s": r.timings.get("fit_s", float("nan")),
             "predict_s": _inference_seconds(r.timings),
+            "peak_rss_mb": r.peak_rss_mb if r.peak_rss_mb is not None else float("nan"),
         }
         for r, label in zip(records, dataset_labels(records))
         if r.ok and r.metrics is not None
     ]
     table = pd.DataFrame(rows, columns=["dataset", "method", "slice", "n", "seed", "micro_f1", "macro_f1", "rule", "accuracy",
-                                        "fit_s", "predict_s"])
+                                        "fit_s", "predict_s", "peak_rss_mb"])
     flat = table[table["slice"] == NO_SLICE]
     table = table[table["slice"] != NO_SLICE]
     expanded = [table]
@@ -194,7 +196,7 @@ def leaderboard(records: list[CellRecord]) -> pd.DataFrame:
         micro_f1_mean=("micro_f1", "mean"), micro_f1_std=("micro_f1", "std"),
         macro_f1_mean=("macro_f1", "mean"), macro_f1_std=("macro_f1", "std"),
         accuracy_mean=("accuracy", "mean"), accuracy_std=("accuracy", "std"),
-        fit_s_median=("fit_s", "median"), predict_s_median=("predict_s", "median"),
+        fit_s_median=("fit_s", "median"), predict_s_median=("predict_s", "median"), peak_rss_mb_max=("peak_rss_mb", "max"),
     ).reset_index()
     # one seed has no spread: its std stays NaN (an empty CSV cell, no "±" shown), not a false 0
     table["order"] = table["slice"].map(slice_order)

@@ -217,9 +217,10 @@ def _cost_table(summary: DatasetSummary, table_id: str) -> Table:
             total = line["fit_s_median"] + line["predict_s_median"]
             row.append(Shown(f"{_seconds(line['fit_s_median'])} / {_seconds(line['predict_s_median'])}",
                              sort=float(total) if not pd.isna(total) else -1))
-        row.append(Shown("—", sort=-1))  # peak memory is not measured per cell (see README)
+        peak = summary.table.loc[summary.table["method"] == method, "peak_rss_mb_max"].max()
+        row.append(Shown("—", sort=-1) if pd.isna(peak) else Shown(f"{peak:,.0f} MB", sort=float(peak)))
         rows.append(row)
-    return Table("Cost: median seconds per cell, fit / predict", ["method", *summary.slices, "peak memory"], rows, table_id)
+    return Table("Cost: median seconds per cell, fit / predict", ["method", *summary.slices, "peak RSS"], rows, table_id)
 
 
 def _labels_table(summary: DatasetSummary, options: SummaryOptions, table_id: str) -> Table:
@@ -278,7 +279,8 @@ def legend(summary: Summary) -> str:
             f"bootstrap seed {b.seed}); {MARK_UNTESTED}: not tested (no stored predictions or no shared seed); "
             "unmarked: significantly worse. Cost: median seconds per cell on the machine that ran it, fit / "
             "predict (test predictions plus, for methods with scores, valid and test scores), with whatever "
-            "embeddings and scores the shared cache already held.")
+            "embeddings and scores the shared cache already held; peak RSS: the largest peak resident memory of "
+            "the process while one of the method's cells ran (— where not measured).")
 
 
 def dataset_tables(summary: Summary, dataset: DatasetSummary, prefix: str = "") -> list[Table]:
