@@ -42,6 +42,7 @@ class LabelsNeeded:
     n: float | None
     reach: Reach
     curve: Curve | None = None
+    smallest_n: float | None = None
     largest_n: float | None = None
 
 
@@ -74,11 +75,11 @@ def labels_needed(n: np.ndarray, f1: np.ndarray, target: float) -> LabelsNeeded:
     largest, smallest = float(np.max(n)), float(np.min(n))
     needed = curve.n_for(target)
     if needed is None:
-        return LabelsNeeded(None, "not reached", curve, largest)
+        return LabelsNeeded(None, "not reached", curve, smallest, largest)
     if needed > largest:
         reach: Reach = "extrapolated"
     elif needed < smallest:
         reach = "below smallest slice"
     else:
         reach = "interpolated"
-    return LabelsNeeded(needed, reach, curve, largest)
+    return LabelsNeeded(needed, reach, curve, smallest, largest)

@@ -236,6 +236,8 @@ def _labels_table(summary: DatasetSummary, options: SummaryOptions, table_id: st
             text = "0 (label-free)" if needed.n is not None else "not reached (label-free)"
         elif needed.n is None:
             text = needed.reach
+        elif needed.reach == "below smallest slice":  # the curve below the data says little more than that
+            text = f"< {needed.smallest_n:,.0f} (below the smallest slice)"
         else:
             text = f"{needed.n:,.0f}" + ("" if needed.reach == "interpolated" else f" ({needed.reach})")
         sort = needed.n if needed.n is not None else math.inf
