@@ -180,21 +180,24 @@ def _mean_sd(mean: float, sd: float) -> str:
     return f"{mean:.3f}" if pd.isna(sd) else f"{mean:.3f} ± {sd:.3f}"
 
 
+def _per_slice(summary: DatasetSummary, method: str, shown: Callable[[str, pd.Series], Shown]) -> list[Shown]:
+    """A wide table's row: the method's name, then ``shown(slice, leaderboard row)`` per slice
+    ('—' where the method has no row)."""
+    row = [Shown(method, sort=method)]
+    for slice_name in summary.slices:
+        found = summary.table[(summary.table["method"] == method) & (summary.table["slice"] == slice_name)]
+        row.append(Shown("—", sort=-1) if found.empty else shown(slice_name, found.iloc[0]))
+    return row
+
+
 def _f1_table(summary: DatasetSummary, metric: str, table_id: str) -> Table:
-    rows = []
-    for method in summary.methods:
-        row = [Shown(method, sort=method)]
-        for slice_name in summary.slices:
-            found = summary.table[(summary.table["method"] == method) & (summary.table["slice"] == slice_name)]
-            if found.empty:
-                row.append(Shown("—", sort=-1))
-                continue
-            line = found.iloc[0]
-            comparison = summary.comparisons[(metric, slice_name)][method]
-            mark = {"tied": MARK_TIED, "untested": MARK_UNTESTED}.get(comparison.verdict, "")
-            row.append(Shown(_mean_sd(line[f"{metric}_mean"], line[f"{metric}_std"]), comparison.verdict == "best",
-                             mark, float(line[f"{metric}_mean"])))
-        rows.append(row)
+    def shown(slice_name: str, line: pd.Series) -> Shown:
+        comparison = summary.comparisons[(metric, slice_name)][line["method"]]
+        mark = {"tied": MARK_TIED, "untested": MARK_UNTESTED}.get(comparison.verdict, "")
+        return Shown(_mean_sd(line[f"{metric}_mean"], line[f"{metric}_std"]), comparison.verdict == "best",
+                     mark, float(line[f"{metric}_mean"]))
+
+    rows = [_per_slice(summary, method, shown) for method in summary.methods]
     return Table(METRIC_TITLES[metric], ["method", *summary.slices], rows, table_id)
 
 
@@ -205,18 +208,14 @@ def _seconds(value: float) -> str:
 
 
 def _cost_table(summary: DatasetSummary, table_id: str) -> Table:
+    def shown(slice_name: str, line: pd.Series) -> Shown:
+        total = line["fit_s_median"] + line["predict_s_median"]
+        return Shown(f"{_seconds(line['fit_s_median'])} / {_seconds(line['predict_s_median'])}",
+                     sort=float(total) if not pd.isna(total) else -1)
+
     rows = []
     for method in summary.methods:
-        row = [Shown(method, sort=method)]
-        for slice_name in summary.slices:
-            found = summary.table[(summary.table["method"] == method) & (summary.table["slice"] == slice_name)]
-            if found.empty:
-                row.append(Shown("—", sort=-1))
-                continue
-            line = found.iloc[0]
-            total = line["fit_s_median"] + line["predict_s_median"]
-            row.append(Shown(f"{_seconds(line['fit_s_median'])} / {_seconds(line['predict_s_median'])}",
-                             sort=float(total) if not pd.isna(total) else -1))
+        row = _per_slice(summary, method, shown)
         peak = summary.table.loc[summary.table["method"] == method, "peak_rss_mb_max"].max()
         row.append(Shown("—", sort=-1) if pd.isna(peak) else Shown(f"{peak:,.0f} MB", sort=float(peak)))
         rows.append(row)
