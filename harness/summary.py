@@ -71,18 +71,19 @@ class Summary:
 # ------------------------------------------------------------------ building
 
 
-def _column_predictions(cells: list[tuple[ReportedCell, str]], rule: str, on_problem: Callable[[str], None]):
+def _column_predictions(cells: list[ReportedCell], rule: str, on_problem: Callable[[str], None]):
     """slice -> method -> seed -> (labels, prediction) for one dataset's ok cells; a label-free
     method's cell ('none' slice) stands in every slice."""
     loaded: dict[str, dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]] = {}
-    slices = sorted({c.shown.slice.name for c, _ in cells if c.shown.slice.name != NO_SLICE}, key=slice_order)
-    for cell, _ in cells:
+    slices = sorted({c.shown.slice.name for c in cells if c.shown.slice.name != NO_SLICE}, key=slice_order)
+    for cell in cells:
         try:
             _, _, labels, prediction = prediction_under_rule(cell.stored, cell.path, rule)
         except PredictionsError as exc:
             on_problem(f"{exc}; cell left out of the significance tests")
             continue
-        targets = slices if cell.shown.slice.name == NO_SLICE else [cell.shown.slice.name]
+        # with no sliced cells beside it, a label-free method keeps its own 'none' column
+        targets = (slices or [NO_SLICE]) if cell.shown.slice.name == NO_SLICE else [cell.shown.slice.name]
         for slice_name in targets:
             loaded.setdefault(slice_name, {}).setdefault(cell.shown.method.label, {})[cell.shown.seed] = (labels, prediction)
     return loaded
@@ -94,10 +95,9 @@ def _best(rows: pd.DataFrame, metric: str) -> str:
     return str(ordered["method"].iloc[0])
 
 
-def _dataset_summary(dataset: str, cells: list[tuple[ReportedCell, str]], rule: str, options: SummaryOptions,
+def _dataset_summary(dataset: str, table: pd.DataFrame, cells: list[ReportedCell], rule: str, options: SummaryOptions,
                      on_problem: Callable[[str], None]) -> DatasetSummary:
-    table = leaderboard([c.shown for c, _ in cells])
-    table = table[table["dataset"] == dataset]
+    """The summary of one dataset (as ``dataset_labels`` names it): ``table`` is its leaderboard rows."""
     slices = sorted(table["slice"].unique(), key=slice_order)
     methods = sorted(table["method"].unique())
     predictions = _column_predictions(cells, rule, on_problem)
@@ -110,16 +110,16 @@ def _dataset_summary(dataset: str, cells: list[tuple[ReportedCell, str]], rule: 
             best = _best(rows, metric)
             found = compare_to_best(resampled, best, metric, options.bootstrap.alpha) if best in resampled else {best: Comparison("best")}
             comparisons[(metric, slice_name)] = {m: found.get(m, Comparison("untested")) for m in rows["method"]}
-    label_free = {c.shown.method.label for c, _ in cells if c.shown.slice.name == NO_SLICE}
+    label_free = {c.shown.method.label for c in cells if c.shown.slice.name == NO_SLICE}
     needed = {}
     for method in methods:
-        rows = table[(table["method"] == method) & (table["slice"] != NO_SLICE)]
         if method in label_free:
-            reached = rows[f"{options.target_metric}_mean"].max() >= options.target_f1
+            reached = table.loc[table["method"] == method, f"{options.target_metric}_mean"].max() >= options.target_f1
             needed[method] = LabelsNeeded(0.0 if reached else None, "label-free")
         else:
+            rows = table[(table["method"] == method) & (table["slice"] != NO_SLICE)]
             needed[method] = labels_needed(rows["n"].to_numpy(), rows[f"{options.target_metric}_mean"].to_numpy(), options.target_f1)
-    sizes = [c.stored.dataset.sizes for c, _ in cells if c.stored.dataset.sizes]
+    sizes = [c.stored.dataset.sizes for c in cells if c.stored.dataset.sizes]
     test_issues = sizes[0].get("test") if sizes else None
     seeds = seeds_phrase(pd.Series({m: int(table[table["method"] == m]["seeds"].max()) for m in methods}))
     return DatasetSummary(dataset, table, methods, slices, comparisons, needed, label_free, test_issues, seeds)
@@ -145,13 +145,14 @@ def build_summary(cells: Sequence[ReportedCell], rule: str = OWN, options: Summa
                   on_problem: Callable[[str], None] = lambda message: None) -> Summary:
     """The summary of the ok cells (as ``harness.report.cells_under_rule`` gives them)."""
     ok = [c for c in cells if c.shown.ok and c.shown.metrics is not None]
-    labelled = list(zip(ok, dataset_labels([c.shown for c in ok])))
-    names = sorted({label for _, label in labelled})
-    datasets = [_dataset_summary(name, [(c, label) for c, label in labelled if label == name], rule, options, on_problem)
-                for name in names]
-    aggregate = None
-    if len(datasets) > 1:
-        aggregate = aggregate_table(pd.concat([d.table for d in datasets], ignore_index=True))
+    labels = dataset_labels([c.shown for c in ok])  # the names the leaderboard gives them
+    table = leaderboard([c.shown for c in ok])
+    datasets = [
+        _dataset_summary(name, table[table["dataset"] == name], [c for c, label in zip(ok, labels) if label == name],
+                         rule, options, on_problem)
+        for name in sorted(set(labels))
+    ]
+    aggregate = aggregate_table(table) if len(datasets) > 1 else None
     return Summary(rule, options, datasets, aggregate, [])
 
 

@@ -199,3 +199,15 @@ def test_summary_is_deterministic_and_names_are_escaped(two_datasets, tmp_path):
     assert "nb@&lt;b&gt;&amp;_x" in (results / "summary.html").read_text(encoding="utf-8")
     assert "<b>&_x" not in (results / "summary.html").read_text(encoding="utf-8")
     assert r"nb@<b>\&\_x" in (results / "summary.tex").read_text(encoding="utf-8")
+
+
+def test_cells_of_two_data_versions_are_summarised_apart(two_datasets, tmp_path):
+    results = Path(shutil.copytree(two_datasets, tmp_path / "results"))
+    for path in (results / "cells" / TINY_DATASET).glob("*/*_seed-2.json"):
+        record = json.loads(path.read_text())
+        record["dataset"]["config_hash"] = "0" * 16
+        path.write_text(json.dumps(record))
+    summary = build_summary(cells_under_rule(results), options=SummaryOptions(BootstrapSettings(50)))
+    tiny = [d for d in summary.datasets if d.dataset.startswith(f"{TINY_DATASET} [config")]
+    assert len(tiny) == 2 and all(not d.table.empty and d.slices == ["8", "16", "all"] for d in tiny)
+    assert {d.seeds for d in tiny} == {"1 seed", "2 seeds"}
