@@ -31,6 +31,7 @@ METRIC_TITLES = {"micro_f1": "Micro F1", "macro_f1": "Macro F1"}
 MARK_TIED = "*"  # not significantly worse than the column's best
 MARK_UNTESTED = "?"  # no stored predictions or no seed shared with the best
 SUMMARY_FORMATS = ("md", "html", "tex")
+PLATEAU_BOUND = 0.999  # a fitted plateau at the bound 1: the measured slices show no flattening
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,8 @@ def _labels_table(summary: DatasetSummary, options: SummaryOptions, table_id: st
         mine = summary.table[(summary.table["method"] == method) & (summary.table["slice"] != NO_SLICE)]
         last = mine.iloc[-1] if not mine.empty else None
         measured = f"{last[f'{metric}_mean']:.3f} at n={last['n']:.0f}" if last is not None else "—"
-        plateau = f"{needed.curve.plateau:.3f}" if needed.curve is not None else "—"
+        plateau = "—" if needed.curve is None else (
+            "none below 1" if needed.curve.plateau >= PLATEAU_BOUND else f"{needed.curve.plateau:.3f}")
         if needed.reach == "label-free":
             text = "0 (label-free)" if needed.n is not None else "not reached (label-free)"
         elif needed.n is None:
