@@ -42,7 +42,7 @@ class SummaryOptions:
 
     def __post_init__(self) -> None:
         if not 0 < self.target_f1 <= 1:
-            raise ValueError(f"--target-f1 {self.target_f1}: expected an F1 between 0 and 1, e.g. 0.6")
+            raise ValueError(f"--target-f1 {self.target_f1}: expected an F1 between 0 and 1, e.g. 0.7")
         if self.target_metric not in METRICS:
             raise ValueError(f"--target-metric {self.target_metric!r}: expected one of {', '.join(METRICS)}")
 
@@ -55,7 +55,6 @@ class DatasetSummary:
     slices: list[str]
     comparisons: dict[tuple[str, str], dict[str, Comparison]]  # (metric, slice) -> method -> comparison
     labels_needed: dict[str, LabelsNeeded]
-    label_free: set[str]
     test_issues: int | None
     seeds: str
 
@@ -66,7 +65,6 @@ class Summary:
     options: SummaryOptions
     datasets: list[DatasetSummary]
     aggregate: pd.DataFrame | None  # None with fewer than two datasets
-    notes: list[str]
 
 
 # ------------------------------------------------------------------ building
@@ -123,7 +121,7 @@ def _dataset_summary(dataset: str, table: pd.DataFrame, cells: list[ReportedCell
     sizes = [c.stored.dataset.sizes for c in cells if c.stored.dataset.sizes]
     test_issues = sizes[0].get("test") if sizes else None
     seeds = seeds_phrase(pd.Series({m: int(table[table["method"] == m]["seeds"].max()) for m in methods}))
-    return DatasetSummary(dataset, table, methods, slices, comparisons, needed, label_free, test_issues, seeds)
+    return DatasetSummary(dataset, table, methods, slices, comparisons, needed, test_issues, seeds)
 
 
 def aggregate_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -154,7 +152,7 @@ def build_summary(cells: Sequence[ReportedCell], rule: str = OWN, options: Summa
         for name in sorted(set(labels))
     ]
     aggregate = aggregate_table(table) if len(datasets) > 1 else None
-    return Summary(rule, options, datasets, aggregate, [])
+    return Summary(rule, options, datasets, aggregate)
 
 
 # ------------------------------------------------------------------ rendering
