@@ -65,6 +65,28 @@ def _base_record(spec: CellSpec) -> CellRecord:
     )
 
 
+def _reset_peak_rss() -> bool:
+    """Start the process's peak resident memory afresh (Linux: writing 5 to clear_refs resets
+    VmHWM), so that the peak read after the cell is the cell's; False where that cannot be done."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_mb() -> float | None:
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def _finished_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -85,6 +107,7 @@ def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: C
     """
     pm = pm or get_plugin_manager()
     started = time.perf_counter()
+    measures_memory = _reset_peak_rss()
     record = _base_record(spec)
     timings: dict[str, float] = {}
     try:
@@ -140,6 +163,7 @@ def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: C
         record.traceback = traceback.format_exc()
     timings["total_s"] = time.perf_counter() - started
     record.timings = timings
+    record.peak_rss_mb = _peak_rss_mb() if measures_memory else None
     record.finished_at = _finished_now()
     return record
 

@@ -218,14 +218,25 @@ def _warn(message: str) -> None:
     click.echo(f"warning: {message}", err=True)
 
 
-def _write_reports(pm, results_dir: Path, rule: str, say=lambda line: click.echo(line, err=True)) -> None:
+def _write_reports(pm, results_dir: Path, rule: str, say=lambda line: click.echo(line, err=True),
+                   options=None) -> None:
     from harness.locks import FileLock
     from harness.report import write_reports
     from harness.records import LOCKS_DIR
+    from harness.summary import SummaryOptions, write_summary
+
+    told: set[str] = set()  # the leaderboard and the summary both read the records: each problem once
+
+    def warn_once(message: str) -> None:
+        if message not in told:
+            told.add(message)
+            _warn(message)
 
     try:
         with FileLock(results_dir / LOCKS_DIR / "report.lock"):  # runs sharing the folder take turns
-            for path in write_reports(results_dir, pm.registry.report_formats, rule, _warn):
+            for path in write_reports(results_dir, pm.registry.report_formats, rule, warn_once):
+                say(f"wrote {path}")
+            for path in write_summary(results_dir, rule, options or SummaryOptions(), warn_once):
                 say(f"wrote {path}")
     except OSError as exc:
         _fail(ValueError(f"{results_dir}: cannot write the reports: {exc.strerror} ({exc.filename})"))
@@ -233,16 +244,47 @@ def _write_reports(pm, results_dir: Path, rule: str, say=lambda line: click.echo
         _fail(exc)
 
 
+def summary_options(command):
+    """The summary's options, shared by report and publish."""
+    for option in reversed([
+        click.option("--bootstrap-resamples", default=1000, show_default=True, type=int,
+                     help="Resamples of the test issues in the paired bootstrap against each column's best method."),
+        click.option("--alpha", default=0.05, show_default=True, type=float,
+                     help="Level of the one-sided test: above it a method is marked not significantly worse."),
+        click.option("--bootstrap-seed", default=0, show_default=True, type=int, help="Seed of the bootstrap resamples."),
+        click.option("--target-f1", default=0.7, show_default=True, type=float,
+                     help="F1 whose number of training issues the summary estimates from each learning curve."),
+        click.option("--target-metric", default="micro_f1", show_default=True, type=click.Choice(["micro_f1", "macro_f1"]),
+                     help="Which F1 --target-f1 is."),
+    ]):
+        command = option(command)
+    return command
+
+
+def _summary_options(bootstrap_resamples: int, alpha: float, bootstrap_seed: int, target_f1: float, target_metric: str):
+    from harness.significance import BootstrapSettings
+    from harness.summary import SummaryOptions
+
+    try:
+        return SummaryOptions(BootstrapSettings(bootstrap_resamples, alpha, bootstrap_seed), target_f1, target_metric)
+    except ValueError as exc:
+        _fail(exc)
+
+
 @cli.command()
 @rule_option
 @results_option
-def report(rule: str, results_dir: Path) -> None:
-    """Rebuild leaderboard.{md,csv,tex,html} and figures from the cell records and their stored
-    arrays; no model runs."""
+@summary_options
+def report(rule: str, results_dir: Path, **summary) -> None:
+    """Rebuild leaderboard.{md,csv,tex,html}, summary.{md,html,tex} and figures from the cell
+    records and their stored arrays; no model runs. Under a rule other than own the files are
+    named leaderboard-RULE.*, summary-RULE.*, figures/DATASET-RULE.*, beside those of own."""
+    from harness.report import rule_suffix
+
     if not (results_dir / "cells").is_dir():
         _fail(ValueError(f"{results_dir}: no cell records (expected a 'cells' folder); run 'harness run' first"))
-    _write_reports(get_plugin_manager(), results_dir, rule)
-    click.echo((results_dir / "leaderboard.md").read_text(encoding="utf-8"))
+    _write_reports(get_plugin_manager(), results_dir, rule, options=_summary_options(**summary))
+    click.echo((results_dir / f"summary{rule_suffix(rule)}.md").read_text(encoding="utf-8"))
 
 
 @cli.command()
@@ -331,21 +373,32 @@ def ls_plugins() -> None:
 
 
 @ls.command(name="methods")
-def ls_methods() -> None:
-    """Registered methods, the plugin each comes from, and their parameters."""
-    from tabulate import tabulate
+@click.option("--preset", default=DEFAULT_PRESET, show_default=True,
+              help="Show the parameters a run under this preset would use.")
+def ls_methods(preset: str) -> None:
+    """Registered methods, the plugin each comes from, and the parameters a run under --preset
+    would use, one a line (``# preset`` marks those the preset sets)."""
+    from harness.params import build_params
 
     pm = get_plugin_manager()
     try:
         registry = pm.registry
-    except PluginError as exc:
+        _check_preset(pm, preset)
+    except (PluginError, click.UsageError) as exc:
         _fail(exc)
-    rows = []
+    click.echo(f"parameters under preset {preset!r} (change one with --set METHOD.PARAM=VALUE)")
     for name, method_class in sorted(registry.methods.items()):
         plugin = registry.methods.origins[name]
-        params = ", ".join(f"{k}={v!r}" for k, v in method_class.Params().model_dump().items())
-        rows.append((name, method_class.version, plugin, pm.plugin_version(plugin), params))
-    click.echo(tabulate(rows, headers=["method", "version", "plugin", "plugin version", "parameters (defaults)"]))
+        click.echo(f"\n{name}  version {method_class.version}  plugin {plugin} {pm.plugin_version(plugin) or ''}".rstrip())
+        try:
+            params = build_params(method_class, preset, {}).model_dump()
+        except ParamError as exc:
+            click.echo(f"  (preset does not validate: {exc})")
+            continue
+        defaults = method_class.Params().model_dump()
+        for param, value in params.items():
+            note = "" if value == defaults.get(param) else "  # preset"
+            click.echo(f"  {param} = {value!r}{note}")
 
 
 @ls.command(name="datasets")
@@ -389,21 +442,26 @@ def plugin_new(name: str, parent: Path) -> None:
               help="Results folder to publish; repeat to merge several (earlier ones win conflicts). Default: results.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the static site (index.html and one page per dataset).")
-def publish(results_dirs, out_dir: Path) -> None:
+@rule_option
+@summary_options
+def publish(results_dirs, out_dir: Path, rule: str, **summary) -> None:
     """Write a static leaderboard site from one or more results folders."""
     from harness.publish import PublishError, publish_site
 
     try:
-        site = publish_site(list(results_dirs) or [Path("results")], out_dir)
+        site = publish_site(list(results_dirs) or [Path("results")], out_dir, rule, _summary_options(**summary))
     except PublishError as exc:
         _fail(exc)
     except OSError as exc:  # e.g. --out below a file, or a folder not writable
         _fail(ValueError(f"--out {out_dir}: cannot write the site: {exc.strerror} ({exc.filename})"))
     for conflict in site.conflicts:
         click.echo(f"warning: {conflict.describe()}", err=True)
-    for note in site.mixed_data:
+    for note in [*site.mixed_data, *dict.fromkeys(site.problems)]:
         click.echo(f"warning: {note}", err=True)
-    click.echo(f"wrote {site.index} ({len(site.datasets)} dataset(s), {site.n_records} cell records)")
+    from harness.report import count_phrase
+
+    click.echo(f"wrote {site.index} ({count_phrase(len(site.datasets), 'dataset')}, "
+               f"{count_phrase(site.n_records, 'cell record')})")
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from harness.methods import LabeledTexts, Method, PredictionError, validate_prediction
 from harness.metrics import score
-from harness.predictions import read_predictions
+from harness.predictions import PredictionsError, read_predictions
 from harness.records import CellRecord
 from harness.rules import MULTILABEL_RULES, OWN, ChosenRules, argmax_predictions, choose_rules
 
@@ -129,6 +129,22 @@ def evaluate_method(method: Method, method_name: str, valid: LabeledTexts, test:
     return Evaluation(default, rule_metrics, rules, ranking, arrays, timings)
 
 
+def prediction_under_rule(record: CellRecord, record_path: Path, rule: str) -> tuple[str, list[str], np.ndarray, np.ndarray]:
+    """(rule used, tags, test labels, 0/1 test prediction) of an ok cell under ``rule``, from its
+    stored arrays. A rule that does not apply to the cell gives its default rule's prediction.
+    Raises PredictionsError when the arrays are missing (a record without any: ``record_path``
+    is named) or fail their checksum."""
+    if record.predictions is None:
+        raise PredictionsError(f"{record_path}: the record has no stored predictions (written before they were stored)")
+    arrays = read_predictions(record_path.parent / record.predictions.file, record.predictions.sha256)
+    tags = arrays["tags"].tolist()
+    if rule == record.rule or rule not in (record.rule_metrics or {}):
+        return record.rule, tags, arrays["test_labels"], arrays["test_prediction"]
+    if rule == "argmax":
+        return rule, tags, arrays["test_labels"], argmax_predictions(arrays["test_scores"])
+    return rule, tags, arrays["test_labels"], ChosenRules.from_record(record.rules, tags).apply(rule, arrays["test_scores"])
+
+
 def metrics_under_rule(record: CellRecord, record_path: Path, rule: str) -> tuple[str, dict[str, Any]]:
     """(rule used, test metrics) of an ok cell under ``rule``, recomputed from its stored arrays.
 
@@ -138,10 +154,5 @@ def metrics_under_rule(record: CellRecord, record_path: Path, rule: str) -> tupl
     """
     if rule == record.rule or rule not in (record.rule_metrics or {}) or record.predictions is None:
         return record.rule, record.metrics.model_dump()
-    arrays = read_predictions(record_path.parent / record.predictions.file, record.predictions.sha256)
-    tags = arrays["tags"].tolist()
-    if rule == "argmax":
-        prediction = argmax_predictions(arrays["test_scores"])
-    else:
-        prediction = ChosenRules.from_record(record.rules, tags).apply(rule, arrays["test_scores"])
-    return rule, task_metrics(arrays["test_labels"], prediction, tags, record.dataset.task)
+    used, tags, labels, prediction = prediction_under_rule(record, record_path, rule)
+    return used, task_metrics(labels, prediction, tags, record.dataset.task)

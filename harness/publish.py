@@ -23,9 +23,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from harness.report import dataset_labels, leaderboard, mixed_data_notes, write_figure
-from harness.splits import NO_SLICE
+from markupsafe import Markup
+
+from harness.predictions import PredictionsError
 from harness.records import CELLS_DIR, CellRecord, read_record, record_files
+from harness.report import (
+    ReportedCell, count_phrase, dataset_labels, leaderboard, mixed_data_notes, under_rule, write_aggregate_figure,
+    write_figure,
+)
+from harness.rules import OWN
+from harness.splits import NO_SLICE
+from harness.summary import Summary, SummaryOptions, aggregate_tables, build_summary, dataset_caption, dataset_tables, legend, render_html
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "site_templates"
 SITE_MARKER = ".harness-site"  # marks a folder this module wrote, so it may be replaced
@@ -79,6 +87,7 @@ class Site:
     n_records: int
     conflicts: list[Conflict] = field(default_factory=list)
     mixed_data: list[str] = field(default_factory=list)  # harness.report.mixed_data_notes of the records used
+    problems: list[str] = field(default_factory=list)  # cells left out under the rule or of the significance tests
 
 
 def collect_records(results_dirs: list[Path]) -> list[SourcedRecord]:
@@ -235,9 +244,19 @@ def _slice_sort_value(name: str) -> float:
     return 1e12 if name == "all" else float(name)  # 'all' sorts after every numbered slice
 
 
-def _dataset_page(dataset: str, items: list[SourcedRecord], conflicts: list[Conflict], figures: list[str]) -> dict[str, Any]:
-    ok = [i for i in items if i.ok]
-    table = leaderboard([i.record for i in ok])
+def _summary_tables(summary: Summary, dataset: str) -> list[dict[str, Any]]:
+    """The summary's tables of one dataset as escaped, sortable HTML (harness.summary.render_html)."""
+    (shown,) = [d for d in summary.datasets if d.dataset == dataset] or [None]
+    if shown is None:
+        return []
+    return [{"title": t.title, "html": Markup(render_html(t)), "caption": dataset_caption(shown)}
+            for t in dataset_tables(summary, shown, prefix="summary-")]
+
+
+def _dataset_page(dataset: str, items: list[SourcedRecord], conflicts: list[Conflict], figures: list[str],
+                  shown: dict[int, CellRecord], summary: Summary) -> dict[str, Any]:
+    ok = [i for i in items if i.ok and id(i) in shown]
+    table = leaderboard([shown[id(i)] for i in ok])
     links: dict[tuple[str, str], list[SourcedRecord]] = defaultdict(list)
     for item in sorted(ok, key=lambda i: i.record.seed):
         links[(item.record.method.label, item.record.slice.name)].append(item)
@@ -262,6 +281,9 @@ def _dataset_page(dataset: str, items: list[SourcedRecord], conflicts: list[Conf
         "sizes": first.sizes or {},
         "rows": rows,
         "figures": figures,
+        "rule": summary.rule,
+        "legend": legend(summary),
+        "summary_tables": _summary_tables(summary, dataset),
         "provenance": _provenance(items),
         "conflicts": [
             {"cell": c.cell, "kept": c.kept, "kept_link": quote(c.kept.site_path),
@@ -272,15 +294,16 @@ def _dataset_page(dataset: str, items: list[SourcedRecord], conflicts: list[Conf
     }
 
 
-def publish_site(results_dirs: list[Path], out_dir: Path) -> Site:
-    """Write ``out_dir/index.html``, one page per dataset, figures and every record."""
+def publish_site(results_dirs: list[Path], out_dir: Path, rule: str = OWN, options: SummaryOptions = SummaryOptions()) -> Site:
+    """Write ``out_dir/index.html``, one page per dataset, figures and every record, with the
+    leaderboards and summary under decision rule ``rule``."""
     records = collect_records(results_dirs)
     kept, conflicts = merge_records(records)
     _check_out_dir(out_dir)
     # rendered aside and swapped in only when complete: a failing publish leaves the old site
     staging = _staging_dir(Path(os.path.abspath(out_dir)))  # '--out .' has a name to put beside
     try:
-        site = _render_site(records, kept, conflicts, results_dirs, staging)
+        site = _render_site(records, kept, conflicts, results_dirs, staging, rule, options)
         _swap_in(staging, Path(os.path.abspath(out_dir)))
     finally:
         if staging.exists():
@@ -290,8 +313,20 @@ def publish_site(results_dirs: list[Path], out_dir: Path) -> Site:
     return site
 
 
+def _under_rule(kept: list[SourcedRecord], rule: str, problems: list[str]) -> list[tuple[SourcedRecord, ReportedCell]]:
+    """Each kept record with its cell under ``rule``; one whose stored arrays are missing or
+    corrupted is left out (and said so) when another rule than own needs them."""
+    cells = []
+    for item in kept:
+        try:
+            cells.append((item, ReportedCell(item.record, item.file, under_rule(item.record, item.file, rule))))
+        except PredictionsError as exc:
+            problems.append(f"{exc}; cell left out of the '{rule}' leaderboard")
+    return cells
+
+
 def _render_site(records: list[SourcedRecord], kept: list[SourcedRecord], conflicts: list[Conflict],
-                 results_dirs: list[Path], out_dir: Path) -> Site:
+                 results_dirs: list[Path], out_dir: Path, rule: str, options: SummaryOptions) -> Site:
     from harness import __version__
 
     (out_dir / SITE_MARKER).write_text("written by harness publish; replaced on the next publish\n", encoding="utf-8")
@@ -301,6 +336,10 @@ def _render_site(records: list[SourcedRecord], kept: list[SourcedRecord], confli
         shutil.copyfile(item.file, target)
 
     env = _environment()
+    problems: list[str] = []
+    cells = _under_rule(kept, rule, problems)
+    shown = {id(item): cell.shown for item, cell in cells}
+    summary = build_summary([cell for _, cell in cells], rule, options, problems.append)
     by_dataset: dict[str, list[SourcedRecord]] = defaultdict(list)
     # a dataset whose records come from different data gets one page per version (never averaged)
     for item, label in zip(kept, dataset_labels([item.record for item in kept])):
@@ -313,30 +352,37 @@ def _render_site(records: list[SourcedRecord], kept: list[SourcedRecord], confli
     for dataset in datasets:
         items = by_dataset[dataset]
         name = items[0].record.dataset.name  # the records of one page share one data version
-        figures = _write_figures([i.record for i in items if i.ok], name, out_dir / "figures", pages[dataset])
+        figures = _write_figures([shown[id(i)] for i in items if i.ok and id(i) in shown], name, out_dir / "figures", pages[dataset])
         dataset_conflicts = [c for c in conflicts if any(c.kept is item for item in items)]
-        page = _dataset_page(dataset, items, dataset_conflicts, figures)
+        page = _dataset_page(dataset, items, dataset_conflicts, figures, shown, summary)
         html = env.get_template("dataset.html").render(
             title=f"{dataset} leaderboard", generated=generated, harness_version=__version__, sources=sources, **page
         )
         (out_dir / f"{pages[dataset]}.html").write_text(html, encoding="utf-8")
         dates = _distinct(i.record.finished_at for i in items)
+        seeds = _distinct(i.record.seed for i in items)
         summaries.append({
             "dataset": dataset, "page": quote(f"{pages[dataset]}.html"),
             "methods": len({i.record.method.label for i in items}),
             "cells": len(items), "failed": sum(not i.ok for i in items),
-            "seeds": ", ".join(str(s) for s in _distinct(i.record.seed for i in items)),
+            "seeds": f"{count_phrase(len(seeds), 'seed')}: {', '.join(str(s) for s in seeds)}", "n_seeds": len(seeds),
             "last_run": dates[-1] if dates else "", "conflicts": len(dataset_conflicts),
         })
+    aggregate, aggregate_figures = [], []
+    if summary.aggregate is not None:
+        aggregate = [{"title": t.title, "html": Markup(render_html(t))} for t in aggregate_tables(summary)]
+        n_datasets = int(summary.aggregate["n_datasets"].max())
+        aggregate_figures = [f"figures/{quote(p.name)}" for p in write_aggregate_figure(summary.aggregate, n_datasets, out_dir / "figures")]
     index = out_dir / "index.html"
     index.write_text(
         env.get_template("index.html").render(
             title="Leaderboards", generated=generated, harness_version=__version__, sources=sources,
-            datasets=summaries, n_conflicts=len(conflicts),
+            datasets=summaries, n_conflicts=len(conflicts), rule=rule, aggregate=aggregate,
+            aggregate_figures=aggregate_figures,
         ),
         encoding="utf-8",
     )
-    return Site(index=index, datasets=datasets, n_records=len(records), conflicts=conflicts)
+    return Site(index=index, datasets=datasets, n_records=len(records), conflicts=conflicts, problems=problems)
 
 
 def _write_figures(records: list[CellRecord], dataset: str, folder: Path, stem: str) -> list[str]:

@@ -98,6 +98,8 @@ class CellRecord(_Part):
     error: str | None = None
     traceback: str | None = None
     timings: dict[str, float] = Field(default_factory=dict)
+    # the process's peak resident memory while the cell ran (Linux; None where not measured)
+    peak_rss_mb: float | None = None
     finished_at: str | None = None
 
     @property

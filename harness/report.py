@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -38,28 +39,59 @@ LEADERBOARD_COLUMNS = [
     "micro_f1_mean", "micro_f1_std", "macro_f1_mean", "macro_f1_std", "rule",
 ]
 ACCURACY_COLUMNS = ["accuracy_mean", "accuracy_std"]  # appended when some dataset is multiclass
+# appended last: median seconds per cell of fit, and of inference (test predictions, plus the
+# valid and test scores a method with scores gives for the rules), and the largest peak
+# resident memory of the process while one of the row's cells ran (MB; empty where not measured)
+COST_COLUMNS = ["fit_s_median", "predict_s_median", "peak_rss_mb_max"]
+
+
+@dataclass(frozen=True)
+class ReportedCell:
+    """A cell record as stored (with the path of its file) and as reported under a rule."""
+
+    stored: CellRecord
+    path: Path
+    shown: CellRecord  # ``metrics`` and ``rule`` under the report's rule
+
+
+def under_rule(record: CellRecord, path: Path, rule: str) -> CellRecord:
+    """``record`` with its ``metrics`` and ``rule`` under ``rule`` (recomputed from its stored
+    arrays); raises PredictionsError when they are missing or corrupted."""
+    if rule == OWN or not record.ok:
+        return record
+    used, metrics = metrics_under_rule(record, path, rule)
+    return record.model_copy(update={"rule": used, "metrics": Metrics.model_validate(metrics)})
+
+
+def cells_under_rule(
+    results_dir: Path, rule: str = OWN, on_problem: Callable[[str], None] = lambda message: None
+) -> list[ReportedCell]:
+    """The valid records in ``results_dir``, each also under ``rule``. A cell whose stored
+    arrays are missing or corrupted is left out, and ``on_problem`` is told why."""
+    cells = []
+    for path in record_files(results_dir):
+        record = read_record(path)
+        if record is None:
+            continue
+        try:
+            cells.append(ReportedCell(record, path, under_rule(record, path, rule)))
+        except PredictionsError as exc:
+            on_problem(f"{exc}; cell left out of the '{rule}' leaderboard")
+    return cells
 
 
 def records_under_rule(
     results_dir: Path, rule: str = OWN, on_problem: Callable[[str], None] = lambda message: None
 ) -> list[CellRecord]:
     """The valid records in ``results_dir``; under a rule other than ``own`` each ok record's
-    ``metrics`` and ``rule`` are those under ``rule``. A cell whose stored arrays are missing or
-    corrupted is left out, and ``on_problem`` is told why."""
-    records = []
-    for path in record_files(results_dir):
-        record = read_record(path)
-        if record is None:
-            continue
-        if rule != OWN and record.ok:
-            try:
-                used, metrics = metrics_under_rule(record, path, rule)
-            except PredictionsError as exc:
-                on_problem(f"{exc}; cell left out of the '{rule}' leaderboard")
-                continue
-            record = record.model_copy(update={"rule": used, "metrics": Metrics.model_validate(metrics)})
-        records.append(record)
-    return records
+    ``metrics`` and ``rule`` are those under ``rule`` (see ``cells_under_rule``)."""
+    return [cell.shown for cell in cells_under_rule(results_dir, rule, on_problem)]
+
+
+def rule_suffix(rule: str) -> str:
+    """What the files of a report under ``rule`` add to their name: nothing for ``own``, so
+    that a results folder holds the reports of several rules side by side."""
+    return "" if rule == OWN else f"-{safe_name(rule)}"
 
 
 def _data_version(record: CellRecord) -> tuple[str, str]:
@@ -105,6 +137,11 @@ def mixed_data_notes(records: list[CellRecord]) -> list[str]:
     return notes
 
 
+def _inference_seconds(timings: dict[str, float]) -> float:
+    parts = [timings[key] for key in ("predict_s", "scores_s") if key in timings]
+    return sum(parts) if parts else float("nan")
+
+
 def cell_table(records: list[CellRecord]) -> pd.DataFrame:
     """One row per ok cell; label-free methods ('none' slice) are repeated on every slice of
     their dataset so that they are drawn as a flat line, or keep their 'none' row when the
@@ -121,11 +158,15 @@ def cell_table(records: list[CellRecord]) -> pd.DataFrame:
             "macro_f1": r.metrics.macro_f1,
             "rule": r.rule,
             "accuracy": r.metrics.accuracy if r.metrics.accuracy is not None else float("nan"),
+            "fit_s": r.timings.get("fit_s", float("nan")),
+            "predict_s": _inference_seconds(r.timings),
+            "peak_rss_mb": r.peak_rss_mb if r.peak_rss_mb is not None else float("nan"),
         }
         for r, label in zip(records, dataset_labels(records))
         if r.ok and r.metrics is not None
     ]
-    table = pd.DataFrame(rows, columns=["dataset", "method", "slice", "n", "seed", "micro_f1", "macro_f1", "rule", "accuracy"])
+    table = pd.DataFrame(rows, columns=["dataset", "method", "slice", "n", "seed", "micro_f1", "macro_f1", "rule", "accuracy",
+                                        "fit_s", "predict_s", "peak_rss_mb"])
     flat = table[table["slice"] == NO_SLICE]
     table = table[table["slice"] != NO_SLICE]
     expanded = [table]
@@ -138,7 +179,7 @@ def cell_table(records: list[CellRecord]) -> pd.DataFrame:
     return pd.concat(expanded, ignore_index=True)
 
 
-def _slice_order(name: str) -> float:
+def slice_order(name: str) -> float:
     if name == NO_SLICE:  # a label-free method with no sliced cells beside it
         return -1.0
     return float("inf") if name == "all" else float(name)
@@ -148,19 +189,20 @@ def leaderboard(records: list[CellRecord]) -> pd.DataFrame:
     """Mean and standard deviation over seeds per (dataset, method, slice, decision rule)."""
     cells = cell_table(records)
     if cells.empty:
-        return pd.DataFrame(columns=LEADERBOARD_COLUMNS)
+        return pd.DataFrame(columns=LEADERBOARD_COLUMNS + COST_COLUMNS)
     grouped = cells.groupby(["dataset", "method", "slice", "rule"])
     table = grouped.agg(
         n=("n", "mean"), seeds=("seed", "nunique"),
         micro_f1_mean=("micro_f1", "mean"), micro_f1_std=("micro_f1", "std"),
         macro_f1_mean=("macro_f1", "mean"), macro_f1_std=("macro_f1", "std"),
         accuracy_mean=("accuracy", "mean"), accuracy_std=("accuracy", "std"),
+        fit_s_median=("fit_s", "median"), predict_s_median=("predict_s", "median"), peak_rss_mb_max=("peak_rss_mb", "max"),
     ).reset_index()
     # one seed has no spread: its std stays NaN (an empty CSV cell, no "±" shown), not a false 0
-    table["order"] = table["slice"].map(_slice_order)
+    table["order"] = table["slice"].map(slice_order)
     table = table.sort_values(["dataset", "method", "order", "rule"]).drop(columns="order")
     accuracy = ACCURACY_COLUMNS if table["accuracy_mean"].notna().any() else []
-    return table[LEADERBOARD_COLUMNS + accuracy].reset_index(drop=True)
+    return table[LEADERBOARD_COLUMNS + accuracy + COST_COLUMNS].reset_index(drop=True)
 
 
 def _display(table: pd.DataFrame) -> pd.DataFrame:
@@ -203,8 +245,36 @@ def register_report_formats(register: Callable[[str, Writer], None]) -> None:
         register(fmt, writer)
 
 
-def write_figure(records: list[CellRecord], dataset: str, folder: Path) -> list[Path]:
-    """Micro and macro F1 against training samples, one line per method, band over seeds."""
+def count_phrase(count: int, noun: str) -> str:
+    """'1 seed', '3 seeds': counts read as counts everywhere a report shows one."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def seeds_phrase(per_method: pd.Series) -> str:
+    """How many seeds each method averages: '5 seeds', '1 seed', '3 to 5 seeds'."""
+    low, high = int(per_method.min()), int(per_method.max())
+    return count_phrase(low, "seed") if low == high else f"{low} to {high} seeds"
+
+
+def slice_ranks(table: pd.DataFrame, metric: str = "micro_f1_mean") -> pd.DataFrame:
+    """The leaderboard with a ``rank`` column: each method's rank on ``metric`` among the
+    methods of its (dataset, slice), 1 the best, ties sharing their mean rank."""
+    ranked = table[table["slice"] != NO_SLICE].copy()
+    ranked["rank"] = ranked.groupby(["dataset", "slice"])[metric].rank(ascending=False, method="average")
+    return ranked
+
+
+def _slice_axis(axis, positions: dict[str, float]) -> None:
+    axis.set_xscale("log", base=2)
+    ticks = sorted(positions.items(), key=lambda item: item[1])
+    axis.set_xticks([x for _, x in ticks], [name for name, _ in ticks])
+    axis.set_xlabel("Number of training samples")
+    axis.grid(alpha=0.3)
+
+
+def write_figure(records: list[CellRecord], dataset: str, folder: Path, suffix: str = "") -> list[Path]:
+    """Micro and macro F1 against training samples, one line per method, band over seeds, and
+    each method's rank (on mean micro F1) at every slice."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -218,29 +288,66 @@ def write_figure(records: list[CellRecord], dataset: str, folder: Path) -> list[
     # x = the slice's nominal size, as the book plots it; "all" at the mean actual train size
     all_n = cells.loc[cells["slice"] == "all", "n"].mean()
     cells["samples"] = [all_n if s == "all" else float(s) for s in cells["slice"]]
-    figure, axes = plt.subplots(1, 2, figsize=(12.5, 4.2), sharey=True)
+    positions = dict(zip(cells["slice"], cells["samples"]))
+    methods = sorted(cells["method"].unique())
+    figure, axes = plt.subplots(1, 3, figsize=(17, 4.2), gridspec_kw={"width_ratios": [1, 1, 0.8]})
     for axis, metric, title in ((axes[0], "micro_f1", "Micro F1"), (axes[1], "macro_f1", "Macro F1")):
         sns.lineplot(data=cells, x="samples", y=metric, hue="method", errorbar="sd", marker="o", ax=axis,
-                     hue_order=sorted(cells["method"].unique()))
-        axis.set_xscale("log", base=2)
-        ticks = sorted(cells["samples"].unique())
-        axis.set_xticks(ticks, [("all" if t == all_n else f"{int(t)}") for t in ticks])
-        axis.set_xlabel("Number of training samples")
+                     hue_order=methods)
+        _slice_axis(axis, positions)
         axis.set_ylabel(title)
         axis.set_title(title)
-        axis.grid(alpha=0.3)
-        if axis is axes[0]:
-            axis.get_legend().remove()
-        else:
-            axis.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", title="method")
-    per_method = cells.groupby("method")["seed"].nunique()
-    seeds = f"{per_method.min()}" if per_method.min() == per_method.max() else f"{per_method.min()} to {per_method.max()}"
+        axis.get_legend().remove()
+    ranks = slice_ranks(leaderboard(records))
+    ranks = ranks[ranks["dataset"] == dataset].assign(samples=lambda t: t["slice"].map(positions))
+    sns.lineplot(data=ranks, x="samples", y="rank", hue="method", marker="o", ax=axes[2], hue_order=methods)
+    _slice_axis(axes[2], positions)
+    axes[2].set_ylim(len(methods) + 0.5, 0.5)  # rank 1 on top
+    axes[2].set_yticks(range(1, len(methods) + 1))
+    axes[2].set_ylabel("Rank (1 = best)")
+    axes[2].set_title("Rank on mean micro F1")
+    axes[2].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", title="method")
+    seeds = seeds_phrase(cells.groupby("method")["seed"].nunique())
     rules = sorted(cells["rule"].unique())
     ruled = "" if rules == [OWN] else f"; decision rule: {', '.join(rules)}"
-    figure.suptitle(f"{dataset}: test F1 vs training samples ({seeds} seeds per method; band = ±1 sd{ruled})")
+    figure.suptitle(f"{dataset}: test F1 vs training samples ({seeds} per method; band = ±1 sd{ruled})")
     figure.tight_layout()
+    return _save(figure, folder, f"{safe_name(dataset)}{suffix}")
+
+
+def write_aggregate_figure(aggregate: pd.DataFrame, n_datasets: int, folder: Path, suffix: str = "") -> list[Path]:
+    """Mean rank over datasets against the slice, one line per method (``aggregate`` as
+    harness.summary.aggregate_table makes it)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    shown = aggregate[aggregate["slice"] != NO_SLICE].copy()
+    if shown.empty:
+        return []
+    order = sorted(shown["slice"].unique(), key=slice_order)
+    shown["position"] = shown["slice"].map({name: i for i, name in enumerate(order)})
+    methods = sorted(shown["method"].unique())
+    figure, axis = plt.subplots(figsize=(8, 4.2))
+    sns.lineplot(data=shown, x="position", y="micro_f1_rank", hue="method", marker="o", ax=axis, hue_order=methods)
+    axis.set_xticks(range(len(order)), order)
+    axis.set_xlabel("Number of training samples (slice)")
+    axis.set_ylim(len(methods) + 0.5, 0.5)
+    axis.set_ylabel("Mean rank on micro F1 (1 = best)")
+    axis.grid(alpha=0.3)
+    axis.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", title="method")
+    axis.set_title(f"Mean rank over {count_phrase(n_datasets, 'dataset')}")
+    figure.tight_layout()
+    return _save(figure, folder, f"aggregate{suffix}")
+
+
+def _save(figure, folder: Path, stem: str) -> list[Path]:
+    import matplotlib.pyplot as plt
+
     folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / f"{safe_name(dataset)}.png", folder / f"{safe_name(dataset)}.svg"]
+    paths = [folder / f"{stem}.png", folder / f"{stem}.svg"]
     for path in paths:
         figure.savefig(path, dpi=120)
     plt.close(figure)
@@ -255,7 +362,8 @@ def write_reports(
 ) -> list[Path]:
     """Write ``leaderboard.<format>`` for each of ``formats`` (a plugin manager's
     ``registry.report_formats``) and ``figures/<dataset>.{png,svg}`` from the records in
-    results_dir, under decision rule ``rule`` (``on_problem`` hears of cells left out).
+    results_dir, under decision rule ``rule`` (``on_problem`` hears of cells left out). Under
+    a rule other than ``own`` the names end in ``-<rule>`` (``leaderboard-per_tag.md``).
 
     Warns (``MixedDataWarning``) about each dataset whose records come from different data."""
     records = records_under_rule(results_dir, rule, on_problem)
@@ -267,9 +375,9 @@ def write_reports(
     table = leaderboard(records)
     written = []
     for fmt, writer in formats.items():
-        path = results_dir / f"leaderboard.{fmt}"
+        path = results_dir / f"leaderboard{rule_suffix(rule)}.{fmt}"
         writer(table, path)
         written.append(path)
     for dataset in sorted(table["dataset"].unique()):
-        written += write_figure(records, dataset, figures)
+        written += write_figure(records, dataset, figures, rule_suffix(rule))
     return written

@@ -61,6 +61,13 @@ def test_ls(invoke):
     assert "methods: nb " in plugins["harness_nb"] + " "
     assert "core" in plugins["harness.sources"] and "readers: jsonl, csv, parquet" in plugins["harness.sources"]
     assert "core" in plugins["harness.report"] and "report formats: md, csv, tex, html" in plugins["harness.report"]
-    assert "alpha=1.0" in invoke("ls", "methods").output
+    assert "  alpha = 1.0\n" in invoke("ls", "methods").output
+    # the parameters a run would use: the preset's, not the class defaults
+    zeroshot = invoke("ls", "methods").output.split("\nzeroshot ")[1].split("\n\n")[0]
+    assert "  calibrate = 'center'  # preset\n" in zeroshot + "\n"
+    book = invoke("ls", "methods", "--preset", "book").output.split("\nzeroshot ")[1].split("\n\n")[0]
+    assert "  backend = 'nli'  # preset" in book and "  calibrate = 'none'\n" in book + "\n"
+    unknown = invoke("ls", "methods", "--preset", "nope")
+    assert unknown.exit_code == 2 and "unknown preset 'nope'" in unknown.output
     datasets = invoke("ls", "datasets").output
     assert "github-issues-datasets" in datasets and "github-issues-transformers" in datasets

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from harness.cli import cli
 from harness.predictions import PredictionsError, read_predictions, write_predictions
-from harness.report import LEADERBOARD_COLUMNS, leaderboard, records_under_rule, write_reports
+from harness.report import COST_COLUMNS, LEADERBOARD_COLUMNS, leaderboard, records_under_rule, write_reports
 from harness.driver import run_plan
 from harness.plan import plan_run
 from harness.records import iter_records, read_record, record_files
@@ -100,7 +100,7 @@ def test_own_rule_gives_todays_leaderboard_even_for_records_written_before_rules
     assert all(r.rule == "own" and r.predictions is None for r in old)
     for records in (new, old):
         table = leaderboard(records)
-        assert list(table.columns) == LEADERBOARD_COLUMNS and set(table["rule"]) == {"own"}
+        assert list(table.columns) == LEADERBOARD_COLUMNS + COST_COLUMNS and set(table["rule"]) == {"own"}
     pd.testing.assert_frame_equal(leaderboard(new), leaderboard(old))
     # a rule that needs scores leaves such records under their own rule
     from harness.evaluation import metrics_under_rule
@@ -123,9 +123,9 @@ def test_a_corrupted_file_fails_its_cell_in_the_report_not_the_report(tiny_resul
     result = CliRunner().invoke(cli, ["report", "--results", str(results), "--rule", "per_tag"])
     assert result.exit_code == 0, result.output
     assert f"warning: {npz}" in result.output and "Traceback" not in result.output
-    csv = pd.read_csv(results / "leaderboard.csv", dtype={"slice": str})
-    assert list(csv.columns) == LEADERBOARD_COLUMNS and set(csv["rule"]) == {"per_tag"}
-    assert "| per_tag " in (results / "leaderboard.md").read_text()
+    csv = pd.read_csv(results / "leaderboard-per_tag.csv", dtype={"slice": str})  # beside own's leaderboard.csv
+    assert list(csv.columns) == LEADERBOARD_COLUMNS + COST_COLUMNS and set(csv["rule"]) == {"per_tag"}
+    assert "| per_tag " in (results / "leaderboard-per_tag.md").read_text()
 
 
 def test_report_rebuilds_figures_from_records_and_arrays_without_a_model(tiny_results, tmp_path):
@@ -135,7 +135,7 @@ def test_report_rebuilds_figures_from_records_and_arrays_without_a_model(tiny_re
     shutil.copytree(tiny_results, results)
     shutil.rmtree(results / "figures", ignore_errors=True)
     written = write_reports(results, rule="per_tag")
-    assert (results / "figures" / f"{TINY_DATASET}.png") in written
+    assert (results / "figures" / f"{TINY_DATASET}-per_tag.png") in written
     # no model is loaded by a report: in a fresh process the model libraries stay unimported
     import subprocess
 

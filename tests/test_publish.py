@@ -92,7 +92,7 @@ def test_folders_merge_into_one_leaderboard_with_every_record_downloadable(resul
     assert site.datasets == [TINY_DATASET] and site.conflicts == []
     assert site.n_records == len(record_files(first)) + len(record_files(second)) == 6 + 6 + 2 + 3 + 3
     page = (tmp_path / "site" / f"{TINY_DATASET}.html").read_text(encoding="utf-8")
-    rows = page.split("<tbody>")[1].split("</tbody>")[0].split("<tr>")[1:]
+    rows = page.split('id="leaderboard"')[1].split("<tbody>")[1].split("</tbody>")[0].split("<tr>")[1:]
     assert len(rows) == 9  # nb, nb@smooth, prior on slices 8, 16, all
     seeds = {(row.split("<td>")[1].split("<")[0].strip(), row.split("<td data-sort")[1].split(">")[1].split("<")[0]):
              row.count("download>seed") for row in rows}
@@ -301,9 +301,49 @@ def test_site_in_chromium_shows_table_and_figure_and_sorts(results, tmp_path, ch
     chrome.save_screenshot(str(artifacts / "leaderboard.png"))
     assert (artifacts / "leaderboard.png").read_bytes().startswith(b"\x89PNG")
 
+    # the summary: bold best and marks in every slice column, sortable, cost and labels needed
+    summary = chrome.find_element(By.ID, "summary-micro")
+    assert [h.text for h in summary.find_elements(By.CSS_SELECTOR, "thead th")] == ["method", "8", "16", "all"]
+    assert {r.find_element(By.TAG_NAME, "td").text for r in summary.find_elements(By.CSS_SELECTOR, "tbody tr")} == {
+        "nb", "nb@smooth", "prior"}
+    for column_index in (1, 2, 3):
+        cells = [r.find_elements(By.TAG_NAME, "td")[column_index] for r in summary.find_elements(By.CSS_SELECTOR, "tbody tr")]
+        assert sum(len(c.find_elements(By.TAG_NAME, "strong")) for c in cells) == 1  # one best per column
+    marks = [m.text for m in chrome.find_elements(By.CSS_SELECTOR, "#summary-micro .mark, #summary-macro .mark")]
+    assert marks and set(marks) <= {"*", "?"}
+    assert "not significantly worse than the best" in chrome.find_element(By.TAG_NAME, "body").text
+
+    def summary_column(index: int) -> list[float]:
+        return [float(r.find_elements(By.TAG_NAME, "td")[index].get_attribute("data-sort"))
+                for r in summary.find_elements(By.CSS_SELECTOR, "tbody tr")]
+
+    summary.find_element(By.XPATH, ".//th[normalize-space()='16']").click()
+    assert summary_column(2) == sorted(summary_column(2))
+    summary.find_element(By.XPATH, ".//th[normalize-space()='16']").click()
+    assert summary_column(2) == sorted(summary_column(2), reverse=True)
+    cost = chrome.find_element(By.ID, "summary-cost")
+    assert " / " in cost.text and " MB" in cost.text
+    assert "training issues needed" in chrome.find_element(By.ID, "summary-labels").text
+    chrome.execute_script("document.getElementById('summary').scrollIntoView()")
+    chrome.save_screenshot(str(artifacts / "summary.png"))
+
+    # the index: seeds read as a count, and the aggregate over both datasets with mean ranks
+    chrome.get(f"{base}/index.html")
+    seeds = [r.find_elements(By.TAG_NAME, "td")[4].text for r in chrome.find_elements(By.CSS_SELECTOR, "#datasets tbody tr")]
+    assert "3 seeds: 0, 1, 2" in seeds and "2 seeds: 0, 1" in seeds
+    aggregate = chrome.find_element(By.ID, "aggregate-micro")
+    rows = {r.find_element(By.TAG_NAME, "td").text: r.text for r in aggregate.find_elements(By.CSS_SELECTOR, "tbody tr")}
+    # every method ran on one of the two datasets (the hostile copy renames them all): shown, not hidden
+    assert set(rows) == {"nb", "nb@smooth", "prior", HOSTILE_LABEL}
+    assert all(row.endswith(" 1/2") and "(1/2)" in row for row in rows.values())
+    assert "mean rank" in aggregate.text
+    assert chrome.execute_script("return document.getElementById('aggregate-figure').naturalWidth") > 300
+
     # hostile names show as text, run no script
     chrome.get(f"{base}/index.html")
     chrome.find_element(By.PARTIAL_LINK_TEXT, "onerror=alert(1)").click()
     assert HOSTILE_LABEL in chrome.find_element(By.ID, "leaderboard").text
     assert HOSTILE_TAG in chrome.find_element(By.TAG_NAME, "body").text
     assert chrome.find_elements(By.CSS_SELECTOR, "#leaderboard script, #leaderboard img, body > p b") == []
+    assert HOSTILE_LABEL in chrome.find_element(By.ID, "summary-micro").text
+    assert chrome.find_elements(By.CSS_SELECTOR, "table script, table img, table b") == []

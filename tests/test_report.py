@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from harness.records import CellRecord, parse_record, record_path, write_record
-from harness.report import LEADERBOARD_COLUMNS, leaderboard, write_reports
+from harness.report import COST_COLUMNS, LEADERBOARD_COLUMNS, leaderboard, write_reports
 
 
 def _record(method, slice_name, seed, micro, macro, n, dataset="toy", status="ok") -> CellRecord:
@@ -28,7 +28,7 @@ RECORDS = [
 
 def test_leaderboard_means_and_stds_over_seeds():
     table = leaderboard(RECORDS)
-    assert list(table.columns) == LEADERBOARD_COLUMNS
+    assert list(table.columns) == LEADERBOARD_COLUMNS + COST_COLUMNS  # new columns only ever at the end
     row = table[(table["method"] == "nb") & (table["slice"] == "8")].iloc[0]
     assert row["seeds"] == 2 and row["n"] == 7
     assert row["micro_f1_mean"] == pytest.approx(0.55) and row["micro_f1_std"] == pytest.approx(0.0707107, abs=1e-6)
@@ -59,7 +59,7 @@ def test_write_reports_from_records_only(tmp_path):
     written = {p.name for p in write_reports(tmp_path)}
     assert written == {"leaderboard.md", "leaderboard.csv", "leaderboard.tex", "leaderboard.html", "toy.png", "toy.svg"}
     csv = pd.read_csv(tmp_path / "leaderboard.csv", dtype={"slice": str})
-    assert list(csv.columns) == LEADERBOARD_COLUMNS and len(csv) == 4
+    assert list(csv.columns) == LEADERBOARD_COLUMNS + COST_COLUMNS and len(csv) == 4
     assert "0.5500 ± 0.0707" in (tmp_path / "leaderboard.md").read_text()
 
 
