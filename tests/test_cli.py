@@ -27,7 +27,7 @@ def test_run_then_report(invoke, tmp_path, mirror_dir):
     (results / "leaderboard.md").unlink()
     report = invoke("report", "--results", results)
     assert report.exit_code == 0 and (results / "leaderboard.md").exists()
-    assert "| github-issues-datasets | nb" in report.output
+    assert "## github-issues-datasets" in report.output and "| nb " in report.output  # the summary it printed
 
 
 def test_run_errors_are_one_line(invoke, tmp_path, mirror_dir):
@@ -35,7 +35,8 @@ def test_run_errors_are_one_line(invoke, tmp_path, mirror_dir):
     assert result.exit_code == 2
     assert result.output.strip() == (
         "error: unknown dataset 'github-issues'; did you mean 'github-issues-datasets'? "
-        "(known: github-issues-datasets, github-issues-datasets-kind, github-issues-transformers)"
+        "(known: github-issues-datasets, github-issues-datasets-kind, github-issues-datasets-plain, "
+        "github-issues-transformers)"
     )
 
 
