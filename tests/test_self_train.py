@@ -251,10 +251,11 @@ def test_base_parameters_from_the_command_line_change_the_cell_key(tiny_settings
 
     parsed = parse_overrides(["self_train.base_params={\"alpha\": 0.5}"], ["self_train"])
     assert parsed == {"self_train": {"base_params": {"alpha": 0.5}}}
-    plain = _cell_key(tiny_settings, [])
-    alpha = _cell_key(tiny_settings, ["self_train.base_params={\"alpha\": 0.5}"])
-    other_alpha = _cell_key(tiny_settings, ["self_train.base_params={\"alpha\": 0.1}"])
-    other_base = _cell_key(tiny_settings, ["self_train.base=knn_embed"])
+    nb = ["self_train.base=nb"]
+    plain = _cell_key(tiny_settings, nb)
+    alpha = _cell_key(tiny_settings, nb + ["self_train.base_params={\"alpha\": 0.5}"])
+    other_alpha = _cell_key(tiny_settings, nb + ["self_train.base_params={\"alpha\": 0.1}"])
+    other_base = _cell_key(tiny_settings, [])  # the default base, knn_embed
     hashes = {k["params_hash"] for k in (plain, alpha, other_alpha, other_base)}
     assert len(hashes) == 4
 
@@ -262,9 +263,9 @@ def test_base_parameters_from_the_command_line_change_the_cell_key(tiny_settings
 @pytest.mark.parametrize("params, message", [
     ({"base": "nbb"}, "self_train.base: Value error, unknown method 'nbb'; did you mean 'nb'?"),
     ({"base": "self_train"}, "cannot be self_train itself"),
-    ({"base_params": {"alpha": "much"}}, "nb.alpha"),
-    ({"base_params": {"no_such": 1}}, "nb.no_such"),
-    ({"base_preset": "boook"}, "method 'nb' has no preset 'boook'"),
+    ({"base": "nb", "base_params": {"alpha": "much"}}, "nb.alpha"),
+    ({"base_params": {"no_such": 1}}, "knn_embed.no_such"),
+    ({"base": "nb", "base_preset": "boook"}, "method 'nb' has no preset 'boook'"),
     ({"base": "zeroshot"}, "learns nothing from labels: name a student"),
     ({"student": "zeroshot"}, "self_train.student: Value error, method 'zeroshot' learns nothing from labels"),
     ({"student_params": {"alpha": 0.5}}, "student_params without a student"),
@@ -290,7 +291,7 @@ def test_a_base_without_scores_is_refused(registered):
 
 def test_a_multiclass_dataset_fails_the_cell_with_a_clear_error(tmp_path):
     train, valid, _ = tiny_splits()
-    method = SelfTrain(build_params(SelfTrain, DEFAULT_PRESET, {}))
+    method = SelfTrain(build_params(SelfTrain, DEFAULT_PRESET, {"base": "nb"}))
     context = _context(tmp_path)
     context.task = "multiclass"
     with pytest.raises(ValueError, match="multi-label datasets"):
