@@ -24,7 +24,7 @@ from harness.metrics import f1
 from harness.rules import ChosenRules, choose_rules
 from harness.store import write_npy_atomic
 
-from harness_self_train.pseudo import PseudoLabels, select_pseudo_labels, tag_quotas, unanimous_rows
+from harness_self_train.pseudo import PseudoLabels, select_pseudo_labels, tag_quotas
 
 if TYPE_CHECKING:
     from harness_self_train.method import SelfTrainParams
@@ -46,27 +46,21 @@ def pool_texts(unlabeled: list[str], labeled: list[str]) -> tuple[list[str], int
     return kept, len(unlabeled) - len(kept)
 
 
-def bootstrap_sample(data: LabeledTexts, rng: np.random.Generator) -> LabeledTexts:
-    rows = rng.integers(0, len(data), size=len(data))
-    return LabeledTexts([data.texts[i] for i in rows], data.labels[rows], data.tags)
-
-
 class _Fitted:
-    """A fitted model with its valid scores and valid F1."""
+    """A fitted model, the core's rules chosen on its valid scores, and its valid F1 (under its
+    own prediction, or the ``threshold`` rule when it gives scores only)."""
 
-    def __init__(self, model: Method, method_class: type[Method], params: MethodParams, train: LabeledTexts,
+    def __init__(self, model: Method, method_class: type[Method], params: MethodParams, training_texts: int,
                  valid: LabeledTexts, fit_s: float) -> None:
-        self.model, self.method_class, self.params, self.train, self.fit_s = model, method_class, params, train, fit_s
-        self.valid_scores = validate_scores(method_class.name, model.predict_scores(valid.texts), len(valid), len(valid.tags))
-        self.rules = choose_rules(self.valid_scores, valid.labels, list(valid.tags))
-        self.valid_prediction = self.decide(valid.texts, self.valid_scores)
-        self.valid_f1 = {average: f1(valid.labels, self.valid_prediction, average) for average in ("micro", "macro")}
-
-    def decide(self, texts: list[str], scores: np.ndarray) -> np.ndarray:
-        """The model's own prediction, or the threshold rule when it gives scores only."""
-        if has_own_predict(self.model):
-            return np.asarray(self.model.predict(texts)).astype(np.uint8)
-        return self.rules.apply("threshold", scores)
+        self.model, self.method_class, self.params = model, method_class, params
+        self.training_texts, self.fit_s = training_texts, fit_s
+        scores = validate_scores(method_class.name, model.predict_scores(valid.texts), len(valid), len(valid.tags))
+        self.rules = choose_rules(scores, valid.labels, list(valid.tags))
+        if has_own_predict(model):
+            prediction = np.asarray(model.predict(valid.texts)).astype(np.uint8)
+        else:
+            prediction = self.rules.apply("threshold", scores)
+        self.valid_f1 = {average: f1(valid.labels, prediction, average) for average in ("micro", "macro")}
 
 
 class SelfTraining:
@@ -79,7 +73,6 @@ class SelfTraining:
 
     def run(self, train: LabeledTexts, valid: LabeledTexts, unlabeled: list[str]) -> tuple[Method, ChosenRules]:
         p, tags = self.params, list(train.tags)
-        self.valid, self.unlabeled = valid, unlabeled
         pool, dropped = pool_texts(unlabeled, train.texts + valid.texts)
         if p.pool_size is not None and len(pool) > p.pool_size:
             keep = np.sort(np.random.default_rng(self.context.seed).choice(len(pool), p.pool_size, replace=False))
@@ -88,14 +81,14 @@ class SelfTraining:
         self.summary = {"base": p.base, "student": p.student or p.base, "pool_texts": len(pool),
                         "pool_copies_of_labeled_texts_dropped": dropped, "pool_scores": "model"}
         labeller = self._fit(*self.base, train, valid, unlabeled)
-        self.rounds.append(self._round_record(0, labeller, None, None, None))
+        self.rounds.append(self._round_record(0, labeller, None, None))
         best, best_round, stop = labeller, 0, "rounds done"
-        self.pseudo_texts: list[str] = []  # those of the best round, for tests and the record's count
+        used = 0  # pseudo-labelled texts in the best round's training set
         for round_number in range(1, p.rounds + 1):
             if not pool:
                 stop = "empty pool"
                 break
-            pseudo, stable = self._pseudo_labels(labeller, train.labels, round_number)
+            pseudo = self._pseudo_labels(labeller, train.labels, round_number)
             if not len(pseudo):
                 stop = "no confident pool text"
                 break
@@ -103,7 +96,7 @@ class SelfTraining:
             agreement = self._agreement(labeller, texts, pseudo)
             augmented = LabeledTexts(train.texts + texts, np.vstack([train.labels, pseudo.labels]), tags)
             model = self._fit(*self.student, augmented, valid, unlabeled)
-            self.rounds.append(self._round_record(round_number, model, pseudo, agreement, stable))
+            self.rounds.append(self._round_record(round_number, model, pseudo, agreement))
             self.context.progress(
                 f"self_train slice {self.context.slice_name}: round {round_number}, {len(pseudo)} pseudo-labelled "
                 f"texts, valid {p.select_by} F1 {model.valid_f1[p.select_by]:.3f}"
@@ -111,8 +104,8 @@ class SelfTraining:
             if model.valid_f1[p.select_by] <= best.valid_f1[p.select_by]:
                 stop = "valid F1 fell" if model.valid_f1[p.select_by] < best.valid_f1[p.select_by] else "valid F1 did not improve"
                 break
-            best, best_round, labeller, self.pseudo_texts = model, round_number, model, texts
-        self.summary.update(best_round=best_round, stop=stop, pseudo_labels_used=len(self.pseudo_texts))
+            best, best_round, labeller, used = model, round_number, model, len(texts)
+        self.summary.update(best_round=best_round, stop=stop, pseudo_labels_used=used)
         return best.model, best.rules
 
     def details(self) -> dict[str, Any]:
@@ -126,25 +119,12 @@ class SelfTraining:
         tick = time.perf_counter()
         model = method_class(params)
         model.fit(train, valid, unlabeled, self.context)
-        return _Fitted(model, method_class, params, train, valid, time.perf_counter() - tick)
+        return _Fitted(model, method_class, params, len(train), valid, time.perf_counter() - tick)
 
-    def _pseudo_labels(self, labeller: _Fitted, slice_labels: np.ndarray, round_number: int) -> tuple[PseudoLabels, int | None]:
-        """This round's pseudo-labels and, with ``bootstrap``, how many pool texts were stable."""
-        p = self.params
-        scores = self._pool_scores(labeller)
+    def _pseudo_labels(self, labeller: _Fitted, slice_labels: np.ndarray, round_number: int) -> PseudoLabels:
         thresholds = np.asarray(labeller.rules.per_tag)
-        eligible = None
-        if p.bootstrap and labeller.method_class.uses_labels:  # a label-free model gives the same scores every fit
-            rng = np.random.default_rng([self.context.seed, round_number])
-            resampled = []
-            for _ in range(p.bootstrap):
-                copy = labeller.method_class(labeller.params)
-                seed_everything(self.context.seed)
-                copy.fit(bootstrap_sample(labeller.train, rng), self.valid, self.unlabeled, self.context)
-                resampled.append(np.asarray(copy.predict_scores(self.pool), dtype=np.float64))
-            eligible = unanimous_rows(scores >= thresholds[None, :], resampled, thresholds)
-        quotas = tag_quotas(slice_labels, round_number * p.max_per_tag)
-        return select_pseudo_labels(scores, thresholds, quotas, eligible), None if eligible is None else int(eligible.sum())
+        quotas = tag_quotas(slice_labels, round_number * self.params.max_per_tag)
+        return select_pseudo_labels(self._pool_scores(labeller), thresholds, quotas)
 
     def _pool_scores(self, labeller: _Fitted) -> np.ndarray:
         """The labeller's pool scores; cached once per pool when its scores ignore the slice."""
@@ -186,10 +166,10 @@ class SelfTraining:
         return round(float((own == pseudo.labels).mean()), 5)
 
     def _round_record(self, round_number: int, fitted: _Fitted, pseudo: PseudoLabels | None,
-                      agreement: float | None, stable: int | None) -> dict[str, Any]:
-        record: dict[str, Any] = {
+                      agreement: float | None) -> dict[str, Any]:
+        return {
             "round": round_number,
-            "training_texts": len(fitted.train),
+            "training_texts": fitted.training_texts,
             "pseudo_labelled_texts": len(pseudo) if pseudo is not None else 0,
             "pseudo_labels_per_tag": pseudo.per_tag(list(self.context.tags)) if pseudo is not None else {},
             "agreement_with_own_predict": agreement,
@@ -197,6 +177,3 @@ class SelfTraining:
             "valid_macro_f1": round(fitted.valid_f1["macro"], 5),
             "fit_s": round(fitted.fit_s, 3),
         }
-        if stable is not None:
-            record["stable_pool_texts"] = stable
-        return record

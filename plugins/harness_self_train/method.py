@@ -63,9 +63,6 @@ class SelfTrainParams(MethodParams):
     rounds: int = Field(3, ge=0)  # refits at most; fewer when valid F1 stops improving
     max_per_tag: int = Field(20, ge=1)  # pseudo-labelled texts per tag added each round (quota grows by this)
     select_by: Literal["micro", "macro"] = "micro"  # valid F1 that picks the best round
-    # uncertainty in the UST spirit: fit this many copies of the labelling model on bootstrap
-    # resamples of its training set and take only pool texts on whose every tag all copies agree
-    bootstrap: int = Field(0, ge=0)
     pool_size: int | None = Field(None, ge=1)  # score a seeded sample of this many pool texts (None: all)
 
     @field_validator("base")

@@ -38,24 +38,13 @@ def tag_quotas(slice_labels: np.ndarray, per_tag: int) -> np.ndarray:
     return np.ceil(per_tag * counts / counts.max()).astype(np.int64)
 
 
-def unanimous_rows(decisions: np.ndarray, resampled_scores: list[np.ndarray], thresholds: np.ndarray) -> np.ndarray:
-    """(texts,) True where every resampled fit makes the same decision as ``decisions`` on every tag."""
-    stable = np.ones(len(decisions), dtype=bool)
-    for scores in resampled_scores:
-        stable &= ((scores >= thresholds[None, :]) == decisions).all(axis=1)
-    return stable
-
-
-def select_pseudo_labels(
-    scores: np.ndarray, thresholds: np.ndarray, quotas: np.ndarray, eligible: np.ndarray | None = None
-) -> PseudoLabels:
+def select_pseudo_labels(scores: np.ndarray, thresholds: np.ndarray, quotas: np.ndarray) -> PseudoLabels:
     """The confident texts of ``scores`` (pool texts x tags), at most ``quotas[j]`` per tag,
-    highest score first (ties by position); ``eligible`` (texts,) masks out unstable texts."""
+    highest score first (ties by position)."""
     decisions = scores >= np.asarray(thresholds)[None, :]
-    candidates = decisions if eligible is None else decisions & np.asarray(eligible)[:, None]
     chosen: set[int] = set()
     for j, quota in enumerate(quotas):
-        rows = np.flatnonzero(candidates[:, j])
+        rows = np.flatnonzero(decisions[:, j])
         ranked = rows[np.argsort(-scores[rows, j], kind="stable")]
         chosen.update(ranked[: int(quota)].tolist())
     positions = np.asarray(sorted(chosen), dtype=np.int64)
