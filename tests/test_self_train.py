@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from harness.methods import FitContext, LabeledTexts, Method, MethodParams
+from harness.methods import FitContext, LabeledTexts, Method
 from harness.params import DEFAULT_PRESET, ParamError, build_params
 from harness.testing import TINY_DATASET, MethodContract, tiny_multilabel, tiny_splits
 from harness_nb import NaiveBayes

@@ -8,7 +8,6 @@ refit on the slice plus them, and keep the round with the best valid F1.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -125,10 +124,8 @@ class SelfTrain(Method):
         p = self.params
         base = resolve_method("base", p.base, p.base_preset, p.base_params)
         student = base if p.student is None else resolve_method("student", p.student, p.base_preset, p.student_params)
-        tick = time.perf_counter()
         self.loop = SelfTraining(p, base, student, context)
         self.model, self.rules = self.loop.run(train, valid, unlabeled)
-        self.fit_s = time.perf_counter() - tick
 
     def predict(self, texts: list[str]) -> np.ndarray:
         """The best round's model's own prediction (its ``threshold`` rule chosen on valid when
