@@ -47,8 +47,8 @@ def resolve_method(role: str, name: str, preset: str, overrides: dict[str, Any])
         raise ValueError(f"method {name!r} has no preset {preset!r} (known: {', '.join(known)})")
     try:
         return method_class, build_params(method_class, preset, dict(overrides))
-    except ParamError as exc:
-        raise ValueError(f"{role}_params: {exc}") from None
+    except ParamError as exc:  # the field's name comes first in the message: keep the base's problems only
+        raise ValueError(str(exc).removeprefix("invalid parameters: ")) from None
 
 
 class SelfTrainParams(MethodParams):
