@@ -40,6 +40,7 @@ DEFAULT_PLUGINS = (
     "harness_finetune",
     "harness_setfit",
     "harness_llm_icl",
+    "harness_self_train",
 )
 
 
