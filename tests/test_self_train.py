@@ -276,10 +276,27 @@ def test_a_base_without_scores_is_refused(registered):
         build_params(SelfTrain, DEFAULT_PRESET, {"base": "predict_only"})
 
 
-def test_a_multiclass_dataset_fails_the_cell_with_a_clear_error(tmp_path):
-    train, valid, _ = tiny_splits()
-    method = SelfTrain(build_params(SelfTrain, DEFAULT_PRESET, {"base": "nb"}))
-    context = _context(tmp_path)
-    context.task = "multiclass"
-    with pytest.raises(ValueError, match="multi-label datasets"):
-        method.fit(train, valid, _pool(), context)
+def test_multiclass_pseudo_labels_carry_one_tag_the_highest_scored():
+    scores = np.array([[0.9, 0.8, 0.1],   # both first tags clear their thresholds: only the higher counts
+                       [0.2, 0.7, 0.6],
+                       [0.3, 0.2, 0.1]])  # nothing confident
+    pseudo = select_pseudo_labels(scores, np.array([0.5, 0.5, 0.5]), np.array([5, 5, 5]), multiclass=True)
+    assert pseudo.positions.tolist() == [0, 1]
+    assert pseudo.labels.tolist() == [[1, 0, 0], [0, 1, 0]]
+
+
+def test_a_multiclass_dataset_gets_one_tag_per_issue(tmp_path):
+    from test_multiclass import write_single_label_dataset
+
+    from harness.driver import run_plan
+    from harness.plan import plan_run
+    from harness.plugins import make_plugin_manager
+    from harness.records import iter_records
+
+    settings = write_single_label_dataset(tmp_path)
+    pm = make_plugin_manager(autoload=False)
+    plan = plan_run(pm, settings, ["self_train"], ["kinds"], [0], None, DEFAULT_PRESET, ["self_train.base=nb"], None, False)
+    assert run_plan(pm, plan)["failed"] == 0
+    records = list(iter_records(tmp_path / "results"))
+    assert records and all(r.status == "ok" and r.dataset.task == "multiclass" for r in records)
+    assert all(r.metrics.accuracy is not None for r in records)

@@ -21,7 +21,7 @@ from harness.evaluation import has_own_predict, validate_scores
 from harness.hashing import stable_hash, text_key
 from harness.methods import FitContext, LabeledTexts, Method, MethodParams
 from harness.metrics import f1
-from harness.rules import ChosenRules, choose_rules
+from harness.rules import ChosenRules, argmax_predictions, choose_rules
 from harness.store import write_npy_atomic
 
 from harness_self_train.pseudo import PseudoLabels, select_pseudo_labels, tag_quotas
@@ -48,10 +48,10 @@ def pool_texts(unlabeled: list[str], labeled: list[str]) -> tuple[list[str], int
 
 class _Fitted:
     """A fitted model, the core's rules chosen on its valid scores, and its valid F1 (under its
-    own prediction, or the ``threshold`` rule when it gives scores only)."""
+    own prediction, or, when it gives scores only, the ``threshold`` rule; argmax for a multiclass task)."""
 
     def __init__(self, model: Method, method_class: type[Method], params: MethodParams, training_texts: int,
-                 valid: LabeledTexts, fit_s: float) -> None:
+                 valid: LabeledTexts, fit_s: float, multiclass: bool) -> None:
         self.model, self.method_class, self.params = model, method_class, params
         self.training_texts, self.fit_s = training_texts, fit_s
         scores = validate_scores(method_class.name, model.predict_scores(valid.texts), len(valid), len(valid.tags))
@@ -59,7 +59,7 @@ class _Fitted:
         if has_own_predict(model):
             prediction = np.asarray(model.predict(valid.texts)).astype(np.uint8)
         else:
-            prediction = self.rules.apply("threshold", scores)
+            prediction = argmax_predictions(scores) if multiclass else self.rules.apply("threshold", scores)
         self.valid_f1 = {average: f1(valid.labels, prediction, average) for average in ("micro", "macro")}
 
 
@@ -119,12 +119,14 @@ class SelfTraining:
         tick = time.perf_counter()
         model = method_class(params)
         model.fit(train, valid, unlabeled, self.context)
-        return _Fitted(model, method_class, params, len(train), valid, time.perf_counter() - tick)
+        return _Fitted(model, method_class, params, len(train), valid, time.perf_counter() - tick,
+                       multiclass=self.context.task == "multiclass")
 
     def _pseudo_labels(self, labeller: _Fitted, slice_labels: np.ndarray, round_number: int) -> PseudoLabels:
         thresholds = np.asarray(labeller.rules.per_tag)
         quotas = tag_quotas(slice_labels, round_number * self.params.max_per_tag)
-        return select_pseudo_labels(self._pool_scores(labeller), thresholds, quotas)
+        return select_pseudo_labels(self._pool_scores(labeller), thresholds, quotas,
+                                    multiclass=self.context.task == "multiclass")
 
     def _pool_scores(self, labeller: _Fitted) -> np.ndarray:
         """The labeller's pool scores; cached once per pool when its scores ignore the slice."""

@@ -117,8 +117,7 @@ class SelfTrain(Method):
     def fit(self, train: LabeledTexts, valid: LabeledTexts, unlabeled: list[str], context: FitContext) -> None:
         from harness_self_train.loop import SelfTraining
 
-        if context.task != "multilabel":
-            raise ValueError(f"self_train takes multi-label datasets; this one's task is {context.task!r}")
+        self.task = context.task
         if len(valid) == 0:
             raise ValueError("self_train chooses thresholds and its best round on the valid split, which is empty")
         p = self.params
@@ -128,12 +127,15 @@ class SelfTrain(Method):
         self.model, self.rules = self.loop.run(train, valid, unlabeled)
 
     def predict(self, texts: list[str]) -> np.ndarray:
-        """The best round's model's own prediction (its ``threshold`` rule chosen on valid when
-        the model gives scores only)."""
+        """The best round's model's own prediction (when the model gives scores only: its
+        ``threshold`` rule chosen on valid, or argmax for a multiclass task)."""
         from harness.evaluation import has_own_predict
+        from harness.rules import argmax_predictions
 
         if has_own_predict(self.model):
             return self.model.predict(texts)
+        if self.task == "multiclass":
+            return argmax_predictions(self.predict_scores(texts))
         return self.rules.apply("threshold", self.predict_scores(texts))
 
     def predict_scores(self, texts: list[str]) -> np.ndarray:

@@ -4,7 +4,8 @@ A (text, tag) pair is a confident positive when its score reaches the tag's thre
 on the valid split by the core's ``per_tag`` rule (harness.rules). Each tag takes at most its
 quota of texts, the most confident first; quotas keep the tag balance of the labeled slice. A
 chosen text carries the whole row of decisions (every tag at its threshold), so that it is a
-negative example for the tags it falls below.
+negative example for the tags it falls below. On a single-label (multiclass) dataset a text is
+a candidate for its highest-scored tag only, and carries that one tag.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from harness.rules import argmax_predictions
 
 
 @dataclass(frozen=True)
@@ -38,10 +41,13 @@ def tag_quotas(slice_labels: np.ndarray, per_tag: int) -> np.ndarray:
     return np.ceil(per_tag * counts / counts.max()).astype(np.int64)
 
 
-def select_pseudo_labels(scores: np.ndarray, thresholds: np.ndarray, quotas: np.ndarray) -> PseudoLabels:
+def select_pseudo_labels(scores: np.ndarray, thresholds: np.ndarray, quotas: np.ndarray,
+                         multiclass: bool = False) -> PseudoLabels:
     """The confident texts of ``scores`` (pool texts x tags), at most ``quotas[j]`` per tag,
-    highest score first (ties by position)."""
+    highest score first (ties by position); with ``multiclass``, one tag per text."""
     decisions = scores >= np.asarray(thresholds)[None, :]
+    if multiclass:  # only the text's highest-scored tag, where it clears that tag's threshold
+        decisions &= argmax_predictions(scores).astype(bool)
     chosen: set[int] = set()
     for j, quota in enumerate(quotas):
         rows = np.flatnonzero(decisions[:, j])
