@@ -11,19 +11,25 @@ that all methods with scores are compared under the same rule, tuned the same wa
 - ``argmax`` (multiclass): the highest-scored tag of each text, nothing to choose.
 
 ``own`` (the method's own ``predict``) is not a rule on scores; see harness/evaluation.py.
+A method whose own rule is a threshold on a coarse grid (setfit, finetune) takes it from
+``best_grid_threshold`` here rather than keeping its own copy of the search.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
+
+from harness.metrics import f1
 
 OWN = "own"
 MULTILABEL_RULES = ("threshold", "per_tag", "top_k")  # chosen on valid scores
 MULTICLASS_RULES = ("argmax",)
 RULES = (OWN, *MULTILABEL_RULES, *MULTICLASS_RULES)
+# Round thresholds for a method's own rule: 0.05, 0.10, ..., 0.95.
+THRESHOLD_GRID = tuple(float(t) for t in np.round(np.arange(0.05, 0.951, 0.05), 2))
 
 
 def best_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -54,6 +60,22 @@ def best_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float
     if not threshold > low:  # adjacent floats: no midpoint between them
         threshold = high
     return float(threshold), float(f1.max())
+
+
+def best_grid_threshold(scores: np.ndarray, labels: np.ndarray, grid: Sequence[float] = THRESHOLD_GRID) -> tuple[float, float]:
+    """The grid threshold t (predict ``score > t``) with the best micro F1 over these (n, L)
+    scores, the smallest t on ties, and that F1.
+
+    Unlike ``best_threshold``, the candidates are fixed round numbers, so a method's own rule
+    reads the same from run to run (e.g. 0.35) and does not follow single valid scores.
+    """
+    scores = np.asarray(scores)
+    best = (float(grid[0]), -1.0)
+    for candidate in grid:
+        micro = f1(np.asarray(labels), (scores > candidate).astype(np.uint8), "micro")
+        if micro > best[1]:
+            best = (float(candidate), micro)
+    return best
 
 
 def top_k_predictions(scores: np.ndarray, k: int) -> np.ndarray:

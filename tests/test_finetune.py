@@ -242,7 +242,7 @@ def test_out_of_memory_names_what_to_lower():
 
 def test_bf16_with_a_threshold_tuned_on_valid(tiny_bert, tmp_path):
     # what the default preset does on a CPU with native bf16
-    from harness_finetune.classifier import THRESHOLD_GRID
+    from harness.rules import THRESHOLD_GRID
 
     train, valid, test = tiny_splits()
     method = FineTune(FineTune.Params(**{**FAST, "tune_threshold": True, "precision": "bf16", "epochs": 2}, model=tiny_bert))

@@ -8,7 +8,15 @@ from sklearn.metrics import average_precision_score, f1_score
 
 from harness.evaluation import check_one_tag_per_row, evaluate_method, ranking_metrics
 from harness.methods import LabeledTexts, Method, PredictionError
-from harness.rules import ChosenRules, argmax_predictions, best_threshold, choose_rules, top_k_predictions
+from harness.rules import (
+    THRESHOLD_GRID,
+    ChosenRules,
+    argmax_predictions,
+    best_grid_threshold,
+    best_threshold,
+    choose_rules,
+    top_k_predictions,
+)
 
 TAGS = ["a", "b", "c"]
 
@@ -45,6 +53,26 @@ def test_best_threshold_matches_a_brute_force_search():
     # scores that separate nothing give no cut, rather than 'tag every text' for F1 2p/(1+p)
     assert best_threshold(np.full(10, 0.3), np.eye(10)[0]) == (pytest.approx(0.3), 0.0)
     assert best_threshold(np.full(10, 0.3), np.eye(10)[0])[0] > 0.3
+
+
+def test_best_grid_threshold_is_the_smallest_grid_value_with_the_best_micro_f1():
+    labels = np.array([[1, 0], [0, 1], [1, 1], [0, 0]], dtype=np.uint8)
+    scores = np.array([[0.3, 0.1], [0.1, 0.32], [0.4, 0.35], [0.2, 0.05]])
+    assert best_grid_threshold(scores, labels) == (0.2, 1.0)  # 0.20 and 0.25 both separate; 0.20 first
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        labels = (rng.random((40, 5)) < 0.3).astype(np.uint8)
+        scores = rng.random((40, 5))
+        brute = [(f1_score(labels, (scores > t).astype(np.uint8), average="micro", zero_division=0), -t) for t in THRESHOLD_GRID]
+        best_f1, minus_t = max(brute)
+        assert best_grid_threshold(scores, labels) == (-minus_t, best_f1)
+
+
+def test_best_grid_threshold_scores_a_single_tag_as_that_tag_not_as_two_classes():
+    # scikit-learn reads one column as binary labels; F1 must be the tag's, not micro over {0, 1}
+    labels = np.array([[1], [1], [0], [0], [0], [0], [0], [0], [0], [0]], dtype=np.uint8)
+    scores = np.array([[0.9], [0.0], [0.0], [0.0], [0.0], [0.0], [0.0], [0.0], [0.0], [0.0]])
+    assert best_grid_threshold(scores, labels) == (0.05, 2 / 3)
 
 
 def test_threshold_is_chosen_on_valid_never_on_test():

@@ -15,7 +15,7 @@ from harness.methods import FitContext, LabeledTexts
 from harness.params import ParamError, build_params
 from harness.testing import TINY_TAGS, MethodContract, save_tiny_sentence_transformer, tiny_multilabel, tiny_splits
 from harness_setfit import SetFit, SetFitParams
-from harness_setfit.head import LogisticHead, decide, tune_threshold
+from harness_setfit.head import LogisticHead, decide
 from harness_setfit.pairs import contrastive_pairs, pair_budget, with_none_tag
 
 # Small, fast settings; the tests add "model": the tiny sentence-transformer's folder.
@@ -141,13 +141,6 @@ def test_multiclass_head_is_a_softmax_with_argmax():
     assert (scores[:, 2] == 0).all()
     predicted = decide(scores, "multiclass", threshold=0.99)  # the threshold does not apply
     assert (predicted.sum(axis=1) == 1).all() and (predicted.argmax(axis=1) == classes).mean() > 0.8
-
-
-def test_threshold_is_the_best_valid_micro_f1():
-    labels = np.array([[1, 0], [0, 1], [1, 1], [0, 0]], dtype=np.uint8)
-    scores = np.array([[0.3, 0.1], [0.1, 0.32], [0.4, 0.35], [0.2, 0.05]])
-    threshold, micro = tune_threshold(scores, labels)
-    assert 0.2 <= threshold < 0.3 and micro == 1.0
 
 
 # ---------------------------------------------------------------- the method on a tiny sentence-transformer

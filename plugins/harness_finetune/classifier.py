@@ -22,7 +22,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from sklearn.metrics import f1_score
 from transformers import (
     AutoModelForSequenceClassification,
     PrinterCallback,
@@ -35,13 +34,11 @@ from transformers import (
 )
 
 from harness.methods import LabeledTexts
+from harness.metrics import f1
 from harness.models import quiet_transformers
+from harness.rules import best_grid_threshold
 
 from .runtime import ProgressReporter, explain_out_of_memory, load_pretrained
-
-# Thresholds tried when the decision threshold is tuned on valid.
-THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)
-
 
 @dataclass
 class ClassifierSettings:
@@ -104,16 +101,10 @@ def _tokenize(tokenizer: Any, texts: list[str], max_length: int) -> list[dict[st
 
 def decide(probabilities: np.ndarray, labels: np.ndarray, threshold: float, tune: bool) -> tuple[float, float, float]:
     """(threshold, micro F1, macro F1) on valid: the given threshold, or the grid's best micro F1."""
-    candidates = THRESHOLD_GRID if tune else [threshold]
-    best = None
-    for candidate in candidates:
-        predicted = (probabilities > candidate).astype(np.uint8)
-        micro = f1_score(labels, predicted, average="micro", zero_division=0)
-        if best is None or micro > best[1]:  # first best on ties
-            macro = f1_score(labels, predicted, average="macro", zero_division=0)
-            best = (float(candidate), float(micro), float(macro))
-    assert best is not None
-    return best
+    if tune:
+        threshold, _ = best_grid_threshold(probabilities, labels)
+    predicted = (probabilities > threshold).astype(np.uint8)
+    return float(threshold), f1(labels, predicted, "micro"), f1(labels, predicted, "macro")
 
 
 def training_schedule(n_texts: int, settings: ClassifierSettings) -> tuple[int, int, int]:

@@ -1,5 +1,5 @@
 """The classification head on the trained body's embeddings (SetFit's second stage) and the
-method's own decision rule.
+method's own decision rule (its threshold is tuned by the core's ``harness.rules.best_grid_threshold``).
 
 Multi-label: one logistic regression per tag (one-vs-rest), probabilities per tag. A tag that
 every or no training text carries gets that constant probability (logistic regression needs both
@@ -14,8 +14,6 @@ from typing import Any, Literal
 import numpy as np
 
 Task = Literal["multilabel", "multiclass"]
-# Thresholds tried when the decision threshold is tuned on valid.
-THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)
 
 
 class LogisticHead:
@@ -65,15 +63,3 @@ def decide(scores: np.ndarray, task: Task, threshold: float) -> np.ndarray:
             predicted[np.arange(len(scores)), scores.argmax(axis=1)] = 1
         return predicted
     return (scores > threshold).astype(np.uint8)
-
-
-def tune_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """(threshold, valid micro F1): the grid's best micro F1, the smallest threshold on ties."""
-    from sklearn.metrics import f1_score
-
-    best = (0.5, -1.0)
-    for candidate in THRESHOLD_GRID:
-        micro = f1_score(labels, decide(scores, "multilabel", candidate), average="micro", zero_division=0)
-        if micro > best[1]:
-            best = (float(candidate), float(micro))
-    return best

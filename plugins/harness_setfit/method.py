@@ -73,8 +73,10 @@ class SetFit(Method):
         import torch
         import transformers
 
+        from harness.metrics import f1  # scikit-learn: imported when a head is fitted
+        from harness.rules import best_grid_threshold
         from harness_setfit.body import BodySettings, embed, train_body
-        from harness_setfit.head import LogisticHead, tune_threshold
+        from harness_setfit.head import LogisticHead
         from harness_setfit.pairs import contrastive_pairs, pair_budget
 
         if len(train) == 0:
@@ -114,8 +116,7 @@ class SetFit(Method):
         if len(valid):
             valid_scores = self._probabilities(valid.texts)
             if self.task == "multilabel" and p.tune_threshold:
-                self.threshold, _ = tune_threshold(valid_scores, valid.labels)
-            from harness.metrics import f1  # scikit-learn: imported when a head is fitted
+                self.threshold, _ = best_grid_threshold(valid_scores, valid.labels)
 
             valid_decisions = decide(valid_scores, self.task, self.threshold)
             self.valid_f1 = {average: f1(valid.labels, valid_decisions, average) for average in ("micro", "macro")}
