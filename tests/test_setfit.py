@@ -189,6 +189,28 @@ def test_pair_training_moves_the_body_and_reports_progress(tiny_st, tmp_path):
     assert len(loss) == 1 and loss[0] < 0.5
 
 
+def test_valid_and_test_are_embedded_once_and_scores_equal_a_fresh_embedding(tiny_st, tmp_path, monkeypatch):
+    import harness_setfit.body as body
+
+    train, valid, test = tiny_splits()
+    method = SetFit(SetFitParams(**FAST, model=tiny_st))
+    embedded: list[int] = []
+    real_embed = body.embed
+    monkeypatch.setattr(body, "embed", lambda model, texts, batch: embedded.append(len(texts)) or real_embed(model, texts, batch))
+    method.fit(train, valid, [], context(tmp_path))
+    # the core's order: predict(test), then the scores of valid and of test
+    method.predict(test.texts)
+    valid_scores = method.predict_scores(valid.texts)
+    test_scores = method.predict_scores(test.texts)
+    assert embedded == [len(train), len(valid), len(test)]  # head, threshold, predict: once each
+    test_scores[:] = -1  # a caller changing its copy changes nothing in the method
+    fresh = method.head.predict_proba(real_embed(method.model, test.texts, 64))
+    np.testing.assert_allclose(method.predict_scores(test.texts), fresh, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(valid_scores, method.head.predict_proba(real_embed(method.model, valid.texts, 64)), rtol=1e-6, atol=1e-7)
+    method.predict_scores(test.texts[:3])
+    assert embedded[3:] == [3]  # another list is embedded; at most two are kept
+
+
 def test_multiclass_context_predicts_one_tag_per_text(tiny_st, tmp_path):
     train, valid, test = tiny_splits()
 

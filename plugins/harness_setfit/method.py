@@ -97,6 +97,9 @@ class SetFit(Method):
 
         torch.set_num_threads(fit_threads())
         self.model = _load_body(p.model, _device(p.device, torch), p.max_length)
+        # the fitted model's probabilities per list of texts: the core asks for test twice (predict,
+        # then predict_scores) and for valid after fit did, and embedding them is a fifth of a cell
+        self._scored: dict[tuple[str, ...], np.ndarray] = {}
         lap("load")
         pairs = contrastive_pairs(train.labels, pair_budget(len(train), p.num_iterations, p.max_pairs), seed, p.pair_target)
         lap("pairs")
@@ -135,7 +138,12 @@ class SetFit(Method):
 
         if not texts:
             return np.zeros((0, self.head.n_tags), dtype=np.float64)
-        return self.head.predict_proba(embed(self.model, texts, self.params.eval_batch_size))
+        key = tuple(texts)
+        if key not in self._scored:
+            if len(self._scored) == 2:  # valid and test; a third list replaces the oldest
+                del self._scored[next(iter(self._scored))]
+            self._scored[key] = self.head.predict_proba(embed(self.model, texts, self.params.eval_batch_size))
+        return self._scored[key].copy()  # a copy: a caller may change its scores in place
 
     def predict(self, texts: list[str]) -> np.ndarray:
         """The method's own rule: argmax (multiclass) or the valid-tuned threshold (multi-label)."""
