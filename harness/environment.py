@@ -1,4 +1,5 @@
-"""What the cell ran on: versions of the harness, Python and the packages that shape scores."""
+"""What the cell ran on: versions of the harness, Python and the packages that shape scores, and the
+thread count of a fit (torch's scores depend on it, see harness/cores.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from harness.cores import fit_threads
 
 KEY_PACKAGES = (
     "numpy", "pandas", "scikit-learn", "scikit-multilearn", "torch", "transformers",
@@ -42,4 +45,5 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": packages,
+        "fit_threads": fit_threads(),
     }

@@ -26,3 +26,14 @@ def test_the_thread_count_does_not_follow_the_load(monkeypatch):
     finally:
         hog.kill()
         hog.wait()
+
+
+def test_a_record_names_the_thread_count_its_scores_were_made_with(monkeypatch):
+    from harness.environment import environment
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    environment.cache_clear()
+    try:
+        assert environment()["fit_threads"] == 1
+    finally:
+        environment.cache_clear()  # later tests see their own environment
