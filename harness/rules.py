@@ -53,13 +53,13 @@ def best_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float
     # F1 from integer counts, so that equal F1s compare equal and ties break the same way
     # everywhere (scikit-learn's precision_recall_curve gives rounded precision and recall)
     true_positives = np.cumsum(hits)
-    f1 = 2 * true_positives[cuts] / (cuts + 1 + int(hits.sum()))
-    best = int(cuts[int(np.argmax(f1))])
+    cut_f1 = 2 * true_positives[cuts] / (cuts + 1 + int(hits.sum()))
+    best = int(cuts[int(np.argmax(cut_f1))])
     low, high = ranked[best + 1], ranked[best]
     threshold = low + (high - low) / 2
     if not threshold > low:  # adjacent floats: no midpoint between them
         threshold = high
-    return float(threshold), float(f1.max())
+    return float(threshold), float(cut_f1.max())
 
 
 def best_grid_threshold(scores: np.ndarray, labels: np.ndarray, grid: Sequence[float] = THRESHOLD_GRID) -> tuple[float, float]:
@@ -147,11 +147,6 @@ def choose_rules(valid_scores: np.ndarray, valid_labels: np.ndarray, tags: list[
         else:  # no positive, or scores that separate none: the global threshold is the sanest guess
             per_tag.append(threshold)
             fallback.append(tag)
-    from sklearn.metrics import f1_score
-
-    f1_by_k = [
-        f1_score(valid_labels, top_k_predictions(valid_scores, k), average="micro", zero_division=0)
-        for k in range(1, len(tags) + 1)
-    ]
+    f1_by_k = [f1(valid_labels, top_k_predictions(valid_scores, k), "micro") for k in range(1, len(tags) + 1)]
     top_k = int(np.argmax(f1_by_k)) + 1 if f1_by_k else 1  # the smallest of the best ks
     return ChosenRules(threshold, tuple(per_tag), tuple(fallback), top_k, tuple(tags))

@@ -40,6 +40,7 @@ from harness.rules import best_grid_threshold
 
 from .runtime import ProgressReporter, explain_out_of_memory, load_pretrained
 
+
 @dataclass
 class ClassifierSettings:
     """The fine-tuning hyper-parameters (a view of the method's parameters)."""
