@@ -69,10 +69,10 @@ def best_grid_threshold(scores: np.ndarray, labels: np.ndarray, grid: Sequence[f
     Unlike ``best_threshold``, the candidates are fixed round numbers, so a method's own rule
     reads the same from run to run (e.g. 0.35) and does not follow single valid scores.
     """
-    scores = np.asarray(scores)
+    scores, labels = np.asarray(scores), np.asarray(labels)
     best = (float(grid[0]), -1.0)
     for candidate in grid:
-        micro = f1(np.asarray(labels), (scores > candidate).astype(np.uint8), "micro")
+        micro = f1(labels, (scores > candidate).astype(np.uint8), "micro")
         if micro > best[1]:
             best = (float(candidate), micro)
     return best
