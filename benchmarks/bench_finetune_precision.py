@@ -21,7 +21,8 @@ from harness.models import resolve_model
 from harness.datasets import Settings, load_dataset
 from harness.plugins import make_plugin_manager
 from harness.cores import machine_cores
-from harness_finetune.runtime import quiet_transformers, resolve_precision
+from harness.models import quiet_transformers
+from harness.training import choose_precision
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 MAX_LENGTH, TRAIN_BATCH, EVAL_BATCH, TRAIN_STEPS, ROUNDS = 64, 4, 32, 8, 3
@@ -70,7 +71,7 @@ def main() -> None:
                 optimizer.zero_grad()
             training = TRAIN_STEPS * TRAIN_BATCH / (time.perf_counter() - tick)
             best[name] = [max(best[name][0], inference), max(best[name][1], training)]
-    print(f"{machine_cores()} threads; precision 'auto' resolves to {resolve_precision('auto')} here")
+    print(f"{machine_cores()} threads; precision 'auto' resolves to {choose_precision('auto', 'cpu')} here")
     for name, (inference, training) in best.items():
         print(f"{name}: inference {inference:6.0f} texts/s   training {training:5.1f} texts/s")
     (fp32_inf, fp32_train), (bf16_inf, bf16_train) = best["fp32"], best["bf16"]

@@ -12,6 +12,11 @@ to storage (`write_bytes` of /proc/self/io, temporary files included), read when
     git worktree add /tmp/today main                                               # or any older commit
     python benchmarks/bench_main_job.py --data-dir ../shared/data --baseline-src /tmp/today
 
+``--device cuda`` (or cpu) runs this checkout's torch methods there (the baseline side gets no
+``--device``: older checkouts have none and use their own defaults). ``--seeds`` runs more seeds.
+Beside each run's wall time the table gives the seconds spent outside cells (process start-up,
+imports, planning, reports) and the sum of the cells' own times, from the records the run wrote.
+
 ``--baseline-src`` runs the same job from another checkout of the project (its `harness` and
 `plugins/` first on PYTHONPATH) beside this one, method by method, so that both sides see the
 same machine load. ``--hog`` runs every configuration a second time beside a process that
@@ -21,6 +26,7 @@ busy-loops on one core, as another program on a user's machine does.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -54,6 +60,18 @@ class Measured:
     written_mb: float
     kept_mb: float
     ok: bool
+    cells_s: float = 0.0  # the sum of the cells' own total_s, from their records
+
+
+def cells_seconds(results: Path, method: str, before: set[Path]) -> tuple[float, set[Path]]:
+    """The summed total_s of ``method``'s cell records written since ``before`` (and all record paths)."""
+    paths = {p for p in results.rglob("*.json") if ".locks" not in p.parts}
+    total = 0.0
+    for path in paths - before:
+        record = json.loads(path.read_text())
+        if isinstance(record, dict) and record.get("method", {}).get("name") == method:
+            total += record.get("timings", {}).get("total_s", 0.0)
+    return total, paths
 
 
 def folder_mb(folder: Path) -> float:
@@ -65,15 +83,19 @@ def start_hog() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
-def run_method(method: str, folder: Path, data_dir: str, source: str | None, hog: bool, slices: str | None) -> Measured:
+def run_method(method: str, folder: Path, data_dir: str, source: str | None, hog: bool, slices: str | None,
+               device: str | None = None, seeds: str = "0") -> Measured:
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", BENCH_IO_FILE=str(folder / "io.txt"))
     cwd = None
     if source:  # the other checkout's harness and plugins shadow the installed ones
         env["PYTHONPATH"] = os.pathsep.join([source, os.path.join(source, "plugins")])
         cwd = source
-    args = [sys.executable, "-c", LAUNCHER, "run", "--methods", method, "--seeds", "0",
+    args = [sys.executable, "-c", LAUNCHER, "run", "--methods", method, "--seeds", seeds,
             "--data-dir", os.path.abspath(data_dir), "--results", str(folder / "results"),
             "--cache-dir", str(folder / "cache"), "--no-report", "--quiet"] + (["--slices", slices] if slices else [])
+    if device and not source:
+        args += ["--device", device]
+    before = {p for p in (folder / "results").rglob("*.json")} if (folder / "results").exists() else set()
     kept_before = folder_mb(folder / "results") + folder_mb(folder / "cache")
     hog_process = start_hog() if hog else None
     try:
@@ -89,7 +111,8 @@ def run_method(method: str, folder: Path, data_dir: str, source: str | None, hog
     written = int(io_file.read_text()) / 2**20 if io_file.exists() else float("nan")
     io_file.unlink(missing_ok=True)
     kept = folder_mb(folder / "results") + folder_mb(folder / "cache") - kept_before
-    return Measured(seconds, usage.ru_maxrss / 1024, written, kept, os.waitstatus_to_exitcode(status) == 0)
+    cells_s, _ = cells_seconds(folder / "results", method, before)
+    return Measured(seconds, usage.ru_maxrss / 1024, written, kept, os.waitstatus_to_exitcode(status) == 0, cells_s)
 
 
 def main() -> None:
@@ -101,11 +124,15 @@ def main() -> None:
     parser.add_argument("--hog", action="store_true", help="also run everything beside a busy-looping process")
     parser.add_argument("--slices", help="only these slices (default: the dataset's), for a quicker look")
     parser.add_argument("--keep", action="store_true", help="keep the fresh folders (printed)")
+    parser.add_argument("--device", help="--device for this checkout's runs (auto, cpu, cuda, ...)")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    parser.add_argument("--root", help="folder for the runs' results and caches (default: a fresh temporary one)")
     args = parser.parse_args()
 
     sides = {"this": None, **({"baseline": args.baseline_src} if args.baseline_src else {})}
     loads = ["idle", "hog"] if args.hog else ["idle"]
-    root = Path(tempfile.mkdtemp(prefix="bench-main-job-"))
+    root = Path(args.root) if args.root else Path(tempfile.mkdtemp(prefix="bench-main-job-"))
+    root.mkdir(parents=True, exist_ok=True)
     configs = [(side, load) for side in sides for load in loads]
     results: dict[tuple[str, str, str], Measured] = {}
     try:
@@ -114,18 +141,19 @@ def main() -> None:
                 folder = root / f"{side}-{load}"
                 folder.mkdir(exist_ok=True)
                 measured = run_method(method, folder, args.data_dir, sides[side], hog=load == "hog",
-                                      slices=args.slices)
+                                      slices=args.slices, device=args.device, seeds=args.seeds)
                 results[(method, side, load)] = measured
-                print(f"{method:15s} {side:8s} {load:4s} {measured.seconds:8.1f} s  {measured.peak_rss_mb:7.0f} MB RSS  "
+                print(f"{method:15s} {side:8s} {load:4s} {measured.seconds:8.1f} s  "
+                      f"({measured.seconds - measured.cells_s:.1f} s outside cells)  {measured.peak_rss_mb:7.0f} MB RSS  "
                       f"{measured.written_mb:8.1f} MB written  {measured.kept_mb:7.1f} MB kept"
                       f"{'' if measured.ok else '  (run failed)'}", file=sys.stderr, flush=True)
     finally:
-        if args.keep:
+        if args.keep or args.root:
             print(f"folders kept under {root}", file=sys.stderr)
         else:
             shutil.rmtree(root, ignore_errors=True)
 
-    header = f"| method | {' | '.join(f'{s} {l}: s, RSS MB, written MB' for s, l in configs)} |"
+    header = f"| method | {' | '.join(f'{s} {l}: s (outside cells), RSS MB, written MB' for s, l in configs)} |"
     if args.hog:
         header += " | ".join([""] + [f"{s} hog/idle" for s in sides]) + " |"
     print("\n" + header)
@@ -136,11 +164,14 @@ def main() -> None:
         for config in configs:
             m = results[(method, *config)]
             totals[config] += m.seconds
-            cells.append(f"{m.seconds:.1f}, {m.peak_rss_mb:.0f}, {m.written_mb:.1f}")
+            cells.append(f"{m.seconds:.1f} ({m.seconds - m.cells_s:.1f}), {m.peak_rss_mb:.0f}, {m.written_mb:.1f}")
         ratios = [f"{results[(method, s, 'hog')].seconds / results[(method, s, 'idle')].seconds:.2f}"
                   for s in sides] if args.hog else []
         print(f"| {method} | " + " | ".join(cells + ratios) + " |")
     print("| total s | " + " | ".join(f"{totals[c]:.1f}" for c in configs) + " |" * (1 + len(sides) * args.hog))
+    if args.baseline_src:
+        print("\n" + " ".join(f"{method}: this/baseline {results[(method, 'this', 'idle')].seconds / results[(method, 'baseline', 'idle')].seconds:.2f}"
+                              for method in args.methods.split(",")))
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (other processes share the machine)")
 
 

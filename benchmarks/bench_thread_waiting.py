@@ -31,14 +31,15 @@ SETTINGS = {
 
 CHILD = r"""
 import sys, time, torch
-from harness_finetune.runtime import local_model_folder, resolve_precision
+from harness.training import choose_precision
+from harness_finetune.runtime import local_model_folder
 from transformers import AutoModelForSequenceClassification
 steps = int(sys.argv[1])
 torch.manual_seed(0)
 model = AutoModelForSequenceClassification.from_pretrained(local_model_folder("sentence-transformers/all-MiniLM-L6-v2"),
     num_labels=20, problem_type="multi_label_classification")
 optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-bf16 = resolve_precision("auto") == "bf16"
+bf16 = choose_precision("auto", "cpu") == "bf16"
 ids = torch.randint(1000, 20000, (4, 64))
 labels = (torch.rand(4, 20) > 0.8).float()
 def step():

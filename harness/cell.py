@@ -19,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from harness.datasets import load_dataset, train_slices
+from harness.devices import describe_device
 from harness.environment import environment
 from harness.evaluation import evaluate_method
 from harness.methods import FitContext, LabeledTexts, Method
@@ -141,6 +142,7 @@ def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: C
             cache_dir=Path(spec.settings.cache_dir), slice_name=spec.slice_name,
             progress=progress or (lambda message: None),
             tag_descriptions=dict(dataset.config.labels.descriptions), task=dataset.config.task,
+            device=spec.device,
         )
         valid, test = dataset.labeled("valid"), dataset.labeled("test")
         seed_everything(spec.seed)
@@ -163,6 +165,7 @@ def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: C
         record.traceback = traceback.format_exc()
     timings["total_s"] = time.perf_counter() - started
     record.timings = timings
+    record.environment = {**record.environment, **describe_device(spec.device)}
     record.peak_rss_mb = _peak_rss_mb() if measures_memory else None
     record.finished_at = _finished_now()
     return record

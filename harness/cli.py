@@ -141,6 +141,9 @@ results_option = click.option(
 @click.option("--scheduler", default=None, metavar="ADDRESS", help="Join a running Dask scheduler (implies --executor dask).")
 @click.option("--cell-timeout", type=float, default=None, metavar="SECONDS",
               help="Fail a cell that runs longer, killing its worker (serial then runs cells in one worker process).")
+@click.option("--device", "devices", multiple=True, metavar="DEVICE|METHOD=DEVICE",
+              help="Where torch methods and embeddings run: auto (CUDA where available; the default), cpu, cuda, "
+                   "cuda:N or mps; METHOD=DEVICE for one method (repeatable).")
 @click.option("--quiet", is_flag=True, help="Print only errors.")
 @click.option("--json-progress", is_flag=True, help="Write progress as JSON lines on stdout, for scripts.")
 @rule_option
@@ -148,7 +151,7 @@ results_option = click.option(
 @data_dir_option
 @cfg_dir_option
 def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed, cache_dir, no_report,
-        executor, jobs, scheduler, cell_timeout, quiet, json_progress, rule, results_dir, data_dirs, cfg_dirs) -> None:
+        executor, jobs, scheduler, cell_timeout, devices, quiet, json_progress, rule, results_dir, data_dirs, cfg_dirs) -> None:
     """Run every (dataset, method, slice, seed) cell not already on disk, then write reports.
 
     Ctrl-C stops taking new cells and lets the ones in flight finish (Ctrl-C again abandons
@@ -157,6 +160,7 @@ def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed
     from harness.executors import make_executor
     from harness.progress import Progress, silence_libraries
     from harness.datasets import Settings
+    from harness.devices import parse_device_option
     from harness.driver import RunInterrupted, run_plan
     from harness.plan import plan_run
 
@@ -175,8 +179,9 @@ def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed
         _check_preset(pm, preset)
         dataset_list = _listed("--datasets", datasets, "comma-separated dataset names")
         method_list = _listed("--methods", methods, "comma-separated method names, or 'all'")
+        run_device, method_devices = parse_device_option(devices)
         plan = plan_run(pm, settings, method_list, dataset_list, seed_list, slice_list, preset,
-                        list(overrides), label, retry_failed)
+                        list(overrides), label, retry_failed, run_device, method_devices)
         cell_executor = make_executor(executor, jobs, scheduler, cell_timeout)
     except USER_ERRORS as exc:
         _fail(exc)

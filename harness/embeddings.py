@@ -62,7 +62,7 @@ class EmbeddingCache:
         self,
         texts: list[str],
         batch_size: int = 64,
-        device: str | None = None,
+        device: str = "auto",
         progress: Callable[[str], None] = lambda message: None,
     ) -> np.ndarray:
         """Vectors for ``texts`` in order, float32, shape (len(texts), dim)."""
@@ -92,9 +92,13 @@ class EmbeddingCache:
         return vectors
 
 
-def encode(texts: list[str], spec: EncoderSpec, batch_size: int = 64, device: str | None = None) -> np.ndarray:
-    """Run the model over ``texts`` (no cache). Longest texts first, to pad less."""
+def encode(texts: list[str], spec: EncoderSpec, batch_size: int = 64, device: str = "auto") -> np.ndarray:
+    """Run the model over ``texts`` (no cache) on ``device`` (harness.devices). Longest texts
+    first, to pad less."""
+    from harness.devices import resolve_device
+
     path = resolve_model(spec.model, parameter="model")
+    device = resolve_device(device)
     order = np.argsort([-len(t) for t in texts], kind="stable")
     sorted_texts = [texts[i] for i in order]
     if spec.pooling == "sentence-transformers":
@@ -106,7 +110,7 @@ def encode(texts: list[str], spec: EncoderSpec, batch_size: int = 64, device: st
     return out
 
 
-_loaded: dict[tuple[str, str, str | None], object] = {}  # one model instance per process
+_loaded: dict[tuple[str, str, str], object] = {}  # one model instance per process
 
 
 def _encode_sentence_transformers(texts, path, spec, batch_size, device) -> np.ndarray:
@@ -114,7 +118,7 @@ def _encode_sentence_transformers(texts, path, spec, batch_size, device) -> np.n
 
     key = ("st", path, device)
     if key not in _loaded:
-        _loaded[key] = SentenceTransformer(path, device=device or "cpu")
+        _loaded[key] = SentenceTransformer(path, device=device)
     model = _loaded[key]
     model.max_seq_length = spec.max_length
     return np.asarray(
@@ -132,7 +136,7 @@ def _encode_mean_pooling(texts, path, spec, batch_size, device) -> np.ndarray:
         tokenizer = AutoTokenizer.from_pretrained(path)
         if tokenizer.pad_token is None:  # GPT-2 style models: pad with EOS, as the book does
             tokenizer.pad_token = tokenizer.eos_token
-        model = AutoModel.from_pretrained(path).to(device or "cpu").eval()
+        model = AutoModel.from_pretrained(path).to(device).eval()
         _loaded[key] = (tokenizer, model)
     tokenizer, model = _loaded[key]
     chunks = []

@@ -43,6 +43,9 @@ class FitContext:
     progress: Callable[[str], None] = field(default=lambda message: None)
     tag_descriptions: dict[str, str] = field(default_factory=dict)  # tag -> text for zero-shot hypotheses
     task: str = "multilabel"  # or "multiclass": one tag per text, decided by the argmax of the scores
+    # where torch work runs: 'auto' (CUDA where available), 'cpu', 'cuda', 'cuda:N' or 'mps';
+    # harness.devices.resolve_device turns it into a torch device string
+    device: str = "auto"
 
     def cache_path(self, kind: str, *key_parts: Any) -> Path:
         """A stable path under the shared cache for an artifact keyed by ``key_parts``."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 Average = Literal["micro", "macro"]
 
@@ -24,6 +23,8 @@ def _indicator_args(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray,
 
 def f1(y_true: np.ndarray, y_pred: np.ndarray, average: Average) -> float:
     """Micro or macro F1 of (n, L) 0/1 matrices (zero_division=0; macro over all L tags)."""
+    from sklearn.metrics import f1_score  # here, not at import: the CLI starts without scikit-learn
+
     true, pred, labels = _indicator_args(y_true, y_pred)
     return float(f1_score(true, pred, labels=labels, average=average, zero_division=0))
 
@@ -41,6 +42,8 @@ def f1_from_counts(true_positives: np.ndarray, n_true: np.ndarray, n_predicted: 
 
 def score(y_true: np.ndarray, y_pred: np.ndarray, tags: list[str]) -> dict[str, Any]:
     """Micro and macro F1 plus per-tag precision, recall, F1 and support (zero_division=0)."""
+    from sklearn.metrics import precision_recall_fscore_support
+
     true, pred, labels = _indicator_args(y_true, y_pred)
     # per tag by column position, so no tag name (e.g. "micro avg") can collide with an aggregate
     precision, recall, tag_f1, support = precision_recall_fscore_support(

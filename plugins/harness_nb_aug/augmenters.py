@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator, Literal
 
 import numpy as np
 
+from harness.devices import resolve_device
 from harness.hashing import stable_hash, text_key
 from harness_nb_aug.resources import MissingResourceError, penn_pos_tags, require_module, use_offline_wordnet
 
@@ -54,7 +55,7 @@ class AugmenterSpec:
 class Runtime:
     """How to run the model augmenters: no effect on their output."""
 
-    device: str = "cpu"
+    device: str = "auto"  # harness.devices: resolved only by the augmenters that run a model
     batch_size: int = 32
 
 
@@ -162,7 +163,7 @@ def _contextual(spec: AugmenterSpec, device: str) -> Any:
 
     return SeededContextualWordEmbsAug(
         model_path=path, model_type=family, action="substitute", top_k=spec.top_k, aug_p=spec.aug_p,
-        aug_min=spec.aug_min, aug_max=spec.aug_max, device=device,
+        aug_min=spec.aug_min, aug_max=spec.aug_max, device=resolve_device(device),
         use_custom_api=False,  # nlpaug's own BERT wrapper breaks with transformers 5
     )
 
@@ -175,5 +176,5 @@ def _back_translation(spec: AugmenterSpec, device: str) -> Any:
     back = resolve_model(spec.translate_back_model, parameter="translate_back_model")
     from nlpaug.augmenter.word import BackTranslationAug
 
-    return BackTranslationAug(from_model_name=forward, to_model_name=back, device=device,
+    return BackTranslationAug(from_model_name=forward, to_model_name=back, device=resolve_device(device),
                               max_length=spec.max_length)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
+import copy
 import time
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from harness.cores import fit_threads
 from harness.methods import FitContext, LabeledTexts, Method, MethodParams
@@ -17,7 +17,6 @@ from harness_setfit.head import Task, decide
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 MPNET = "sentence-transformers/all-mpnet-base-v2"
-_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
 
 class SetFitParams(MethodParams):
@@ -42,15 +41,7 @@ class SetFitParams(MethodParams):
     threshold: float = Field(0.5, gt=0, lt=1)  # multi-label: a tag is predicted when its probability exceeds this
     tune_threshold: bool = True  # instead pick the threshold with the best valid micro F1
     eval_batch_size: int = Field(64, ge=1)
-    device: str = "auto"  # auto: cuda when available, else cpu
     seed: int | None = None  # pair drawing and training seed; None = the cell's seed
-
-    @field_validator("device")
-    @classmethod
-    def _known_device(cls, value: str) -> str:
-        if not _DEVICE.match(value):
-            raise ValueError(f"device {value!r}: expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
-        return value
 
 
 # SetFit's published setting (paper and library defaults) on its default body.
@@ -65,7 +56,7 @@ class SetFit(Method):
     logistic-regression head; the decision threshold is tuned on valid (multi-label)."""
 
     name = "setfit"
-    version = "1"
+    version = "2"  # 2: the training engine (one forward pass per batch of pairs, texts tokenised once)
     Params = SetFitParams
     presets = {"default": {}, "mpnet": MPNET_PRESET, "book": MPNET_PRESET}
     params: SetFitParams
@@ -74,6 +65,7 @@ class SetFit(Method):
         import torch
         import transformers
 
+        from harness.devices import resolve_device
         from harness.metrics import f1  # scikit-learn: imported when a head is fitted
         from harness.rules import best_grid_threshold
         from harness_setfit.body import BodySettings, embed, train_body
@@ -97,7 +89,8 @@ class SetFit(Method):
             tick = now
 
         torch.set_num_threads(fit_threads())
-        self.model = _load_body(p.model, _device(p.device, torch), p.max_length)
+        self.device = resolve_device(context.device)
+        self.model = _fresh_body(p.model, self.device, p.max_length)
         # the fitted model's probabilities per list of texts: the core asks for test twice (predict,
         # then predict_scores) and for valid after fit did, and embedding them is a fifth of a cell
         self._scored: dict[tuple[str, ...], np.ndarray] = {}
@@ -109,10 +102,11 @@ class SetFit(Method):
         transformers.set_seed(seed)  # dropout masks during pair training
         settings = BodySettings(epochs=p.epochs, batch_size=p.batch_size, learning_rate=p.body_learning_rate,
                                 warmup_proportion=p.warmup_proportion, seed=seed)
-        self.body_stats = train_body(self.model, train.texts, pairs, settings, context.progress, label)
+        train_texts = self._encode(train.texts)
+        self.body_stats = train_body(self.model, train_texts, pairs, settings, context.progress, label)
         lap("body")
         context.progress(f"{label}: fitting the {p.head} head on {len(train)} embeddings")
-        vectors = embed(self.model, train.texts, p.eval_batch_size)
+        vectors = embed(self.model, train_texts, p.eval_batch_size)
         self.head = LogisticHead(self.task, p.head_c, None if p.head_class_weight == "none" else "balanced", seed)
         self.head.fit(vectors, train.labels)
         lap("head")
@@ -143,8 +137,13 @@ class SetFit(Method):
         if key not in self._scored:
             if len(self._scored) == 2:  # valid and test; a third list replaces the oldest
                 del self._scored[next(iter(self._scored))]
-            self._scored[key] = self.head.predict_proba(embed(self.model, texts, self.params.eval_batch_size))
+            self._scored[key] = self.head.predict_proba(embed(self.model, self._encode(texts), self.params.eval_batch_size))
         return self._scored[key].copy()  # a copy: a caller may change its scores in place
+
+    def _encode(self, texts: list[str]) -> Any:
+        from harness.training import encode
+
+        return encode(self.model.tokenizer, texts, self.model.max_seq_length, self.device)
 
     def predict(self, texts: list[str]) -> np.ndarray:
         """The method's own rule: argmax (multiclass) or the valid-tuned threshold (multi-label)."""
@@ -157,28 +156,28 @@ class SetFit(Method):
             "valid_micro_f1": None if self.valid_f1 is None else self.valid_f1["micro"],
             "valid_macro_f1": None if self.valid_f1 is None else self.valid_f1["macro"],
             "pair_training": self.body_stats,
+            "device": self.device,
             "stage_s": dict(self.stages),
         }
 
 
-def _device(requested: str, torch: Any) -> str:
-    if requested != "auto":
-        return requested
-    return "cuda" if torch.cuda.is_available() else "cpu"
+_bodies: dict[tuple[str, str], Any] = {}  # the pretrained body per (folder, device), read once per process
 
 
-def _load_body(name: str, device: str, max_length: int | None) -> Any:
-    """A fresh SentenceTransformer (trained in place, so never shared between cells)."""
+def _fresh_body(name: str, device: str, max_length: int | None) -> Any:
+    """A fresh SentenceTransformer (trained in place, so a copy of the one read from disk)."""
     from sentence_transformers import SentenceTransformer
 
     from harness.models import ModelResolutionError, resolve_model
 
     folder = resolve_model(name, parameter="model")
-    try:
-        with quiet_transformers():
-            model = SentenceTransformer(folder, device=device)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelResolutionError(f"cannot load {folder!r} (parameter 'model') as a sentence-transformer: {exc}".splitlines()[0]) from exc
+    if (folder, device) not in _bodies:
+        try:
+            with quiet_transformers():
+                _bodies[folder, device] = SentenceTransformer(folder, device=device)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelResolutionError(f"cannot load {folder!r} (parameter 'model') as a sentence-transformer: {exc}".splitlines()[0]) from exc
+    model = copy.deepcopy(_bodies[folder, device])
     if max_length is not None:
         model.max_seq_length = max_length
     return model

@@ -23,7 +23,7 @@ def embedding_scores(
     cache_dir: Path,
     max_length: int | None = None,
     batch_size: int = 32,
-    device: str | None = None,
+    device: str = "auto",
     progress: Callable[[str], None] = lambda message: None,
 ) -> np.ndarray:
     """(len(texts), len(hypotheses)) float32 cosine similarities."""

@@ -46,7 +46,6 @@ class ZeroShotParams(MethodParams):
         description="nli forward passes: fp32 gives the transformers pipeline's scores; bf16 (autocast) is faster "
         "on GPUs and bf16-capable CPUs, with scores a little off (see benchmarks/bench_zeroshot.py)",
     )
-    device: str | None = Field(None, description="torch device; None: cuda when available, else cpu")
 
     @field_validator("template")
     @classmethod
@@ -137,7 +136,8 @@ class ZeroShot(Method):
         p = self.params
         if not texts:
             return np.zeros((0, len(self.hypotheses)), dtype=np.float32)
-        common = dict(max_length=p.max_length, batch_size=p.batch_size, device=p.device, progress=self.context.progress)
+        common = dict(max_length=p.max_length, batch_size=p.batch_size, device=self.context.device,
+                      progress=self.context.progress)
         if p.backend == "nli":
             from harness_zeroshot.nli import nli_scores
 

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator, Literal, Mapping
 
 import numpy as np
 
+from harness.devices import resolve_device
 from harness.models import resolve_model
 
 
@@ -87,7 +88,7 @@ def nli_scores(
     max_length: int | None = None,
     batch_size: int = 32,
     batch_tokens: int = 2048,
-    device: str | None = None,
+    device: str = "auto",
     precision: Literal["fp32", "bf16"] = "fp32",
     progress: Callable[[str], None] = lambda message: None,
 ) -> np.ndarray:
@@ -100,7 +101,7 @@ def nli_scores(
 
     if not texts:
         return np.zeros((0, len(hypotheses)), dtype=np.float32)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(device)
     tokenizer, nli_model = load_nli_model(resolve_model(model, parameter="model"), device)
     entailment = entailment_index(nli_model.config.label2id, model)
     contradiction = contradiction_index(entailment)
