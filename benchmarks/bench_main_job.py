@@ -64,12 +64,13 @@ class Measured:
 
 
 def cells_seconds(results: Path, method: str, before: set[Path]) -> tuple[float, set[Path]]:
-    """The summed total_s of ``method``'s cell records written since ``before`` (and all record paths)."""
+    """The summed total_s of the cell records of ``method`` (one name, or several joined by commas)
+    written since ``before`` (and all record paths)."""
     paths = {p for p in results.rglob("*.json") if ".locks" not in p.parts}
     total = 0.0
     for path in paths - before:
         record = json.loads(path.read_text())
-        if isinstance(record, dict) and record.get("method", {}).get("name") == method:
+        if isinstance(record, dict) and record.get("method", {}).get("name") in method.split(","):
             total += record.get("timings", {}).get("total_s", 0.0)
     return total, paths
 
@@ -126,6 +127,8 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the fresh folders (printed)")
     parser.add_argument("--device", help="--device for this checkout's runs (auto, cpu, cuda, ...)")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    parser.add_argument("--together", action="store_true",
+                        help="run all --methods in one `harness run` process, as the main job does (one start-up)")
     parser.add_argument("--root", help="folder for the runs' results and caches (default: a fresh temporary one)")
     args = parser.parse_args()
 
@@ -135,8 +138,9 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     configs = [(side, load) for side in sides for load in loads]
     results: dict[tuple[str, str, str], Measured] = {}
+    methods = [args.methods] if args.together else args.methods.split(",")
     try:
-        for method in args.methods.split(","):
+        for method in methods:
             for side, load in configs:  # interleaved: each method's configurations run back to back
                 folder = root / f"{side}-{load}"
                 folder.mkdir(exist_ok=True)
@@ -159,7 +163,7 @@ def main() -> None:
     print("\n" + header)
     print("|" + "---|" * (header.count("|") - 1))
     totals = {config: 0.0 for config in configs}
-    for method in args.methods.split(","):
+    for method in methods:
         cells = []
         for config in configs:
             m = results[(method, *config)]
@@ -171,7 +175,7 @@ def main() -> None:
     print("| total s | " + " | ".join(f"{totals[c]:.1f}" for c in configs) + " |" * (1 + len(sides) * args.hog))
     if args.baseline_src:
         print("\n" + " ".join(f"{method}: this/baseline {results[(method, 'this', 'idle')].seconds / results[(method, 'baseline', 'idle')].seconds:.2f}"
-                              for method in args.methods.split(",")))
+                              for method in methods))
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (other processes share the machine)")
 
 

@@ -4,7 +4,8 @@
 # then runs, within about 8 minutes:
 #   1. bench_training_engine.py --device cuda: Trainer against the engine, steps/s and evaluation;
 #   2. bench_main_job.py --device cuda: one seed of nb, zeroshot, finetune, adapt_finetune and
-#      setfit, all six slices, one process per method, process start-ups included.
+#      setfit, all six slices, one process per method, process start-ups included;
+#   3. the same five methods in one `harness run` process, as the main job runs them.
 # Figures go to stdout and, where $OUT is set, to files under it (with the cell records).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -34,5 +35,8 @@ python3 benchmarks/bench_training_engine.py --data-dir .gpu_bundle/data --device
 python3 benchmarks/bench_main_job.py --data-dir .gpu_bundle/data --device cuda \
     --methods nb,zeroshot,finetune,adapt_finetune,setfit --root "$OUT/main_job" \
     2>&1 | tee "$OUT/bench_main_job.txt"
-rm -rf "$OUT/main_job"/*/cache  # models and embeddings: large, and rebuilt by any run
+python3 benchmarks/bench_main_job.py --data-dir .gpu_bundle/data --device cuda --together \
+    --methods nb,zeroshot,finetune,adapt_finetune,setfit --root "$OUT/main_job_together" \
+    2>&1 | tee -a "$OUT/bench_main_job.txt"
+rm -rf "$OUT"/main_job*/*/cache  # models and embeddings: large, and rebuilt by any run
 echo "total: $(( $(date +%s) - started )) s" | tee -a "$OUT/bench_main_job.txt"
