@@ -123,18 +123,18 @@ def trainer_path(folder, train, valid, steps, warmup, precision, device):
     return timer.seconds / steps, evaluation
 
 
-def engine_path(folder, train, valid, steps, warmup, precision, device, freeze):
+def engine_path(folder, train_split, valid, steps, warmup, precision, device, freeze):
     """(seconds per step, seconds per evaluation) of harness.training."""
     tokenizer = AutoTokenizer.from_pretrained(folder)
     torch.manual_seed(0)
     with quiet_transformers():
-        model = fresh_model(AutoModelForSequenceClassification, folder, device, num_labels=len(train.tags),
+        model = fresh_model(AutoModelForSequenceClassification, folder, device, num_labels=len(train_split.tags),
                             problem_type="multi_label_classification")
     if freeze:
         model.get_input_embeddings().weight.requires_grad_(False)
-    encoded = encode(tokenizer, train.texts, MAX_LENGTH, device)
+    encoded = encode(tokenizer, train_split.texts, MAX_LENGTH, device)
     valid_encoded = encode(tokenizer, valid.texts, MAX_LENGTH, device)
-    targets = train.labels.astype(np.float32)
+    targets = train_split.labels.astype(np.float32)
 
     def logits(m, batch):
         return m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
@@ -147,8 +147,8 @@ def engine_path(folder, train, valid, steps, warmup, precision, device, freeze):
         threshold, micro = best_grid_threshold(scores, valid.labels)
         return {"score": micro, "macro": f1(valid.labels, (scores > threshold).astype(np.uint8), "macro")}
 
-    seconds = []
-    for n in (warmup, warmup + steps):  # the difference leaves out start-up and warm-up
+    seconds = 0.0
+    for n in (warmup, steps):  # a warm-up run, then the timed one
         groups = epoch_groups(encoded.lengths, BATCH, n, 0)
         batches = encoded.batches(groups, {"labels": [targets[g] for g in groups]})
         if device.startswith("cuda"):
@@ -157,11 +157,11 @@ def engine_path(folder, train, valid, steps, warmup, precision, device, freeze):
         train(model, batches, loss, OptimizerSettings(learning_rate=1e-4), n, len(groups), precision)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
-        seconds.append(time.perf_counter() - tick)
+        seconds = time.perf_counter() - tick
     evaluate()  # warm-up
     tick = time.perf_counter()
     evaluate()
-    return (seconds[1] - seconds[0]) / steps, time.perf_counter() - tick
+    return seconds / steps, time.perf_counter() - tick
 
 
 def build_tiny(folder: Path, texts: list[str]) -> str:
