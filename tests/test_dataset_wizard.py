@@ -221,3 +221,20 @@ def test_a_hub_dataset_saved_to_disk(invoke, tmp_path):
     cfg = load_config_file(tmp_path / "datasets_cfg" / "hubbed.yaml")
     assert cfg.source.hf == "someone/issues" and cfg.labels.field == "labels"
     assert "48 labeled, 12 unlabeled" in created.output
+
+
+def test_the_readme_quick_start_is_true(invoke, tmp_path, monkeypatch):
+    """The README's three commands take a CSV of issues to results/summary.md."""
+    import re
+    import shlex
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"## Your own data\n.*?```bash\n(.*?)```", readme, re.S).group(1)
+    commands = [shlex.split(line.split("#")[0]) for line in block.splitlines() if line.strip()]
+    assert [c[:2] for c in commands] == [["harness", "dataset"], ["harness", "run"], ["harness", "report"]]
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    write_tags_csv(tmp_path / "issues.csv")
+    for command in commands:
+        result = invoke(*command[1:])
+        assert result.exit_code == 0, (command, result.output)
+    assert "| nb " in (tmp_path / "results" / "summary.md").read_text() and "| nb " in result.output
