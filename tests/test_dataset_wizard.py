@@ -67,8 +67,19 @@ def write_one_label_csv(path: Path, n: int = 60) -> Path:
     return path
 
 
+def write_list_parquet(path: Path, n: int = 60) -> Path:
+    """Lists of label names, as parquet stores them (arrays)."""
+    import pandas as pd
+
+    rows = [{"title": title, "body": body, "topics": [] if i % 5 == 4 else [kind]}
+            for i, (kind, title, body) in enumerate(map(_issue, range(n)))]
+    pd.DataFrame(rows).to_parquet(path)
+    return path
+
+
 SHAPES = {
     "issues.csv": (write_tags_csv, {"field": "tags"}, "multilabel"),
+    "issues.parquet": (write_list_parquet, {"field": "topics"}, "multilabel"),
     "issues.jsonl": (write_github_jsonl, {"field": "labels"}, "multilabel"),
     "kinds.csv": (write_one_label_csv, {"field": "category"}, "multiclass"),
 }
