@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from harness.config import ConfigError, available_configs, load_config_file
+from harness.config import USER_CFG_DIR, ConfigError, available_configs, load_config_file
 from harness.models import ModelResolutionError
 from harness.params import DEFAULT_PRESET, ParamError
 from harness.plugins import PluginError, get_plugin_manager
@@ -445,7 +445,7 @@ def _echo_profile(name: str, cfg_dirs: list[Path], data_dirs: list[Path], cache_
               help="Default: multiclass when the label column holds one label a row.")
 @click.option("--encoding", default=None, help="The CSV file's encoding (default: detected).")
 @click.option("--delimiter", default=None, help="The CSV file's field separator (default: detected).")
-@click.option("--datasets-cfg", "cfg_dir", default="datasets_cfg", show_default=True,
+@click.option("--datasets-cfg", "cfg_dir", default=USER_CFG_DIR, show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="Folder to write NAME.yaml into (run searches ./datasets_cfg).")
 @click.option("--force", is_flag=True, help="Replace an existing NAME.yaml.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="As for run.")
@@ -472,7 +472,7 @@ def dataset_new(name, file, hf, hf_split, text, labels, task, encoding, delimite
     except USER_ERRORS as exc:
         _fail(ValueError(f"{exc} (the config is in {path}: edit it, then run 'harness dataset show {name}')"))
     options = "".join(f" --data-dir {folder}" for folder in folders)
-    options += "" if cfg_dir.resolve() == Path("datasets_cfg").resolve() else f" --datasets-cfg {cfg_dir}"
+    options += "" if cfg_dir.resolve() == USER_CFG_DIR.resolve() else f" --datasets-cfg {cfg_dir}"
     click.echo(f"\nnext: harness run --datasets {name} --methods nb{options}")
 
 

@@ -4,6 +4,7 @@ The built-in configs ship inside the package (``harness/datasets_cfg``), so a wh
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import string
@@ -55,6 +56,16 @@ class SourceConfig(_Strict):
     encoding: str = "utf-8"
     encoding_errors: Literal["strict", "replace"] = "strict"
     delimiter: str | None = Field(None, min_length=1, max_length=1, description="a CSV file's field separator (default ',')")
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, encoding: str) -> str:
+        """An unknown codec fails here, naming the field, not in the reader with a LookupError."""
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ValueError(f"unknown text encoding {encoding!r}; expected a Python codec name, e.g. utf-8, latin-1, cp1252") from None
+        return encoding
 
     @model_validator(mode="after")
     def _needs_a_place(self) -> "SourceConfig":

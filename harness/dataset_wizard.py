@@ -121,18 +121,20 @@ def read_file(path: Path, readers: Mapping[str, Reader], encoding: str | None = 
         raise WizardError(f"--file {path}: no such file")
     source_fields: dict[str, Any] = {}
     fmt, _ = file_format(str(path), SourceConfig(file=str(path)), list(readers))
-    if fmt == "csv":
-        sniffed_encoding, sniffed_delimiter = sniff_csv(path, readers)
-        encoding, delimiter = encoding or sniffed_encoding, delimiter or sniffed_delimiter
-    if encoding and encoding not in ("utf-8", "utf8"):
-        source_fields["encoding"] = encoding
-    if delimiter and delimiter != ",":
-        source_fields["delimiter"] = delimiter
     try:
+        if fmt == "csv":
+            sniffed_encoding, sniffed_delimiter = sniff_csv(path, readers)
+            encoding, delimiter = encoding or sniffed_encoding, delimiter or sniffed_delimiter
+        if encoding and encoding not in ("utf-8", "utf8"):
+            source_fields["encoding"] = encoding
+        if delimiter and delimiter != ",":
+            source_fields["delimiter"] = delimiter
         source = SourceConfig(file=str(path), **source_fields)
+        return read_rows(path, source, readers), source_fields
     except ValidationError as exc:
         raise WizardError(f"{path}: {validation_problems(exc)}") from None
-    return read_rows(path, source, readers), source_fields
+    except OSError as exc:  # unreadable (permissions), or a folder named like a file
+        raise WizardError(f"{path}: cannot be read: {exc.strerror or exc}") from None
 
 
 # ------------------------------------------------------------------ detecting

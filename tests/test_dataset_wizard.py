@@ -191,6 +191,10 @@ BAD_FILES = {
                        "data.csv: no text column found (columns: id, tags)"),
     "unknown label column": ("title,tags\nhello there,bug\n", ("--labels", "kind"),
                              "data.csv: --labels 'kind': no such column (columns: title, tags)"),
+    "unknown encoding": ("title,tags\nhello there,bug\n", ("--encoding", "nosuch", "--labels", "tags"),
+                         "data.csv: field 'encoding': Value error, unknown text encoding 'nosuch'"),
+    "bad delimiter": ("title,tags\nhello there,bug\n", ("--delimiter", "ab", "--labels", "tags"),
+                      "data.csv: field 'delimiter': String should have at most 1 character"),
     "unknown text column": ("title,tags\nhello there,bug\nanother one,docs\nthird one,bug\n", ("--text", "title,body"),
                             "data.csv: --text 'body': no such column (columns: title, tags)"),
 }
