@@ -40,12 +40,16 @@ class Profile:
     def labeled(self) -> int:
         return sum(self.dataset.sizes()[split] for split in SPLITS)
 
-    def min_count_advice(self) -> tuple[int, list[str]] | None:
-        """A ``labels.min_count`` that drops every rare tag, and all the tags it would drop."""
-        if not self.rare:
-            return None
-        threshold = max(rare.labeled for rare in self.rare) + 1
-        return threshold, [tag for tag, row in self.counts.iterrows() if row["all"] < threshold]
+    def min_count_options(self) -> list[tuple[int, int, list[str]]]:
+        """(slice size k, a ``labels.min_count``, the tags it drops): the smallest min_count
+        after which every tag left is expected in slices of k and up, one per distinct value,
+        from the smallest k (the most tags dropped) up."""
+        options: dict[int, tuple[int, int, list[str]]] = {}
+        for size in sorted({k for rare in self.rare for k in rare.slices}):
+            threshold = max(rare.labeled for rare in self.rare if size in rare.slices) + 1
+            dropped = [str(tag) for tag, row in self.counts.iterrows() if row["all"] < threshold]
+            options.setdefault(threshold, (size, threshold, dropped))
+        return list(options.values())
 
 
 def profile(dataset: PreparedDataset) -> Profile:
@@ -93,10 +97,11 @@ def render(found: Profile, config_path: Path | None = None) -> str:
     lines += ["", "too rare for the smallest slices (a stratified slice of that size is expected to hold less than one):"]
     lines += [f"  {rare.tag}: {count_phrase(rare.labeled, 'labeled row')}, {rare.train} in train; "
               f"slices {', '.join(map(str, rare.slices))}" for rare in found.rare]
-    threshold, would_drop = found.min_count_advice()
     where = f" in {config_path}" if config_path else ""
-    lines += ["way out: either set `min_count: " + str(threshold) + "` under `labels:`" + where
-              + f" (drops tags with fewer than {threshold} labeled rows: {', '.join(would_drop)}),",
-              "  or merge them into broader tags with `labels.map` (raw label -> tag)"]
+    lines += ["way out: merge rare tags into broader ones with `labels.map` (raw label -> tag), or drop them "
+              f"with `labels.min_count` (under `labels:`{where}):"]
+    lines += [f"  min_count: {threshold} keeps every tag expected in slices of {size} and up "
+              f"(drops the tags with fewer than {threshold} labeled rows: {', '.join(dropped)})"
+              for size, threshold, dropped in found.min_count_options()]
     return "\n".join(lines)
 

@@ -112,7 +112,9 @@ def test_csv_to_summary_in_three_commands_and_the_rare_tag(invoke, tmp_path):
     # 'security' has 2 labeled rows: a stratified slice of 8 is expected to hold less than one
     assert "too rare for the smallest slices" in out
     assert "  security: 2 labeled rows, 1 in train; slices 8" in out
-    assert "set `min_count: 3` under `labels:`" in out and "(drops tags with fewer than 3 labeled rows: security)" in out
+    assert "drop them with `labels.min_count` (under `labels:` in datasets_cfg/issues.yaml)" in out
+    assert "  min_count: 3 keeps every tag expected in slices of 8 and up (drops the tags with fewer than 3 labeled " \
+           "rows: security)" in out
     assert invoke("run", "--datasets", "issues", "--methods", "nb", "--slices", "8,all",
                   "--cache-dir", tmp_path / "cache", "--quiet").exit_code == 0
     assert "| nb " in (tmp_path / "results" / "summary.md").read_text()
