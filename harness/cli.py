@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from harness.config import ConfigError, available_configs, load_config_file
+from harness.config import USER_CFG_DIR, ConfigError, available_configs, load_config_file
 from harness.models import ModelResolutionError
 from harness.params import DEFAULT_PRESET, ParamError
 from harness.plugins import PluginError, get_plugin_manager
@@ -420,6 +420,78 @@ def ls_datasets(cfg_dirs) -> None:
         except ConfigError as exc:
             rows.append((name, "INVALID", str(exc), str(path)))
     click.echo(tabulate(rows, headers=["dataset", "source", "description", "config"]))
+
+
+@cli.group(name="dataset")
+def dataset() -> None:
+    """Write a dataset config for your own data file, and profile any dataset."""
+
+
+def _echo_profile(name: str, cfg_dirs: list[Path], data_dirs: list[Path], cache_dir: Path | None) -> None:
+    """Load dataset ``name`` as run loads it and print its profile."""
+    from harness.config import available_configs, load_config
+    from harness.data import prepare
+    from harness.profiling import profile, render
+    from harness.sources import data_dirs as search_dirs
+
+    cfg = load_config(name, cfg_dirs)
+    prepared = prepare(cfg, search_dirs(data_dirs), cache_dir or default_cache_dir(), get_plugin_manager().registry.readers)
+    click.echo(render(profile(prepared), available_configs(cfg_dirs)[name]))
+
+
+@dataset.command(name="new")
+@click.argument("name")
+@click.option("--file", "file", type=click.Path(dir_okay=False, path_type=Path), help="A .csv, .jsonl or .parquet file (maybe compressed).")
+@click.option("--hf", default=None, metavar="OWNER/NAME", help="A Hugging Face Hub dataset instead of a file.")
+@click.option("--hf-split", default=None, help="The Hub dataset's split to read, when it has several.")
+@click.option("--text", default=None, metavar="COLUMNS", help="Comma-separated text columns (default: the longest free-text ones).")
+@click.option("--labels", default=None, metavar="COLUMN", help="The label column (default: detected).")
+@click.option("--task", type=click.Choice(["multilabel", "multiclass"]), default=None,
+              help="Default: multiclass when the label column holds one label a row.")
+@click.option("--encoding", default=None, help="The CSV file's encoding (default: detected).")
+@click.option("--delimiter", default=None, help="The CSV file's field separator (default: detected).")
+@click.option("--datasets-cfg", "cfg_dir", default=USER_CFG_DIR, show_default=True,
+              type=click.Path(file_okay=False, path_type=Path), help="Folder to write NAME.yaml into (run searches ./datasets_cfg).")
+@click.option("--force", is_flag=True, help="Replace an existing NAME.yaml.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="As for run.")
+@data_dir_option
+def dataset_new(name, file, hf, hf_split, text, labels, task, encoding, delimiter, cfg_dir, force, cache_dir, data_dirs) -> None:
+    """Propose a config NAME.yaml for a data file (text fields, label column and format), write
+    it, then load the data as run will and print its profile: rows, splits, tags per split, and
+    the tags too rare for the smallest slices."""
+    from harness.dataset_wizard import propose, write_proposal
+    from harness.sources import data_dirs as search_dirs
+
+    try:
+        proposal = propose(name, get_plugin_manager().registry.readers, file, hf, hf_split, _csv(text) or None, labels,
+                           task, encoding, delimiter, search_dirs(data_dirs))
+        path = write_proposal(proposal, cfg_dir, force)
+    except USER_ERRORS as exc:
+        _fail(exc)
+    click.echo(f"wrote {path}")
+    for note in proposal.notes:
+        click.echo(f"  {note}")
+    folders = [*data_dirs, *([proposal.data_dir] if proposal.data_dir else [])]
+    try:
+        _echo_profile(name, [cfg_dir], folders, cache_dir)
+    except USER_ERRORS as exc:
+        _fail(ValueError(f"{exc} (the config is in {path}: edit it, then run 'harness dataset show {name}')"))
+    options = "".join(f" --data-dir {folder}" for folder in folders)
+    options += "" if cfg_dir.resolve() == USER_CFG_DIR.resolve() else f" --datasets-cfg {cfg_dir}"
+    click.echo(f"\nnext: harness run --datasets {name} --methods nb{options}")
+
+
+@dataset.command(name="show")
+@click.argument("name")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="As for run.")
+@data_dir_option
+@cfg_dir_option
+def dataset_show(name, cache_dir, data_dirs, cfg_dirs) -> None:
+    """Load dataset NAME as run will and print its profile (see 'dataset new')."""
+    try:
+        _echo_profile(name, list(cfg_dirs), list(data_dirs), cache_dir)
+    except USER_ERRORS as exc:
+        _fail(exc)
 
 
 @cli.group(name="plugin")

@@ -4,6 +4,7 @@ The built-in configs ship inside the package (``harness/datasets_cfg``), so a wh
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import string
@@ -18,6 +19,8 @@ from harness.errors import unknown_name_message, validation_problems
 from harness.hashing import stable_hash
 
 BUILTIN_CFG_DIR = Path(__file__).resolve().parent / "datasets_cfg"
+# where `harness dataset new` writes a config, searched by default so that `run` finds it
+USER_CFG_DIR = Path("datasets_cfg")
 DATASETS_CFG_ENV = "HARNESS_DATASETS_CFG"
 # a dataset's name is its config file's name: it names folders and appears in commands
 DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -52,6 +55,17 @@ class SourceConfig(_Strict):
     format: str | None = Field(None, description="jsonl, csv, parquet or a plugin's format, optionally compressed (csv.gz); default: from the file name")
     encoding: str = "utf-8"
     encoding_errors: Literal["strict", "replace"] = "strict"
+    delimiter: str | None = Field(None, min_length=1, max_length=1, description="a CSV file's field separator (default ',')")
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, encoding: str) -> str:
+        """An unknown codec fails here, naming the field, not in the reader with a LookupError."""
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ValueError(f"unknown text encoding {encoding!r}; expected a Python codec name, e.g. utf-8, latin-1, cp1252") from None
+        return encoding
 
     @model_validator(mode="after")
     def _needs_a_place(self) -> "SourceConfig":
@@ -64,11 +78,17 @@ class SourceConfig(_Strict):
         return self
 
 
-_SOURCE_FIELDS_ADDED_LATER = ("hf", "revision", "config", "split")
+_SOURCE_FIELDS_ADDED_LATER = ("hf", "revision", "config", "split", "delimiter")
+# label options added later, with the value that leaves a config's hash as it was before them
+_LABEL_DEFAULTS_ADDED_LATER = {"separator": ",", "min_count": None}
 
 
 class LabelsConfig(_Strict):
-    field: str = Field(description="row field holding a list of label names or of objects with a 'name'")
+    field: str = Field(description="row field holding a list of label names or of objects with a 'name', "
+                             "or a string of names joined by 'separator'")
+    separator: str = Field(",", min_length=1, description="what joins several label names in one string value")
+    min_count: int | None = Field(None, ge=1, description="drop tags with fewer labeled rows than this (after the map "
+                                                         "and duplicate removal); rows left with no tag are unlabeled")
     map: dict[str, str] | None = Field(None, description="raw label -> tag; other labels are dropped")
     descriptions: dict[str, str] = Field(default_factory=dict, description="tag -> text used by zero-shot")
 
@@ -166,6 +186,9 @@ class DatasetConfig(_Strict):
         for field in _SOURCE_FIELDS_ADDED_LATER:  # unset, they leave the hash (and old cell keys) as it was
             if dumped["source"][field] is None:
                 del dumped["source"][field]
+        for field, default in _LABEL_DEFAULTS_ADDED_LATER.items():
+            if dumped["labels"][field] == default:
+                del dumped["labels"][field]
         if self.task == "multilabel":  # the default task, too, leaves the hash of older configs as it was
             del dumped["task"]
         return stable_hash(dumped)
@@ -179,12 +202,12 @@ class _BlankFields(dict):
 
 
 def config_dirs(extra: list[Path] | None = None) -> list[Path]:
-    """Folders searched for dataset configs: user folders first, then the built-ins."""
+    """Folders searched for dataset configs: user folders first, then ./datasets_cfg, then the built-ins."""
     dirs = list(extra or [])
     env = os.environ.get(DATASETS_CFG_ENV)
     if env:
         dirs += [Path(p) for p in env.split(os.pathsep) if p]
-    dirs.append(BUILTIN_CFG_DIR)
+    dirs += [USER_CFG_DIR, BUILTIN_CFG_DIR]
     return dirs
 
 

@@ -7,7 +7,7 @@ import math
 import numbers
 import string
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Mapping
 from typing import Any
@@ -38,6 +38,8 @@ class PreparedDataset:
     labels: np.ndarray  # (n_rows, n_tags) uint8 over all rows
     split_rows: dict[str, np.ndarray]  # train/valid/test/unlabeled -> row positions
     fingerprint: str
+    rows_read: int = 0  # before filters and duplicate removal
+    dropped: dict[str, Any] = field(default_factory=dict)  # what build_frame dropped: see its docstring
 
     def labeled(self, split: str, positions: np.ndarray | None = None) -> LabeledTexts:
         rows = self.split_rows[split] if positions is None else self.split_rows[split][positions]
@@ -89,12 +91,12 @@ def _render_texts(frame: pd.DataFrame, template: str, name: str) -> list[str]:
     return texts
 
 
-def _raw_label_names(value: Any, row_number: int, field: str, name: str) -> tuple[list[str], bool]:
+def _raw_label_names(value: Any, row_number: int, field: str, name: str, separator: str = ",") -> tuple[list[str], bool]:
     """The label names of one row, and whether any was an integer id."""
     if _is_null(value):
         return [], False
-    if isinstance(value, str):  # a CSV cell: comma-separated or a single name
-        return [part.strip() for part in value.split(",") if part.strip()], False
+    if isinstance(value, str):  # a CSV cell: names joined by the separator, or a single name
+        return [part.strip() for part in value.split(separator) if part.strip()], False
     if not isinstance(value, (list, tuple, np.ndarray)):
         raise DataError(f"{name}: row {row_number}: field {field!r} should be a list of labels, got {type(value).__name__}")
     names, integers = [], False
@@ -117,9 +119,13 @@ def _raw_label_names(value: Any, row_number: int, field: str, name: str) -> tupl
 
 
 def build_frame(cfg: DatasetConfig, raw: pd.DataFrame, name: str) -> tuple[pd.DataFrame, list[str]]:
-    """Apply filters, render texts, map labels, drop duplicate texts. Returns (frame, tags)."""
+    """Apply filters, render texts, map labels, drop duplicate texts and tags rarer than
+    ``labels.min_count``. Returns (frame, tags); ``frame.attrs["dropped"]`` counts the rows
+    filtered out and the duplicates dropped, and names the rare tags dropped (for the profile)."""
+    rows_read = len(raw)
     for rule in cfg.filters:
         raw = _apply_filter(raw, rule, name)
+    filtered_out = rows_read - len(raw)
     field = cfg.labels.field
     if field not in raw.columns:
         raise DataError(f"{name}: label field {field!r} not found (fields: {', '.join(map(str, raw.columns))})")
@@ -127,7 +133,7 @@ def build_frame(cfg: DatasetConfig, raw: pd.DataFrame, name: str) -> tuple[pd.Da
     tag_lists = []
     numeric_row = None
     for number, value in enumerate(raw[field].tolist(), start=1):
-        names, integers = _raw_label_names(value, number, field, name)
+        names, integers = _raw_label_names(value, number, field, name, cfg.labels.separator)
         if integers and numeric_row is None:
             numeric_row = number
         mapped = list(dict.fromkeys([label_map[n] for n in names if n in label_map] if label_map is not None else names))
@@ -148,10 +154,18 @@ def build_frame(cfg: DatasetConfig, raw: pd.DataFrame, name: str) -> tuple[pd.Da
         frame["__split__"] = [split_of.get(str(mark), "unlabeled") for mark in raw[column].tolist()]
     elif cfg.split.method == "files":
         frame["__split__"] = raw["__split__"].to_numpy()
+    before = len(frame)
     if cfg.drop_duplicate_texts:
         frame = frame.drop_duplicates(subset="text")
     frame = frame.reset_index(drop=True)
     tags = sorted(set(label_map.values())) if label_map is not None else sorted({t for ts in tag_lists for t in ts})
+    rare: list[str] = []
+    if cfg.labels.min_count is not None:
+        counts = pd.Series([t for ts in frame["tags"] for t in ts], dtype=object).value_counts()
+        rare = [tag for tag in tags if counts.get(tag, 0) < cfg.labels.min_count]
+        frame["tags"] = [[t for t in ts if t not in rare] for ts in frame["tags"]]
+        tags = [tag for tag in tags if tag not in rare]
+    frame.attrs["dropped"] = {"filtered": filtered_out, "duplicates": before - len(frame), "rare_tags": rare}
     return frame, tags
 
 
@@ -247,6 +261,7 @@ def prepare(
         raw = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
         name = " + ".join(str(p) for p in paths.values())
     frame, tags = build_frame(cfg, raw, name)
+    dropped = frame.attrs["dropped"]
     labels = _tag_matrix(frame["tags"].tolist(), tags)
     texts = frame["text"].tolist()
     split_rows = _assign_splits(cfg, frame, labels, name)
@@ -258,4 +273,6 @@ def prepare(
         labels=labels,
         split_rows=split_rows,
         fingerprint=_fingerprint(texts, labels, split_rows),
+        rows_read=len(raw),
+        dropped=dropped,
     )

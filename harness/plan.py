@@ -6,6 +6,7 @@ changes its result; a record on disk with the same key hash means the cell is do
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -17,7 +18,8 @@ from harness.hashing import stable_hash
 from harness.methods import params_hash
 from harness.params import DEFAULT_PRESET, build_params, parse_overrides, variant_label
 from harness.plugins import HarnessPluginManager
-from harness.records import lock_path, read_record, record_path
+from harness.predictions import PredictionsError, checked_bytes
+from harness.records import InvalidRecordWarning, lock_path, read_record, record_path
 from harness.splits import NO_SLICE, TrainSlice
 
 
@@ -136,9 +138,19 @@ def plan_run(
 
 
 def is_done(spec: CellSpec, retry_failed: bool = False) -> bool:
-    """Whether the cell's record on disk matches its key (and is ok, when failed cells are retried)."""
+    """Whether the cell's record on disk matches its key (and is ok, when failed cells are retried)
+    and the arrays it names are intact: a cell whose arrays were changed or cut short counts as
+    missing, as a malformed record does, so that this run rewrites them."""
     existing = read_record(spec.path())
-    return existing is not None and existing.key_hash == spec.key_hash and (existing.ok or not retry_failed)
+    if existing is None or existing.key_hash != spec.key_hash or not (existing.ok or not retry_failed):
+        return False
+    if existing.predictions is not None:
+        try:
+            checked_bytes(spec.path().parent / existing.predictions.file, existing.predictions.sha256)
+        except PredictionsError as exc:
+            warnings.warn(f"{exc}; the cell counts as missing and runs again", InvalidRecordWarning, stacklevel=2)
+            return False
+    return True
 
 
 def _slice_sizes(config_sizes: list[int | str], wanted: list[int | str]) -> list[int | str]:

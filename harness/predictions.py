@@ -34,8 +34,8 @@ def write_predictions(path: Path, arrays: dict[str, np.ndarray]) -> dict[str, st
     return {"file": path.name, "sha256": hashlib.sha256(blob).hexdigest()}
 
 
-def read_predictions(path: Path, sha256: str) -> dict[str, np.ndarray]:
-    """The arrays stored at ``path``, after checking that their sha256 is the record's."""
+def checked_bytes(path: Path, sha256: str) -> bytes:
+    """The bytes of the arrays file at ``path``, after checking that their sha256 is the record's."""
     try:
         blob = path.read_bytes()
     except OSError as exc:
@@ -46,6 +46,12 @@ def read_predictions(path: Path, sha256: str) -> dict[str, np.ndarray]:
             f"{path}: sha256 {digest[:12]}... does not match {sha256[:12]}... in its record; "
             "the file was changed or cut short after the run (rerun the cell to rewrite it)"
         )
+    return blob
+
+
+def read_predictions(path: Path, sha256: str) -> dict[str, np.ndarray]:
+    """The arrays stored at ``path``, after checking that their sha256 is the record's."""
+    blob = checked_bytes(path, sha256)
     try:
         with np.load(io.BytesIO(blob), allow_pickle=False) as stored:
             return {name: stored[name] for name in stored.files}

@@ -344,12 +344,16 @@ def write_aggregate_figure(aggregate: pd.DataFrame, n_datasets: int, folder: Pat
 
 
 def _save(figure, folder: Path, stem: str) -> list[Path]:
+    """PNG and SVG; the same records give the same bytes (an SVG carries no date, and its
+    element ids are drawn from a fixed salt rather than a random one)."""
+    import matplotlib
     import matplotlib.pyplot as plt
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{stem}.png", folder / f"{stem}.svg"]
-    for path in paths:
-        figure.savefig(path, dpi=120)
+    with matplotlib.rc_context({"svg.hashsalt": "fewlabels-harness"}):
+        figure.savefig(paths[0], dpi=120)
+        figure.savefig(paths[1], dpi=120, metadata={"Date": None})
     plt.close(figure)
     return paths
 

@@ -40,11 +40,13 @@ def default_cache_dir() -> Path:
 
 
 def data_dirs(extra: Iterable[Path] = ()) -> list[Path]:
+    """Folders searched for data files: the given ones, HARNESS_DATA_DIR's, then the current
+    folder (where `harness dataset new` finds the file its config names)."""
     dirs = [Path(p) for p in extra]
     env = os.environ.get(DATA_DIR_ENV)
     if env:
         dirs += [Path(p) for p in env.split(os.pathsep) if p]
-    return dirs
+    return dirs + [Path(".")]
 
 
 def locate(cfg: DatasetConfig, search_dirs: list[Path], cache_dir: Path) -> dict[str, Path]:
@@ -155,7 +157,7 @@ def file_format(name: str, source: SourceConfig, known: Iterable[str]) -> tuple[
     )
 
 
-def _open_bytes(path: Path, source: SourceConfig) -> tuple[io.BufferedIOBase, str]:
+def open_bytes(path: Path, source: SourceConfig) -> tuple[io.BufferedIOBase, str]:
     """Open the file (or its zip member) as a binary stream; return it and a name for errors."""
     if zipfile.is_zipfile(path):
         archive = zipfile.ZipFile(path)
@@ -196,7 +198,8 @@ def read_jsonl(stream: io.BufferedIOBase, name: str, source: SourceConfig) -> li
 
 def read_csv(stream: io.BufferedIOBase, name: str, source: SourceConfig) -> pd.DataFrame:
     try:
-        return pd.read_csv(stream, encoding=source.encoding, encoding_errors=source.encoding_errors, keep_default_na=False, na_values=[""])
+        return pd.read_csv(stream, sep=source.delimiter or ",", encoding=source.encoding,
+                           encoding_errors=source.encoding_errors, keep_default_na=False, na_values=[""])
     except UnicodeDecodeError as exc:
         raise DataError(
             f"{name}: bytes at offset {exc.start} are not valid {source.encoding}; set source.encoding "
@@ -226,7 +229,7 @@ def register_dataset_loaders(register: Callable[[str, Reader], None]) -> None:
 
 def read_rows(path: Path, source: SourceConfig, readers: Mapping[str, Reader]) -> pd.DataFrame:
     """Read a data file (compressed or not, maybe inside a zip) into a frame of raw rows."""
-    stream, name = _open_bytes(path, source)
+    stream, name = open_bytes(path, source)
     try:
         fmt, compression = file_format(name, source, list(readers))
     except DataError:

@@ -72,3 +72,12 @@ def test_ls(invoke):
     assert unknown.exit_code == 2 and "unknown preset 'nope'" in unknown.output
     datasets = invoke("ls", "datasets").output
     assert "github-issues-datasets" in datasets and "github-issues-transformers" in datasets
+
+
+def test_python_dash_m_harness_is_the_command_line(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "harness", "ls", "datasets"], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "github-issues-datasets" in result.stdout

@@ -1,10 +1,16 @@
-"""Every hook in harness/hookspecs.py has a section in docs/hooks.md, as datasette checks its hooks."""
+"""Every hook in harness/hookspecs.py has a section in docs/hooks.md, as datasette checks its hooks;
+the README stays a short front door and the docs site builds strictly."""
 
 from __future__ import annotations
 
 import inspect
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from harness import hookspecs
 
@@ -44,3 +50,23 @@ def test_plugin_guide_points_at_the_contract_suite_and_hooks():
     guide = (DOCS / "plugins.md").read_text(encoding="utf-8")
     for needed in ("harness plugin new", "MethodContract", "[project.entry-points.harness]", "hooks.md"):
         assert needed in guide, needed
+
+
+README = DOCS.parent / "README.md"
+
+
+def test_the_readme_is_a_front_door():
+    size = len(README.read_bytes())
+    assert size <= 15_000, f"README.md is {size:,} bytes; move detail into a page under docs/"
+    text = README.read_text(encoding="utf-8")
+    assert "python -m pytest -q" in text
+    for page in sorted(DOCS.glob("*.md")):
+        assert f"docs/{page.name}" in text or page.name == "index.md", f"README.md does not point at docs/{page.name}"
+
+
+def test_the_docs_site_builds_strictly(tmp_path):
+    """Every page in the navigation, no broken link or anchor (what .ci/run checks too)."""
+    pytest.importorskip("mkdocs")
+    built = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+                           cwd=DOCS.parent, capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert built.returncode == 0, built.stderr[-2000:]

@@ -146,3 +146,26 @@ def test_report_rebuilds_figures_from_records_and_arrays_without_a_model(tiny_re
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_cell_whose_arrays_were_cut_short_runs_again(tiny_results, tmp_path):
+    """A valid record beside a truncated .npz counts as missing for run, which rewrites both."""
+    from harness.datasets import Settings
+    from harness.plugins import make_plugin_manager
+    from harness.records import InvalidRecordWarning
+
+    results = tmp_path / "results"
+    shutil.copytree(tiny_results, results)
+    folder = tiny_results.parent
+    settings = Settings(results_dir=str(results), cache_dir=str(tmp_path / "cache"), data_dirs=(str(folder / "data"),),
+                        datasets_cfg_dirs=(str(folder / "datasets_cfg"),))
+    first = record_files(results)[0]
+    npz = first.with_suffix(".npz")
+    npz.write_bytes(npz.read_bytes()[:-10])
+    pm = make_plugin_manager(autoload=False)
+    with pytest.warns(InvalidRecordWarning, match="cut short after the run .*counts as missing and runs again"):
+        plan = plan_run(pm, settings, ["nb"], [TINY_DATASET], [0, 1])
+    assert [spec.path() for spec in plan.todo] == [first] and len(plan.skipped) == len(record_files(results)) - 1
+    assert run_plan(pm, plan)["ok"] == 1
+    read_predictions(npz, read_record(first).predictions.sha256)  # rewritten whole
+    assert not plan_run(pm, settings, ["nb"], [TINY_DATASET], [0, 1]).todo
