@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import json
 import random
@@ -25,7 +24,7 @@ from harness.methods import FitContext, LabeledTexts, Method
 from harness.plan import CellSpec
 from harness.plugins import HarnessPluginManager, get_plugin_manager
 from harness.predictions import predictions_path, write_predictions
-from harness.records import CellRecord, DatasetInfo, MethodInfo, Metrics, PredictionsFile, SliceInfo
+from harness.records import CellRecord, DatasetInfo, MethodInfo, Metrics, PredictionsFile, SliceInfo, finished_now
 from harness.splits import NO_SLICE
 
 
@@ -87,16 +86,12 @@ def _peak_rss_mb() -> float | None:
     return None
 
 
-def _finished_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
 def failed_record(spec: CellSpec, error: str, seconds: float) -> CellRecord:
     """The record of a cell that failed outside ``run_cell`` (timed out, its worker died)."""
     record = _base_record(spec)
     record.error = error
     record.timings = {"total_s": seconds}
-    record.finished_at = _finished_now()
+    record.finished_at = finished_now()
     return record
 
 
@@ -164,7 +159,7 @@ def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: C
     timings["total_s"] = time.perf_counter() - started
     record.timings = timings
     record.peak_rss_mb = _peak_rss_mb() if measures_memory else None
-    record.finished_at = _finished_now()
+    record.finished_at = finished_now()
     return record
 
 

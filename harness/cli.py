@@ -116,6 +116,33 @@ rule_option = click.option(
     help="Decision rule of the leaderboard and figures: the methods' own, or one the core chose on valid "
          "(a cell without scores keeps its own).",
 )
+ensemble_options = [
+    click.option("--ensemble", "ensembles", multiple=True, metavar="NAME=a,b,c",
+                 help="Report the ensemble NAME of these methods' stored scores as the row ensemble-NAME "
+                      "(weights chosen on valid; repeatable). Ensembles already in the folder are rebuilt too."),
+    click.option("--ensemble-scaling", default="calibrated", show_default=True, type=click.Choice(["calibrated", "rank"]),
+                 help="How the members' scores are made comparable for the ensembles given here: a sigmoid "
+                      "fitted on valid per tag, or the rank among the valid scores."),
+]
+
+
+def with_ensemble_options(command):
+    for option in reversed(ensemble_options):
+        command = option(command)
+    return command
+
+
+def _ensemble_specs(texts: tuple[str, ...], scaling: str) -> list:
+    from harness.ensembles import check_unique_names, parse_ensemble
+
+    try:
+        specs = [parse_ensemble(text, scaling) for text in texts]
+        check_unique_names(specs)
+    except ValueError as exc:
+        _fail(exc)
+    return specs
+
+
 results_option = click.option(
     "--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False, path_type=Path),
     help="Folder for cell records, leaderboards and figures.",
@@ -144,11 +171,13 @@ results_option = click.option(
 @click.option("--quiet", is_flag=True, help="Print only errors.")
 @click.option("--json-progress", is_flag=True, help="Write progress as JSON lines on stdout, for scripts.")
 @rule_option
+@with_ensemble_options
 @results_option
 @data_dir_option
 @cfg_dir_option
 def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed, cache_dir, no_report,
-        executor, jobs, scheduler, cell_timeout, quiet, json_progress, rule, results_dir, data_dirs, cfg_dirs) -> None:
+        executor, jobs, scheduler, cell_timeout, quiet, json_progress, rule, ensembles, ensemble_scaling,
+        results_dir, data_dirs, cfg_dirs) -> None:
     """Run every (dataset, method, slice, seed) cell not already on disk, then write reports.
 
     Ctrl-C stops taking new cells and lets the ones in flight finish (Ctrl-C again abandons
@@ -170,6 +199,7 @@ def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed
     )
     try:
         seed_list, slice_list = _seed_list(seeds), _slice_list(slices)
+        ensemble_specs = _ensemble_specs(ensembles, ensemble_scaling)
         _check_timeout(cell_timeout)
         _check_results_dir(results_dir)
         _check_preset(pm, preset)
@@ -199,7 +229,7 @@ def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed
         _fail(exc)
     say(f"done: {summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} skipped")
     if not no_report:
-        _write_reports(pm, results_dir, rule, say)
+        _write_reports(pm, results_dir, rule, say, ensembles=ensemble_specs)
     if summary["failed"]:
         sys.exit(1)
 
@@ -219,7 +249,8 @@ def _warn(message: str) -> None:
 
 
 def _write_reports(pm, results_dir: Path, rule: str, say=lambda line: click.echo(line, err=True),
-                   options=None) -> None:
+                   options=None, ensembles=()) -> None:
+    from harness.ensembles import refresh_ensembles
     from harness.locks import FileLock
     from harness.report import write_reports
     from harness.records import LOCKS_DIR
@@ -234,6 +265,8 @@ def _write_reports(pm, results_dir: Path, rule: str, say=lambda line: click.echo
 
     try:
         with FileLock(results_dir / LOCKS_DIR / "report.lock"):  # runs sharing the folder take turns
+            for path in refresh_ensembles(results_dir, ensembles, warn_once):
+                say(f"wrote {path}")
             for path in write_reports(results_dir, pm.registry.report_formats, rule, warn_once):
                 say(f"wrote {path}")
             for path in write_summary(results_dir, rule, options or SummaryOptions(), warn_once):
@@ -273,17 +306,20 @@ def _summary_options(bootstrap_resamples: int, alpha: float, bootstrap_seed: int
 
 @cli.command()
 @rule_option
+@with_ensemble_options
 @results_option
 @summary_options
-def report(rule: str, results_dir: Path, **summary) -> None:
+def report(rule: str, ensembles: tuple[str, ...], ensemble_scaling: str, results_dir: Path, **summary) -> None:
     """Rebuild leaderboard.{md,csv,tex,html}, summary.{md,html,tex} and figures from the cell
     records and their stored arrays; no model runs. Under a rule other than own the files are
-    named leaderboard-RULE.*, summary-RULE.*, figures/DATASET-RULE.*, beside those of own."""
+    named leaderboard-RULE.*, summary-RULE.*, figures/DATASET-RULE.*, beside those of own.
+    --ensemble NAME=a,b,c adds the row ensemble-NAME, combined from the stored scores."""
     from harness.report import rule_suffix
 
+    specs = _ensemble_specs(ensembles, ensemble_scaling)
     if not (results_dir / "cells").is_dir():
         _fail(ValueError(f"{results_dir}: no cell records (expected a 'cells' folder); run 'harness run' first"))
-    _write_reports(get_plugin_manager(), results_dir, rule, options=_summary_options(**summary))
+    _write_reports(get_plugin_manager(), results_dir, rule, options=_summary_options(**summary), ensembles=specs)
     click.echo((results_dir / f"summary{rule_suffix(rule)}.md").read_text(encoding="utf-8"))
 
 
