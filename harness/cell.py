@@ -122,12 +122,14 @@ def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: C
             name=spec.dataset, config_hash=dataset.config.config_hash(), fingerprint=dataset.fingerprint,
             sizes=dataset.sizes(), tags=dataset.tags, revision=dataset.config.source.revision, task=dataset.config.task,
         )
+        slice_positions = None
         if spec.slice_name == NO_SLICE:
             train = LabeledTexts([], np.zeros((0, len(dataset.tags)), dtype=np.uint8), list(dataset.tags))
             record.slice = SliceInfo(name=spec.slice_name, nominal=None, actual_n=0, index_hash=None)
         else:
             train_slice = train_slices(spec.dataset, spec.settings, registry.readers, spec.slice_sizes, spec.seed)[spec.slice_name]
             train = dataset.labeled("train", train_slice.positions)
+            slice_positions = train_slice.positions
             record.slice = SliceInfo(name=spec.slice_name, nominal=train_slice.nominal, actual_n=train_slice.size,
                                      index_hash=train_slice.index_hash())
         method = method_class(method_class.Params.model_validate(spec.params))
@@ -138,9 +140,11 @@ def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: C
             tag_descriptions=dict(dataset.config.labels.descriptions), task=dataset.config.task,
         )
         valid, test = dataset.labeled("valid"), dataset.labeled("test")
+        unlabeled = dataset.unlabeled_pool(spec.unlabeled, slice_positions)
+        record.dataset.unlabeled, record.dataset.pool_size = list(spec.unlabeled), len(unlabeled)
         seed_everything(spec.seed)
         tick = time.perf_counter()
-        method.fit(train, valid, dataset.unlabeled_texts, context)
+        method.fit(train, valid, unlabeled, context)
         timings["fit_s"] = time.perf_counter() - tick
         evaluation = evaluate_method(method, spec.method, valid, test, dataset.config.task)
         timings.update(evaluation.timings)

@@ -143,6 +143,24 @@ def _ensemble_specs(texts: tuple[str, ...], scaling: str) -> list:
     return specs
 
 
+unlabeled_option = click.option(
+    "--unlabeled", default=None, metavar="SOURCES",
+    help="The unlabeled pool, overriding each dataset config's 'unlabeled': unlabeled_rows (rows without "
+         "tags), rest_of_train (training issues outside the slice, labels hidden), both comma-separated, or none.",
+)
+
+
+def _unlabeled(value: str | None) -> list[str] | None:
+    from harness.config import parse_unlabeled
+
+    if value is None:
+        return None
+    try:
+        return parse_unlabeled(value)
+    except ValueError as exc:
+        raise click.UsageError(f"--unlabeled {value!r}: {exc}") from None
+
+
 results_option = click.option(
     "--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False, path_type=Path),
     help="Folder for cell records, leaderboards and figures.",
@@ -170,13 +188,14 @@ results_option = click.option(
               help="Fail a cell that runs longer, killing its worker (serial then runs cells in one worker process).")
 @click.option("--quiet", is_flag=True, help="Print only errors.")
 @click.option("--json-progress", is_flag=True, help="Write progress as JSON lines on stdout, for scripts.")
+@unlabeled_option
 @rule_option
 @with_ensemble_options
 @results_option
 @data_dir_option
 @cfg_dir_option
 def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed, cache_dir, no_report,
-        executor, jobs, scheduler, cell_timeout, quiet, json_progress, rule, ensembles, ensemble_scaling,
+        executor, jobs, scheduler, cell_timeout, quiet, json_progress, unlabeled, rule, ensembles, ensemble_scaling,
         results_dir, data_dirs, cfg_dirs) -> None:
     """Run every (dataset, method, slice, seed) cell not already on disk, then write reports.
 
@@ -206,7 +225,7 @@ def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed
         dataset_list = _listed("--datasets", datasets, "comma-separated dataset names")
         method_list = _listed("--methods", methods, "comma-separated method names, or 'all'")
         plan = plan_run(pm, settings, method_list, dataset_list, seed_list, slice_list, preset,
-                        list(overrides), label, retry_failed)
+                        list(overrides), label, retry_failed, _unlabeled(unlabeled))
         cell_executor = make_executor(executor, jobs, scheduler, cell_timeout)
     except USER_ERRORS as exc:
         _fail(exc)
@@ -332,10 +351,12 @@ def report(rule: str, ensembles: tuple[str, ...], ensemble_scaling: str, results
 @click.option("--set", "overrides", multiple=True, metavar="METHOD.PARAM=VALUE", help="As for run.")
 @click.option("--label", default=None, help="As for run.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="As for run.")
+@unlabeled_option
 @results_option
 @data_dir_option
 @cfg_dir_option
-def status(methods, datasets, seeds, slices, preset, overrides, label, cache_dir, results_dir, data_dirs, cfg_dirs) -> None:
+def status(methods, datasets, seeds, slices, preset, overrides, label, cache_dir, unlabeled, results_dir, data_dirs,
+           cfg_dirs) -> None:
     """Done / failed / running / missing cells per dataset and method, and why cells failed.
 
     Given the run's options (--methods, --datasets, --seeds, --slices, --set, --label), every
@@ -348,7 +369,7 @@ def status(methods, datasets, seeds, slices, preset, overrides, label, cache_dir
     from harness.plan import plan_run
     from harness.status import STATES, count_rows, disk_states, planned_states
 
-    planned = any((methods, datasets, seeds, slices, overrides, label, preset != DEFAULT_PRESET))
+    planned = any((methods, datasets, seeds, slices, overrides, label, unlabeled, preset != DEFAULT_PRESET))
     if planned:
         pm = get_plugin_manager()
         settings = Settings(
@@ -361,7 +382,7 @@ def status(methods, datasets, seeds, slices, preset, overrides, label, cache_dir
             dataset_list = _listed("--datasets", datasets or "github-issues-datasets", "comma-separated dataset names")
             method_list = _listed("--methods", methods or "all", "comma-separated method names, or 'all'")
             plan = plan_run(pm, settings, method_list, dataset_list, seed_list, slice_list, preset,
-                            list(overrides), label)
+                            list(overrides), label, unlabeled=_unlabeled(unlabeled))
         except USER_ERRORS as exc:
             _fail(exc)
         states, columns = planned_states(plan), STATES

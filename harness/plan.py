@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from harness.config import available_configs
+from harness.config import DEFAULT_UNLABELED, available_configs
 from harness.datasets import Settings, load_dataset, train_slices
 from harness.errors import unknown_name_message
 from harness.hashing import stable_hash
@@ -34,6 +34,7 @@ class CellSpec:
     key: dict[str, Any]
     resources: dict[str, float] = field(default_factory=dict)  # Method.resources, for the Dask executor
     preset: str = DEFAULT_PRESET
+    unlabeled: tuple[str, ...] = DEFAULT_UNLABELED  # what the unlabeled pool is made of (harness.config)
 
     @property
     def key_hash(self) -> str:
@@ -80,8 +81,10 @@ def plan_run(
     overrides: list[str] | None = None,
     label: str | None = None,
     retry_failed: bool = False,
+    unlabeled: list[str] | None = None,
 ) -> RunPlan:
-    """Every cell of the run, each marked to do or to skip (already on disk with the same key)."""
+    """Every cell of the run, each marked to do or to skip (already on disk with the same key).
+    ``unlabeled`` (the pool's sources) overrides each dataset config's ``unlabeled``."""
     registry = pm.registry
     method_names = resolve_method_names(methods, sorted(registry.methods))
     parsed = parse_overrides(overrides or [], sorted(registry.methods))
@@ -94,6 +97,7 @@ def plan_run(
         dataset = load_dataset(dataset_name, settings, registry.readers)
         wanted = list(slices) if slices else list(dataset.config.slices)
         grow_from = tuple(_slice_sizes(dataset.config.slices, wanted))
+        pool = tuple(dataset.config.unlabeled if unlabeled is None else unlabeled)
         for method_name in method_names:
             method_class = registry.methods[method_name]
             params = build_params(method_class, preset, parsed.get(method_name, {}))
@@ -114,9 +118,11 @@ def plan_run(
                         "slice_index_hash": train_slice.index_hash() if train_slice else None,
                         "seed": seed,
                     }
+                    if pool != DEFAULT_UNLABELED:  # only then: the keys of cells on disk stay as they were
+                        key["unlabeled"] = list(pool)
                     cells.append(
                         CellSpec(settings, dataset_name, method_name, variant, params.model_dump(mode="json"),
-                                 slice_name, seed, grow_from, key, dict(method_class.resources), preset)
+                                 slice_name, seed, grow_from, key, dict(method_class.resources), preset, pool)
                     )
     plan = RunPlan(cells, list(datasets), method_names, list(seeds), preset, retry_failed)
     for spec in cells:

@@ -60,6 +60,8 @@ class DatasetInfo(_Part):
     tags: list[str] | None = None
     revision: str | None = None  # the Hub revision a `source: {hf: ...}` dataset was read at (v2)
     task: Literal["multilabel", "multiclass"] = "multilabel"
+    unlabeled: list[str] | None = None  # what the cell's unlabeled pool was made of (harness.config)
+    pool_size: int | None = None  # the texts in it
 
 
 class Metrics(_Part):
