@@ -102,6 +102,8 @@ def plan_run(
             method_class = registry.methods[method_name]
             params = build_params(method_class, preset, parsed.get(method_name, {}))
             variant = variant_label(method_class, params, preset, label, bool(parsed.get(method_name)))
+            if pool != tuple(dataset.config.unlabeled):  # --unlabeled made a variant: its rows sit beside the others
+                variant += ("+" if "@" in variant else "@") + "pool-" + ("+".join(pool) or "none")
             for seed in seeds:
                 seed_slices = train_slices(dataset_name, settings, registry.readers, grow_from, seed)
                 names = [NO_SLICE] if not method_class.uses_labels else _selected(seed_slices, wanted)

@@ -111,6 +111,9 @@ def test_the_cell_key_holds_the_pool_and_older_keys_stay(no_unlabeled_rows):
     assert _spec(pm, no_unlabeled_rows, ["unlabeled_rows"]).key_hash == default.key_hash
     rest = _spec(pm, no_unlabeled_rows, ["rest_of_train"])
     assert rest.key["unlabeled"] == ["rest_of_train"] and rest.key_hash != default.key_hash
+    # a pool other than the dataset's is a variant, reported beside the method's own rows
+    assert (default.label, rest.label) == ("spy", "spy@pool-rest_of_train")
+    assert _spec(pm, no_unlabeled_rows, []).label == "spy@pool-none"
 
 
 def test_the_dataset_option_sets_the_pool_and_the_config_hash(tmp_path):
@@ -168,3 +171,16 @@ def test_the_mirror_pool_holds_no_valid_or_test_issue(mirror_dir, tmp_path):
     for split in ("valid", "test"):
         assert not pool & set(dataset.labeled(split).texts)
     assert not pool & set(dataset.labeled("train", positions).texts)
+
+
+def test_a_dataset_config_can_make_rest_of_train_its_pool(no_unlabeled_rows):
+    cfg_path = f"{no_unlabeled_rows.datasets_cfg_dirs[0]}/tiny.yaml"
+    with open(cfg_path, encoding="utf-8") as handle:
+        config = json.load(handle)
+    with open(cfg_path, "w", encoding="utf-8") as handle:
+        json.dump({**config, "unlabeled": "rest_of_train"}, handle)
+    pm = single_method_pm(Spy)
+    spec = _spec(pm, no_unlabeled_rows, None)
+    assert spec.label == "spy" and spec.key["unlabeled"] == ["rest_of_train"]
+    Spy.seen.clear()
+    assert run_cell(spec, pm).ok and len(Spy.seen[0]["unlabeled"]) > 0
