@@ -41,7 +41,7 @@ def _scores(labels: np.ndarray, noise: float, seed: int, scale: float = 1.0) -> 
 
 def write_member(results: Path, label: str, seed: int = 0, slice_name: str = "8", noise: float = 0.8,
                  score_seed: int | None = None, scale: float = 1.0, test_labels: np.ndarray = TEST_LABELS,
-                 version: str = "1") -> Path:
+                 version: str = "1", task: str = "multilabel") -> Path:
     """A stored cell of method ``label`` with scores and its arrays, as the runner writes them;
     its scores follow the true tags, ``test_labels`` are the test tags stored with them."""
     score_seed = hash((label, seed, slice_name)) % 1000 if score_seed is None else score_seed
@@ -49,14 +49,15 @@ def write_member(results: Path, label: str, seed: int = 0, slice_name: str = "8"
     test_scores = _scores(TEST_LABELS, noise, score_seed + 1, scale)
     valid = LabeledTexts([""] * N_VALID, VALID_LABELS, TAGS)
     test = LabeledTexts([""] * N_TEST, test_labels, TAGS)
-    evaluation = evaluate_scores(valid_scores, test_scores, valid, test, "multilabel")
+    evaluation = evaluate_scores(valid_scores, test_scores, valid, test, task)
     path = record_path(results, "toy", label, slice_name, seed)
     key = {"method": label, "slice": slice_name, "seed": seed, "version": version}
     rule_metrics = {rule: Metrics.model_validate(m) for rule, m in evaluation.rule_metrics.items()}
     record = CellRecord(
         key=key, key_hash=stable_hash(key), status="ok", seed=seed,
         method={"name": label.split("@")[0], "label": label, "preset": "default", "params": {}},
-        slice={"name": slice_name, "actual_n": 6}, dataset={"name": "toy", "config_hash": "c", "fingerprint": "f", "tags": TAGS},
+        slice={"name": slice_name, "actual_n": 6},
+        dataset={"name": "toy", "config_hash": "c", "fingerprint": "f", "tags": TAGS, "task": task},
         metrics=rule_metrics[evaluation.rule], rule=evaluation.rule, rule_metrics=rule_metrics, rules=evaluation.rules,
         ranking=evaluation.ranking, timings={"fit_s": 1.0, "scores_s": 0.5},
         predictions=PredictionsFile.model_validate(write_predictions(predictions_path(path), evaluation.arrays)),
@@ -239,3 +240,27 @@ def test_derived_record_round_trips_as_json(tmp_path):
     raw = json.loads(path.read_text())
     assert raw["derived"]["scaling"] == "rank" and raw["method"]["name"] == "ensemble"
     assert raw["timings"]["fit_s"] == 2.0  # what the members cost, summed
+
+
+def test_single_label_ensemble_decides_by_argmax(tmp_path):
+    for label, noise in (("a", 0.5), ("b", 0.9)):
+        write_member(tmp_path, label, noise=noise, task="multiclass")
+    refresh_ensembles(tmp_path, [parse_ensemble("pair=a,b")])
+    derived, arrays = _derived(tmp_path)
+    assert derived.rule == "argmax" and derived.rules is None and derived.dataset.task == "multiclass"
+    assert (arrays["test_prediction"].sum(axis=1) == 1).all()
+
+
+def test_the_site_shows_the_ensemble_and_leaves_a_stale_one_out(tmp_path):
+    from harness.publish import publish_site
+
+    results = tmp_path / "results"
+    for label in ("a", "b"):
+        write_member(results, label)
+    refresh_ensembles(results, [parse_ensemble("pair=a,b")])
+    site = publish_site([results], tmp_path / "site")
+    assert "ensemble-pair" in (tmp_path / "site" / "toy.html").read_text() and not site.problems
+    write_member(results, "b", version="2")  # changed after the ensemble was built, no report since
+    site = publish_site([results], tmp_path / "site")
+    assert "ensemble-pair" not in (tmp_path / "site" / "toy.html").read_text()
+    assert any("changed since it was built" in problem for problem in site.problems)
