@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.environment import environment
+from harness.errors import unknown_name_message
 from harness.evaluation import evaluate_scores, macro_average_precision
 from harness.hashing import stable_hash
 from harness.methods import LabeledTexts
@@ -44,7 +45,7 @@ from harness.records import (
     CellRecord, Derived, DerivedMember, MethodInfo, Metrics, PredictionsFile, finished_now, read_record, record_files,
     record_path, write_record,
 )
-from harness.splits import NO_SLICE
+from harness.splits import NO_SLICE, slice_order
 
 ENSEMBLE_VERSION = "1"  # bump when the combination changes: every derived cell is then rebuilt
 PREFIX = "ensemble-"
@@ -345,11 +346,7 @@ def _spec_of(record: CellRecord) -> EnsembleSpec:
 
 
 def _where(pairs: list[tuple[str, int]]) -> str:
-    return ", ".join(f"slice {s} seed {k}" for s, k in sorted(pairs, key=lambda p: (_slice_key(p[0]), p[1])))
-
-
-def _slice_key(name: str) -> float:
-    return -1.0 if name == NO_SLICE else float("inf") if name == "all" else float(name)
+    return ", ".join(f"slice {s} seed {k}" for s, k in sorted(pairs, key=lambda p: (slice_order(p[0]), p[1])))
 
 
 def refresh_ensembles(results_dir: Path, specs: Sequence[EnsembleSpec] = (), on_note: Note = lambda message: None) -> list[Path]:
@@ -376,8 +373,6 @@ def refresh_ensembles(results_dir: Path, specs: Sequence[EnsembleSpec] = (), on_
                              "choose another name")
         unknown = [m for m in spec.members if m not in labels]
         if unknown:
-            from harness.errors import unknown_name_message
-
             raise ValueError(f"--ensemble {spec.name}: " + unknown_name_message("method", unknown[0], sorted(labels)))
     for label, items in sorted(on_disk.items()):
         wanted.setdefault(label, _spec_of(items[0][1]))

@@ -26,7 +26,7 @@ from harness.evaluation import metrics_under_rule
 from harness.predictions import PredictionsError
 from harness.records import CellRecord, Metrics, read_record, record_files, safe_name
 from harness.rules import OWN
-from harness.splits import NO_SLICE
+from harness.splits import NO_SLICE, slice_order
 
 Writer = Callable[[pd.DataFrame, Path], None]  # writer(leaderboard table, path of leaderboard.<format>)
 
@@ -177,12 +177,6 @@ def cell_table(records: list[CellRecord]) -> pd.DataFrame:
             continue
         expanded.append(group.drop(columns=["slice", "n"]).merge(sizes, on="seed"))
     return pd.concat(expanded, ignore_index=True)
-
-
-def slice_order(name: str) -> float:
-    if name == NO_SLICE:  # a label-free method with no sliced cells beside it
-        return -1.0
-    return float("inf") if name == "all" else float(name)
 
 
 def leaderboard(records: list[CellRecord]) -> pd.DataFrame:
