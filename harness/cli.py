@@ -227,6 +227,10 @@ def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed
         plan = plan_run(pm, settings, method_list, dataset_list, seed_list, slice_list, preset,
                         list(overrides), label, retry_failed, _unlabeled(unlabeled))
         cell_executor = make_executor(executor, jobs, scheduler, cell_timeout)
+        if ensemble_specs:  # before any cell runs: a member is a method of this run or of the folder's cells
+            from harness.ensembles import check_members, method_labels
+
+            check_members(ensemble_specs, {spec.label for spec in plan.cells} | method_labels(results_dir))
     except USER_ERRORS as exc:
         _fail(exc)
     say = (lambda line: None) if quiet or json_progress else (lambda line: click.echo(line, err=True))

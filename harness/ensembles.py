@@ -88,6 +88,19 @@ def parse_ensemble(text: str, scaling: str = DEFAULT_SCALING) -> EnsembleSpec:
     return EnsembleSpec(name, tuple(members), scaling)
 
 
+def check_members(specs: Sequence[EnsembleSpec], labels: Iterable[str]) -> None:
+    """ValueError (one line) for a member that is none of the method ``labels`` (of the cells in
+    a results folder, or planned), or an ensemble whose label a method has."""
+    known = sorted(set(labels))
+    for spec in specs:
+        if spec.label in known:
+            raise ValueError(f"--ensemble {spec.name}: the method label {spec.label!r} is taken by cells of a method; "
+                             "choose another name")
+        unknown = [m for m in spec.members if m not in known]
+        if unknown:
+            raise ValueError(f"--ensemble {spec.name}: " + unknown_name_message("method", unknown[0], known))
+
+
 def check_unique_names(specs: Sequence[EnsembleSpec]) -> None:
     names = [spec.name for spec in specs]
     repeated = sorted({name for name in names if names.count(name) > 1})
@@ -306,6 +319,17 @@ def build_derived(spec: EnsembleSpec, members: Sequence[Member], path: Path) -> 
 Cells = dict[tuple[str, str, str, int], tuple[Path, CellRecord]]  # (dataset, label, slice, seed) -> record
 
 
+def _load(results_dir: Path) -> list[tuple[Path, CellRecord]]:
+    with warnings.catch_warnings():  # invalid records are reported by the report's own pass
+        warnings.simplefilter("ignore")
+        return [(p, r) for p in record_files(results_dir) if (r := read_record(p)) is not None]
+
+
+def method_labels(results_dir: Path) -> set[str]:
+    """The labels of the methods whose cells are in ``results_dir`` (ensembles' not included)."""
+    return {record.method.label for _, record in _load(results_dir) if record.derived is None}
+
+
 def _index(loaded: Iterable[tuple[Path, CellRecord]]) -> Cells:
     return {(r.dataset.name, r.method.label, r.slice.name, r.seed): (p, r) for p, r in loaded if r.derived is None}
 
@@ -357,23 +381,15 @@ def refresh_ensembles(results_dir: Path, specs: Sequence[EnsembleSpec] = (), on_
     records written. ValueError (one line) for a member that no record in the folder has, or
     a name that a method uses."""
     check_unique_names(specs)
-    with warnings.catch_warnings():  # invalid records are reported by the report's own pass
-        warnings.simplefilter("ignore")
-        loaded = [(p, r) for p in record_files(results_dir) if (r := read_record(p)) is not None]
+    loaded = _load(results_dir)
     cells = _index(loaded)
     labels = {label for _, label, _, _ in cells}
     on_disk: dict[str, list[tuple[Path, CellRecord]]] = defaultdict(list)
     for path, record in loaded:
         if record.derived is not None:
             on_disk[record.method.label].append((path, record))
+    check_members(specs, labels)
     wanted = {spec.label: spec for spec in specs}
-    for spec in specs:
-        if spec.label in labels:
-            raise ValueError(f"--ensemble {spec.name}: the method label {spec.label!r} is taken by cells of a method; "
-                             "choose another name")
-        unknown = [m for m in spec.members if m not in labels]
-        if unknown:
-            raise ValueError(f"--ensemble {spec.name}: " + unknown_name_message("method", unknown[0], sorted(labels)))
     for label, items in sorted(on_disk.items()):
         wanted.setdefault(label, _spec_of(items[0][1]))
     written = []
