@@ -264,3 +264,12 @@ def test_the_site_shows_the_ensemble_and_leaves_a_stale_one_out(tmp_path):
     site = publish_site([results], tmp_path / "site")
     assert "ensemble-pair" not in (tmp_path / "site" / "toy.html").read_text()
     assert any("changed since it was built" in problem for problem in site.problems)
+
+
+def test_run_refuses_an_unknown_member_before_any_cell_runs(tiny_settings):
+    result = CliRunner().invoke(cli, ["run", "--methods", "nb", "--datasets", "tiny", "--seeds", "0",
+                                      "--datasets-cfg", tiny_settings.datasets_cfg_dirs[0],
+                                      "--data-dir", tiny_settings.data_dirs[0], "--results", tiny_settings.results_dir,
+                                      "--ensemble", "pair=nb,nb_aug"])
+    assert result.exit_code == 2 and "--ensemble pair: unknown method 'nb_aug'" in result.output
+    assert not record_files(Path(tiny_settings.results_dir))
