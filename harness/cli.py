@@ -7,6 +7,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,6 +17,9 @@ from harness.params import DEFAULT_PRESET, ParamError
 from harness.plugins import PluginError, get_plugin_manager
 from harness.rules import RULES
 from harness.sources import DataError, default_cache_dir
+
+if TYPE_CHECKING:
+    from harness.ensembles import EnsembleSpec
 
 USER_ERRORS = (ConfigError, DataError, ParamError, PluginError, ModelResolutionError, ValueError, click.UsageError)
 
@@ -116,11 +120,15 @@ rule_option = click.option(
     help="Decision rule of the leaderboard and figures: the methods' own, or one the core chose on valid "
          "(a cell without scores keeps its own).",
 )
+# harness.ensembles' SCALINGS and DEFAULT_SCALING, written out so that loading the CLI imports no scikit-learn
+# (tests/test_ensembles.py checks that they agree)
+ENSEMBLE_SCALINGS, DEFAULT_ENSEMBLE_SCALING = ("calibrated", "rank"), "calibrated"
 ensemble_options = [
     click.option("--ensemble", "ensembles", multiple=True, metavar="NAME=a,b,c",
                  help="Report the ensemble NAME of these methods' stored scores as the row ensemble-NAME "
                       "(weights chosen on valid; repeatable). Ensembles already in the folder are rebuilt too."),
-    click.option("--ensemble-scaling", default="calibrated", show_default=True, type=click.Choice(["calibrated", "rank"]),
+    click.option("--ensemble-scaling", default=DEFAULT_ENSEMBLE_SCALING, show_default=True,
+                 type=click.Choice(ENSEMBLE_SCALINGS),
                  help="How the members' scores are made comparable for the ensembles given here: a sigmoid "
                       "fitted on valid per tag, or the rank among the valid scores."),
 ]
@@ -132,7 +140,7 @@ def with_ensemble_options(command):
     return command
 
 
-def _ensemble_specs(texts: tuple[str, ...], scaling: str) -> list:
+def _ensemble_specs(texts: tuple[str, ...], scaling: str) -> list[EnsembleSpec]:
     from harness.ensembles import check_unique_names, parse_ensemble
 
     try:
@@ -288,8 +296,9 @@ def _write_reports(pm, results_dir: Path, rule: str, say=lambda line: click.echo
 
     try:
         with FileLock(results_dir / LOCKS_DIR / "report.lock"):  # runs sharing the folder take turns
-            for path in refresh_ensembles(results_dir, ensembles, warn_once):
-                say(f"wrote {path}")
+            built = refresh_ensembles(results_dir, ensembles, warn_once)
+            if built:
+                say(f"wrote {len(built)} ensemble cell record(s) under {results_dir / 'cells'}")
             for path in write_reports(results_dir, pm.registry.report_formats, rule, warn_once):
                 say(f"wrote {path}")
             for path in write_summary(results_dir, rule, options or SummaryOptions(), warn_once):

@@ -273,3 +273,10 @@ def test_run_refuses_an_unknown_member_before_any_cell_runs(tiny_settings):
                                       "--ensemble", "pair=nb,nb_aug"])
     assert result.exit_code == 2 and "--ensemble pair: unknown method 'nb_aug'" in result.output
     assert not record_files(Path(tiny_settings.results_dir))
+
+
+def test_the_command_line_offers_the_scalings_of_the_module():
+    from harness import cli as cli_module
+    from harness.ensembles import DEFAULT_SCALING, SCALINGS
+
+    assert (cli_module.ENSEMBLE_SCALINGS, cli_module.DEFAULT_ENSEMBLE_SCALING) == (SCALINGS, DEFAULT_SCALING)
