@@ -24,7 +24,8 @@ from its shuffled combinations and has no "none of these" tag for untagged issue
 training loop and the seeds' streams.
 
 **Two virtual environments.** The harness side runs ``harness run --methods setfit`` in this
-environment (records under ``--results``, so an interrupted comparison resumes). The library
+environment (records under ``--results``, default ``build/compare_setfit``, so an interrupted
+comparison resumes; the library's scores are kept there too). The library
 runs in its own virtual environment (``--venv``, default ``.venv/setfit``, git-ignored), made on
 first use as ``python -m venv --system-site-packages .venv/setfit`` then ``.venv/setfit/bin/pip
 install setfit==1.2.0``. ``pip install --dry-run setfit`` in such a throwaway venv wants
@@ -234,8 +235,8 @@ def main() -> None:
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--slices", default="8,32,128")
-    parser.add_argument("--results", type=Path, default=Path("compare_setfit_results"),
-                        help="results folder of the harness's cells (resumable)")
+    parser.add_argument("--results", type=Path, default=Path("build/compare_setfit"),
+                        help="results folder of the harness's cells and the library's scores (resumable)")
     parser.add_argument("--venv", type=Path, default=Path(".venv/setfit"), help="the setfit library's virtual environment")
     args = parser.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"

@@ -7,7 +7,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import click
 
@@ -134,7 +134,8 @@ ensemble_options = [
 ]
 
 
-def with_ensemble_options(command):
+def with_ensemble_options(command: Callable) -> Callable:
+    """``--ensemble`` and ``--ensemble-scaling``, shared by run and report."""
     for option in reversed(ensemble_options):
         command = option(command)
     return command
