@@ -295,14 +295,20 @@ def _write_reports(pm, results_dir: Path, rule: str, say=lambda line: click.echo
             told.add(message)
             _warn(message)
 
+    ensemble_notes: list[str] = []  # where an ensemble has no cell: warned, and written at the end of the summary
+
+    def ensemble_note(note: str) -> None:
+        ensemble_notes.append(note)
+        warn_once(note)
+
     try:
         with FileLock(results_dir / LOCKS_DIR / "report.lock"):  # runs sharing the folder take turns
-            built = refresh_ensembles(results_dir, ensembles, warn_once)
+            built = refresh_ensembles(results_dir, ensembles, ensemble_note)
             if built:
                 say(f"wrote {len(built)} ensemble cell record(s) under {results_dir / 'cells'}")
             for path in write_reports(results_dir, pm.registry.report_formats, rule, warn_once):
                 say(f"wrote {path}")
-            for path in write_summary(results_dir, rule, options or SummaryOptions(), warn_once):
+            for path in write_summary(results_dir, rule, options or SummaryOptions(), warn_once, ensemble_notes):
                 say(f"wrote {path}")
     except OSError as exc:
         _fail(ValueError(f"{results_dir}: cannot write the reports: {exc.strerror} ({exc.filename})"))

@@ -207,11 +207,15 @@ def test_report_shows_the_ensemble_beside_its_members(tmp_path):
     for seed in (0, 1):
         for label, noise in (("a", 0.6), ("b", 1.0)):
             write_member(tmp_path, label, seed=seed, noise=noise)
+    write_member(tmp_path, "a", seed=2)
     result = CliRunner().invoke(cli, ["report", "--results", str(tmp_path), "--ensemble", "pair=a,b",
                                       "--bootstrap-resamples", "20"])
     assert result.exit_code == 0, result.output
     board = (tmp_path / "leaderboard.csv").read_text()
-    assert "ensemble-pair" in board and "ensemble-pair" in (tmp_path / "summary.md").read_text()
+    summary = (tmp_path / "summary.md").read_text()
+    assert "ensemble-pair" in board and "ensemble-pair" in summary
+    note = "ensemble 'pair' (a, b) on toy: no ensemble at slice 8 seed 2: no cell of b"
+    assert f"warning: {note}" in result.output and summary.rstrip().endswith(note)
     # a later report without the option keeps (and checks) the ensemble already in the folder
     result = CliRunner().invoke(cli, ["report", "--results", str(tmp_path), "--rule", "per_tag",
                                       "--bootstrap-resamples", "20"])
