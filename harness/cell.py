@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import json
 import random
@@ -26,7 +25,7 @@ from harness.methods import FitContext, LabeledTexts, Method
 from harness.plan import CellSpec
 from harness.plugins import HarnessPluginManager, get_plugin_manager
 from harness.predictions import predictions_path, write_predictions
-from harness.records import CellRecord, DatasetInfo, MethodInfo, Metrics, PredictionsFile, SliceInfo
+from harness.records import CellRecord, DatasetInfo, MethodInfo, Metrics, PredictionsFile, SliceInfo, finished_now
 from harness.splits import NO_SLICE
 
 
@@ -88,16 +87,12 @@ def _peak_rss_mb() -> float | None:
     return None
 
 
-def _finished_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
 def failed_record(spec: CellSpec, error: str, seconds: float) -> CellRecord:
     """The record of a cell that failed outside ``run_cell`` (timed out, its worker died)."""
     record = _base_record(spec)
     record.error = error
     record.timings = {"total_s": seconds}
-    record.finished_at = _finished_now()
+    record.finished_at = finished_now()
     return record
 
 
@@ -128,12 +123,14 @@ def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: C
             name=spec.dataset, config_hash=dataset.config.config_hash(), fingerprint=dataset.fingerprint,
             sizes=dataset.sizes(), tags=dataset.tags, revision=dataset.config.source.revision, task=dataset.config.task,
         )
+        slice_positions = None
         if spec.slice_name == NO_SLICE:
             train = LabeledTexts([], np.zeros((0, len(dataset.tags)), dtype=np.uint8), list(dataset.tags))
             record.slice = SliceInfo(name=spec.slice_name, nominal=None, actual_n=0, index_hash=None)
         else:
             train_slice = train_slices(spec.dataset, spec.settings, registry.readers, spec.slice_sizes, spec.seed)[spec.slice_name]
             train = dataset.labeled("train", train_slice.positions)
+            slice_positions = train_slice.positions
             record.slice = SliceInfo(name=spec.slice_name, nominal=train_slice.nominal, actual_n=train_slice.size,
                                      index_hash=train_slice.index_hash())
         method = method_class(method_class.Params.model_validate(spec.params))
@@ -145,9 +142,11 @@ def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: C
             device=spec.device,
         )
         valid, test = dataset.labeled("valid"), dataset.labeled("test")
+        unlabeled = dataset.unlabeled_pool(spec.unlabeled, slice_positions)
+        record.dataset.unlabeled, record.dataset.pool_size = list(spec.unlabeled), len(unlabeled)
         seed_everything(spec.seed)
         tick = time.perf_counter()
-        method.fit(train, valid, dataset.unlabeled_texts, context)
+        method.fit(train, valid, unlabeled, context)
         timings["fit_s"] = time.perf_counter() - tick
         evaluation = evaluate_method(method, spec.method, valid, test, dataset.config.task)
         timings.update(evaluation.timings)
@@ -167,7 +166,7 @@ def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: C
     record.timings = timings
     record.environment = {**record.environment, **describe_device(spec.device)}
     record.peak_rss_mb = _peak_rss_mb() if measures_memory else None
-    record.finished_at = _finished_now()
+    record.finished_at = finished_now()
     return record
 
 

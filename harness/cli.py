@@ -7,6 +7,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import click
 
@@ -16,6 +17,9 @@ from harness.params import DEFAULT_PRESET, ParamError
 from harness.plugins import PluginError, get_plugin_manager
 from harness.rules import RULES
 from harness.sources import DataError, default_cache_dir
+
+if TYPE_CHECKING:
+    from harness.ensembles import EnsembleSpec
 
 USER_ERRORS = (ConfigError, DataError, ParamError, PluginError, ModelResolutionError, ValueError, click.UsageError)
 
@@ -116,6 +120,56 @@ rule_option = click.option(
     help="Decision rule of the leaderboard and figures: the methods' own, or one the core chose on valid "
          "(a cell without scores keeps its own).",
 )
+# harness.ensembles' SCALINGS and DEFAULT_SCALING, written out so that loading the CLI imports no scikit-learn
+# (tests/test_ensembles.py checks that they agree)
+ENSEMBLE_SCALINGS, DEFAULT_ENSEMBLE_SCALING = ("calibrated", "rank"), "calibrated"
+ensemble_options = [
+    click.option("--ensemble", "ensembles", multiple=True, metavar="NAME=a,b,c",
+                 help="Report the ensemble NAME of these methods' stored scores as the row ensemble-NAME "
+                      "(weights chosen on valid; repeatable). Ensembles already in the folder are rebuilt too."),
+    click.option("--ensemble-scaling", default=DEFAULT_ENSEMBLE_SCALING, show_default=True,
+                 type=click.Choice(ENSEMBLE_SCALINGS),
+                 help="How the members' scores are made comparable for the ensembles given here: a sigmoid "
+                      "fitted on valid per tag, or the rank among the valid scores."),
+]
+
+
+def with_ensemble_options(command: Callable) -> Callable:
+    """``--ensemble`` and ``--ensemble-scaling``, shared by run and report."""
+    for option in reversed(ensemble_options):
+        command = option(command)
+    return command
+
+
+def _ensemble_specs(texts: tuple[str, ...], scaling: str) -> list[EnsembleSpec]:
+    from harness.ensembles import check_unique_names, parse_ensemble
+
+    try:
+        specs = [parse_ensemble(text, scaling) for text in texts]
+        check_unique_names(specs)
+    except ValueError as exc:
+        _fail(exc)
+    return specs
+
+
+unlabeled_option = click.option(
+    "--unlabeled", default=None, metavar="SOURCES",
+    help="The unlabeled pool, overriding each dataset config's 'unlabeled': unlabeled_rows (rows without "
+         "tags), rest_of_train (training issues outside the slice, labels hidden), both comma-separated, or none.",
+)
+
+
+def _unlabeled(value: str | None) -> list[str] | None:
+    from harness.config import parse_unlabeled
+
+    if value is None:
+        return None
+    try:
+        return parse_unlabeled(value)
+    except ValueError as exc:
+        raise click.UsageError(f"--unlabeled {value!r}: {exc}") from None
+
+
 results_option = click.option(
     "--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False, path_type=Path),
     help="Folder for cell records, leaderboards and figures.",
@@ -146,12 +200,15 @@ results_option = click.option(
                    "cuda:N or mps; METHOD=DEVICE for one method (repeatable).")
 @click.option("--quiet", is_flag=True, help="Print only errors.")
 @click.option("--json-progress", is_flag=True, help="Write progress as JSON lines on stdout, for scripts.")
+@unlabeled_option
 @rule_option
+@with_ensemble_options
 @results_option
 @data_dir_option
 @cfg_dir_option
 def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed, cache_dir, no_report,
-        executor, jobs, scheduler, cell_timeout, devices, quiet, json_progress, rule, results_dir, data_dirs, cfg_dirs) -> None:
+        executor, jobs, scheduler, cell_timeout, devices, quiet, json_progress, unlabeled, rule, ensembles,
+        ensemble_scaling, results_dir, data_dirs, cfg_dirs) -> None:
     """Run every (dataset, method, slice, seed) cell not already on disk, then write reports.
 
     Ctrl-C stops taking new cells and lets the ones in flight finish (Ctrl-C again abandons
@@ -174,6 +231,7 @@ def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed
     )
     try:
         seed_list, slice_list = _seed_list(seeds), _slice_list(slices)
+        ensemble_specs = _ensemble_specs(ensembles, ensemble_scaling)
         _check_timeout(cell_timeout)
         _check_results_dir(results_dir)
         _check_preset(pm, preset)
@@ -181,8 +239,12 @@ def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed
         method_list = _listed("--methods", methods, "comma-separated method names, or 'all'")
         run_device, method_devices = parse_device_option(devices)
         plan = plan_run(pm, settings, method_list, dataset_list, seed_list, slice_list, preset,
-                        list(overrides), label, retry_failed, run_device, method_devices)
+                        list(overrides), label, retry_failed, run_device, method_devices, _unlabeled(unlabeled))
         cell_executor = make_executor(executor, jobs, scheduler, cell_timeout)
+        if ensemble_specs:  # before any cell runs: a member is a method of this run or of the folder's cells
+            from harness.ensembles import check_members, method_labels
+
+            check_members(ensemble_specs, {spec.label for spec in plan.cells} | method_labels(results_dir))
     except USER_ERRORS as exc:
         _fail(exc)
     say = (lambda line: None) if quiet or json_progress else (lambda line: click.echo(line, err=True))
@@ -204,7 +266,7 @@ def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed
         _fail(exc)
     say(f"done: {summary['ok']} ok, {summary['failed']} failed, {summary['skipped']} skipped")
     if not no_report:
-        _write_reports(pm, results_dir, rule, say)
+        _write_reports(pm, results_dir, rule, say, ensembles=ensemble_specs)
     if summary["failed"]:
         sys.exit(1)
 
@@ -224,7 +286,8 @@ def _warn(message: str) -> None:
 
 
 def _write_reports(pm, results_dir: Path, rule: str, say=lambda line: click.echo(line, err=True),
-                   options=None) -> None:
+                   options=None, ensembles=()) -> None:
+    from harness.ensembles import refresh_ensembles
     from harness.locks import FileLock
     from harness.report import write_reports
     from harness.records import LOCKS_DIR
@@ -237,11 +300,20 @@ def _write_reports(pm, results_dir: Path, rule: str, say=lambda line: click.echo
             told.add(message)
             _warn(message)
 
+    ensemble_notes: list[str] = []  # where an ensemble has no cell: warned, and written at the end of the summary
+
+    def ensemble_note(note: str) -> None:
+        ensemble_notes.append(note)
+        warn_once(note)
+
     try:
         with FileLock(results_dir / LOCKS_DIR / "report.lock"):  # runs sharing the folder take turns
+            built = refresh_ensembles(results_dir, ensembles, ensemble_note)
+            if built:
+                say(f"wrote {len(built)} ensemble cell record(s) under {results_dir / 'cells'}")
             for path in write_reports(results_dir, pm.registry.report_formats, rule, warn_once):
                 say(f"wrote {path}")
-            for path in write_summary(results_dir, rule, options or SummaryOptions(), warn_once):
+            for path in write_summary(results_dir, rule, options or SummaryOptions(), warn_once, ensemble_notes):
                 say(f"wrote {path}")
     except OSError as exc:
         _fail(ValueError(f"{results_dir}: cannot write the reports: {exc.strerror} ({exc.filename})"))
@@ -278,17 +350,20 @@ def _summary_options(bootstrap_resamples: int, alpha: float, bootstrap_seed: int
 
 @cli.command()
 @rule_option
+@with_ensemble_options
 @results_option
 @summary_options
-def report(rule: str, results_dir: Path, **summary) -> None:
+def report(rule: str, ensembles: tuple[str, ...], ensemble_scaling: str, results_dir: Path, **summary) -> None:
     """Rebuild leaderboard.{md,csv,tex,html}, summary.{md,html,tex} and figures from the cell
     records and their stored arrays; no model runs. Under a rule other than own the files are
-    named leaderboard-RULE.*, summary-RULE.*, figures/DATASET-RULE.*, beside those of own."""
+    named leaderboard-RULE.*, summary-RULE.*, figures/DATASET-RULE.*, beside those of own.
+    --ensemble NAME=a,b,c adds the row ensemble-NAME, combined from the stored scores."""
     from harness.report import rule_suffix
 
+    specs = _ensemble_specs(ensembles, ensemble_scaling)
     if not (results_dir / "cells").is_dir():
         _fail(ValueError(f"{results_dir}: no cell records (expected a 'cells' folder); run 'harness run' first"))
-    _write_reports(get_plugin_manager(), results_dir, rule, options=_summary_options(**summary))
+    _write_reports(get_plugin_manager(), results_dir, rule, options=_summary_options(**summary), ensembles=specs)
     click.echo((results_dir / f"summary{rule_suffix(rule)}.md").read_text(encoding="utf-8"))
 
 
@@ -301,10 +376,12 @@ def report(rule: str, results_dir: Path, **summary) -> None:
 @click.option("--set", "overrides", multiple=True, metavar="METHOD.PARAM=VALUE", help="As for run.")
 @click.option("--label", default=None, help="As for run.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="As for run.")
+@unlabeled_option
 @results_option
 @data_dir_option
 @cfg_dir_option
-def status(methods, datasets, seeds, slices, preset, overrides, label, cache_dir, results_dir, data_dirs, cfg_dirs) -> None:
+def status(methods, datasets, seeds, slices, preset, overrides, label, cache_dir, unlabeled, results_dir, data_dirs,
+           cfg_dirs) -> None:
     """Done / failed / running / missing cells per dataset and method, and why cells failed.
 
     Given the run's options (--methods, --datasets, --seeds, --slices, --set, --label), every
@@ -317,7 +394,7 @@ def status(methods, datasets, seeds, slices, preset, overrides, label, cache_dir
     from harness.plan import plan_run
     from harness.status import STATES, count_rows, disk_states, planned_states
 
-    planned = any((methods, datasets, seeds, slices, overrides, label, preset != DEFAULT_PRESET))
+    planned = any((methods, datasets, seeds, slices, overrides, label, unlabeled, preset != DEFAULT_PRESET))
     if planned:
         pm = get_plugin_manager()
         settings = Settings(
@@ -330,7 +407,7 @@ def status(methods, datasets, seeds, slices, preset, overrides, label, cache_dir
             dataset_list = _listed("--datasets", datasets or "github-issues-datasets", "comma-separated dataset names")
             method_list = _listed("--methods", methods or "all", "comma-separated method names, or 'all'")
             plan = plan_run(pm, settings, method_list, dataset_list, seed_list, slice_list, preset,
-                            list(overrides), label)
+                            list(overrides), label, unlabeled=_unlabeled(unlabeled))
         except USER_ERRORS as exc:
             _fail(exc)
         states, columns = planned_states(plan), STATES

@@ -21,6 +21,11 @@ from harness.hashing import stable_hash
 BUILTIN_CFG_DIR = Path(__file__).resolve().parent / "datasets_cfg"
 # where `harness dataset new` writes a config, searched by default so that `run` finds it
 USER_CFG_DIR = Path("datasets_cfg")
+# What the unlabeled pool a method's fit receives is made of: the rows that carry no tag, and
+# the training issues outside the cell's slice (texts only: their labels are hidden).
+UNLABELED_SOURCES = ("unlabeled_rows", "rest_of_train")
+DEFAULT_UNLABELED = ("unlabeled_rows",)
+UnlabeledSource = Literal["unlabeled_rows", "rest_of_train"]
 DATASETS_CFG_ENV = "HARNESS_DATASETS_CFG"
 # a dataset's name is its config file's name: it names folders and appears in commands
 DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -141,6 +146,17 @@ class DatasetConfig(_Strict):
         default_factory=lambda: [8, 16, 32, 64, 128, "all"],
         description="training slice sizes: positive integers or 'all'",
     )
+    unlabeled: list[UnlabeledSource] = Field(
+        default_factory=lambda: list(DEFAULT_UNLABELED),
+        description="the unlabeled pool: unlabeled_rows (rows without tags), rest_of_train (the training "
+                    "issues outside the slice, labels hidden), both, or [] for none",
+    )
+
+    @field_validator("unlabeled", mode="before")
+    @classmethod
+    def _unlabeled_sources(cls, value: object) -> object:
+        """One name or a list of names, none twice."""
+        return parse_unlabeled(value)
 
     @field_validator("slices", mode="before")
     @classmethod
@@ -191,7 +207,28 @@ class DatasetConfig(_Strict):
                 del dumped["labels"][field]
         if self.task == "multilabel":  # the default task, too, leaves the hash of older configs as it was
             del dumped["task"]
+        if tuple(self.unlabeled) == DEFAULT_UNLABELED:  # and so does the default pool
+            del dumped["unlabeled"]
         return stable_hash(dumped)
+
+
+def parse_unlabeled(value: object) -> list[str]:
+    """The pool's sources from a config's ``unlabeled`` or ``--unlabeled``: a name, a
+    comma-separated string or a list of names ('none' or [] for no pool); ValueError with one
+    line naming what is expected."""
+    expected = f"{' and/or '.join(UNLABELED_SOURCES)} (a name or a list), or none"
+    if isinstance(value, str):
+        items = [] if value.strip() == "none" else [part.strip() for part in value.split(",")]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise ValueError(f"{value!r} is not a pool source; expected {expected}")
+    for item in items:
+        if item not in UNLABELED_SOURCES:
+            raise ValueError(f"{item!r} is not a pool source; expected {expected}")
+        if items.count(item) > 1:
+            raise ValueError(f"{item!r} is listed twice; expected {expected}")
+    return items
 
 
 class _BlankFields(dict):

@@ -9,7 +9,7 @@ import string
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -48,6 +48,21 @@ class PreparedDataset:
     @property
     def unlabeled_texts(self) -> list[str]:
         return [self.texts[i] for i in self.split_rows["unlabeled"]]
+
+    def unlabeled_pool(self, sources: Sequence[str], slice_positions: np.ndarray | None) -> list[str]:
+        """The texts of the unlabeled pool a fit receives, with no label: the rows without tags
+        (``unlabeled_rows``) and/or the training issues outside the slice (``rest_of_train``;
+        ``slice_positions`` are positions in the train split, None for no slice). Valid and test
+        rows are in neither, so they never enter it."""
+        rows: list[int] = []
+        if "unlabeled_rows" in sources:
+            rows += self.split_rows["unlabeled"].tolist()
+        if "rest_of_train" in sources:
+            outside = np.ones(len(self.split_rows["train"]), dtype=bool)
+            if slice_positions is not None:
+                outside[slice_positions] = False
+            rows += self.split_rows["train"][outside].tolist()
+        return [self.texts[i] for i in rows]
 
     def sizes(self) -> dict[str, int]:
         return {split: int(len(rows)) for split, rows in self.split_rows.items()}

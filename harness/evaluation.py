@@ -71,15 +71,22 @@ def task_metrics(labels: np.ndarray, prediction: np.ndarray, tags: list[str], ta
     return metrics
 
 
-def ranking_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float | None]:
-    """Rule-free quality of the scores: macro average precision over the tags that have a
-    positive in ``labels`` (AP is undefined without one) and label ranking average precision."""
-    from sklearn.metrics import average_precision_score, label_ranking_average_precision_score
+def macro_average_precision(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """Macro average precision over the tags that have a positive in ``labels`` (AP is
+    undefined without one); None when no tag has."""
+    from sklearn.metrics import average_precision_score
 
     present = labels.sum(axis=0) > 0
-    macro_ap = float(average_precision_score(labels[:, present], scores[:, present], average="macro")) if present.any() else None
+    return float(average_precision_score(labels[:, present], scores[:, present], average="macro")) if present.any() else None
+
+
+def ranking_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float | None]:
+    """Rule-free quality of the scores: macro average precision (``macro_average_precision``)
+    and label ranking average precision."""
+    from sklearn.metrics import label_ranking_average_precision_score
+
     lrap = float(label_ranking_average_precision_score(labels, scores)) if len(labels) else None
-    return {"macro_average_precision": macro_ap, "label_ranking_average_precision": lrap}
+    return {"macro_average_precision": macro_average_precision(labels, scores), "label_ranking_average_precision": lrap}
 
 
 @dataclass
@@ -115,16 +122,41 @@ def evaluate_method(method: Method, method_name: str, valid: LabeledTexts, test:
         valid_scores = validate_scores(method_name, method.predict_scores(valid.texts), len(valid), len(tags))
         test_scores = validate_scores(method_name, method.predict_scores(test.texts), len(test), len(tags))
         timings["scores_s"] = time.perf_counter() - tick
-        arrays.update(valid_scores=valid_scores, test_scores=test_scores, valid_labels=valid.labels)
-        ranking = ranking_metrics(test.labels, test_scores)
-        if task == "multiclass":
-            predictions["argmax"] = argmax_predictions(test_scores)
-        else:
-            chosen = choose_rules(valid_scores, valid.labels, tags)
-            rules = chosen.as_record()
-            predictions.update({rule: chosen.apply(rule, test_scores) for rule in MULTILABEL_RULES})
+        rules, ranking = _rules_on_scores(valid_scores, test_scores, valid, test, task, predictions, arrays)
+    return _evaluation(predictions, rules, ranking, arrays, timings, test, task)
+
+
+def evaluate_scores(valid_scores: np.ndarray, test_scores: np.ndarray, valid: LabeledTexts, test: LabeledTexts,
+                    task: Task) -> Evaluation:
+    """Score stored (valid, test) score matrices as ``evaluate_method`` scores a method that gives
+    scores only: every rule chosen on valid, the default rule ``threshold`` (``argmax`` for
+    multiclass). For scores that no method object gives, e.g. an ensemble of stored cells."""
+    predictions: dict[str, np.ndarray] = {}
+    arrays: dict[str, np.ndarray] = {"tags": np.asarray(list(test.tags), dtype=str), "test_labels": test.labels}
+    rules, ranking = _rules_on_scores(valid_scores, test_scores, valid, test, task, predictions, arrays)
+    return _evaluation(predictions, rules, ranking, arrays, {}, test, task)
+
+
+def _rules_on_scores(valid_scores: np.ndarray, test_scores: np.ndarray, valid: LabeledTexts, test: LabeledTexts,
+                     task: Task, predictions: dict[str, np.ndarray],
+                     arrays: dict[str, np.ndarray]) -> tuple[dict[str, Any] | None, dict[str, float | None]]:
+    """Add the test predictions of every rule on scores to ``predictions`` and the score arrays to
+    ``arrays``; returns (the rules chosen on valid, the ranking metrics)."""
+    arrays.update(valid_scores=valid_scores, test_scores=test_scores, valid_labels=valid.labels)
+    ranking = ranking_metrics(test.labels, test_scores)
+    if task == "multiclass":
+        predictions["argmax"] = argmax_predictions(test_scores)
+        return None, ranking
+    chosen = choose_rules(valid_scores, valid.labels, list(test.tags))
+    predictions.update({rule: chosen.apply(rule, test_scores) for rule in MULTILABEL_RULES})
+    return chosen.as_record(), ranking
+
+
+def _evaluation(predictions: dict[str, np.ndarray], rules: dict[str, Any] | None, ranking: dict[str, float | None] | None,
+                arrays: dict[str, np.ndarray], timings: dict[str, float], test: LabeledTexts, task: Task) -> Evaluation:
     default = OWN if OWN in predictions else ("argmax" if task == "multiclass" else "threshold")
     arrays["test_prediction"] = predictions[default]
+    tags = list(test.tags)
     rule_metrics = {rule: task_metrics(test.labels, prediction, tags, task) for rule, prediction in predictions.items()}
     return Evaluation(default, rule_metrics, rules, ranking, arrays, timings)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from harness.config import available_configs
+from harness.config import DEFAULT_UNLABELED, available_configs
 from harness.datasets import Settings, load_dataset, train_slices
 from harness.errors import unknown_name_message
 from harness.hashing import stable_hash
@@ -37,6 +37,7 @@ class CellSpec:
     resources: dict[str, float] = field(default_factory=dict)  # Method.resources, for the Dask executor
     preset: str = DEFAULT_PRESET
     device: str = "auto"  # where its torch work runs (harness.devices); not part of the key
+    unlabeled: tuple[str, ...] = DEFAULT_UNLABELED  # what the unlabeled pool is made of (harness.config)
 
     @property
     def key_hash(self) -> str:
@@ -85,10 +86,12 @@ def plan_run(
     retry_failed: bool = False,
     device: str = "auto",
     method_devices: dict[str, str] | None = None,
+    unlabeled: list[str] | None = None,
 ) -> RunPlan:
     """Every cell of the run, each marked to do or to skip (already on disk with the same key).
 
     ``device`` is where the run's torch work goes; ``method_devices`` overrides it per method.
+    ``unlabeled`` (the pool's sources) overrides each dataset config's ``unlabeled``.
     """
     registry = pm.registry
     method_names = resolve_method_names(methods, sorted(registry.methods))
@@ -106,10 +109,13 @@ def plan_run(
         dataset = load_dataset(dataset_name, settings, registry.readers)
         wanted = list(slices) if slices else list(dataset.config.slices)
         grow_from = tuple(_slice_sizes(dataset.config.slices, wanted))
+        pool = tuple(dataset.config.unlabeled if unlabeled is None else unlabeled)
         for method_name in method_names:
             method_class = registry.methods[method_name]
             params = build_params(method_class, preset, parsed.get(method_name, {}))
             variant = variant_label(method_class, params, preset, label, bool(parsed.get(method_name)))
+            if pool != tuple(dataset.config.unlabeled):  # --unlabeled made a variant: its rows sit beside the others
+                variant += ("+" if "@" in variant else "@") + "pool-" + ("+".join(pool) or "none")
             for seed in seeds:
                 seed_slices = train_slices(dataset_name, settings, registry.readers, grow_from, seed)
                 names = [NO_SLICE] if not method_class.uses_labels else _selected(seed_slices, wanted)
@@ -126,10 +132,12 @@ def plan_run(
                         "slice_index_hash": train_slice.index_hash() if train_slice else None,
                         "seed": seed,
                     }
+                    if pool != DEFAULT_UNLABELED:  # only then: the keys of cells on disk stay as they were
+                        key["unlabeled"] = list(pool)
                     cells.append(
                         CellSpec(settings, dataset_name, method_name, variant, params.model_dump(mode="json"),
                                  slice_name, seed, grow_from, key, dict(method_class.resources), preset,
-                                 method_devices.get(method_name, device))
+                                 method_devices.get(method_name, device), pool)
                     )
     plan = RunPlan(cells, list(datasets), method_names, list(seeds), preset, retry_failed)
     for spec in cells:

@@ -20,11 +20,12 @@ import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import quote
 
 from markupsafe import Markup
 
+from harness.ensembles import fresh
 from harness.predictions import PredictionsError
 from harness.records import CELLS_DIR, CellRecord, read_record, record_files
 from harness.report import (
@@ -90,16 +91,15 @@ class Site:
     problems: list[str] = field(default_factory=list)  # cells left out under the rule or of the significance tests
 
 
-def collect_records(results_dirs: list[Path]) -> list[SourcedRecord]:
-    """Every readable record of every folder, in folder order, with its path inside the site."""
+def collect_records(results_dirs: list[Path], on_problem: Callable[[str], None] = lambda message: None) -> list[SourcedRecord]:
+    """Every readable record of every folder, in folder order, with its path inside the site;
+    a derived record whose members changed since it was built is left out (``on_problem``)."""
     collected = []
     for source, folder in enumerate(results_dirs, start=1):
         if not (folder / CELLS_DIR).is_dir():
             raise PublishError(f"--results {folder}: no cell records (expected a '{CELLS_DIR}' folder); run 'harness run' first")
-        for path in record_files(folder):
-            record = read_record(path)
-            if record is None:
-                continue
+        loaded = [(path, record) for path in record_files(folder) if (record := read_record(path)) is not None]
+        for path, record in fresh(loaded, on_problem):
             relative = path.relative_to(folder / CELLS_DIR).as_posix()
             collected.append(SourcedRecord(record, source, path, f"records/{source}/{relative}"))
     if not collected:
@@ -297,7 +297,8 @@ def _dataset_page(dataset: str, items: list[SourcedRecord], conflicts: list[Conf
 def publish_site(results_dirs: list[Path], out_dir: Path, rule: str = OWN, options: SummaryOptions = SummaryOptions()) -> Site:
     """Write ``out_dir/index.html``, one page per dataset, figures and every record, with the
     leaderboards and summary under decision rule ``rule``."""
-    records = collect_records(results_dirs)
+    stale: list[str] = []
+    records = collect_records(results_dirs, stale.append)
     kept, conflicts = merge_records(records)
     _check_out_dir(out_dir)
     # rendered aside and swapped in only when complete: a failing publish leaves the old site
@@ -310,6 +311,7 @@ def publish_site(results_dirs: list[Path], out_dir: Path, rule: str = OWN, optio
             shutil.rmtree(staging)
     site.index = out_dir / site.index.name
     site.mixed_data = mixed_data_notes([item.record for item in kept])
+    site.problems = stale + site.problems
     return site
 
 

@@ -9,6 +9,7 @@ cell again and the other commands go on without it.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import warnings
 from pathlib import Path
@@ -59,6 +60,8 @@ class DatasetInfo(_Part):
     tags: list[str] | None = None
     revision: str | None = None  # the Hub revision a `source: {hf: ...}` dataset was read at (v2)
     task: Literal["multilabel", "multiclass"] = "multilabel"
+    unlabeled: list[str] | None = None  # what the cell's unlabeled pool was made of (harness.config)
+    pool_size: int | None = None  # the texts in it
 
 
 class Metrics(_Part):
@@ -73,6 +76,24 @@ class PredictionsFile(_Part):
 
     file: str
     sha256: str
+
+
+class DerivedMember(_Part):
+    """A member cell of a derived record: its method label, key hash and stored arrays' sha256."""
+
+    label: str
+    key_hash: str
+    predictions_sha256: str
+
+
+class Derived(_Part):
+    """What a derived record (no method fitted: harness/ensembles.py) was made from."""
+
+    kind: Literal["ensemble"] = "ensemble"
+    name: str  # the ensemble's name; its rows are reported as ``ensemble-NAME``
+    scaling: str  # how member scores were made comparable: rank, or calibrated on valid
+    members: list[DerivedMember]
+    weights: dict[str, float]  # member label -> weight, chosen on valid
 
 
 class CellRecord(_Part):
@@ -95,6 +116,7 @@ class CellRecord(_Part):
     ranking: dict[str, float | None] | None = None  # rule-free: macro average precision, LRAP
     predictions: PredictionsFile | None = None
     details: dict[str, Any] = Field(default_factory=dict)
+    derived: Derived | None = None  # set on a record combined from other cells' stored arrays
     error: str | None = None
     traceback: str | None = None
     timings: dict[str, float] = Field(default_factory=dict)
@@ -148,6 +170,11 @@ def read_record(path: Path) -> CellRecord | None:
         reason = str(exc)
     warnings.warn(f"{path}: not a valid cell record ({reason}); treated as missing", InvalidRecordWarning, stacklevel=2)
     return None
+
+
+def finished_now() -> str:
+    """A record's ``finished_at``: now, in UTC, to the second."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def write_record(path: Path, record: CellRecord) -> None:

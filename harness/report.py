@@ -21,11 +21,12 @@ import pandas as pd
 from tabulate import tabulate
 
 from harness import hookimpl
+from harness.ensembles import fresh
 from harness.evaluation import metrics_under_rule
 from harness.predictions import PredictionsError
 from harness.records import CellRecord, Metrics, read_record, record_files, safe_name
 from harness.rules import OWN
-from harness.splits import NO_SLICE
+from harness.splits import NO_SLICE, slice_order
 
 Writer = Callable[[pd.DataFrame, Path], None]  # writer(leaderboard table, path of leaderboard.<format>)
 
@@ -67,12 +68,11 @@ def cells_under_rule(
     results_dir: Path, rule: str = OWN, on_problem: Callable[[str], None] = lambda message: None
 ) -> list[ReportedCell]:
     """The valid records in ``results_dir``, each also under ``rule``. A cell whose stored
-    arrays are missing or corrupted is left out, and ``on_problem`` is told why."""
+    arrays are missing or corrupted, or a derived cell whose members changed since it was
+    built, is left out, and ``on_problem`` is told why."""
+    loaded = [(path, record) for path in record_files(results_dir) if (record := read_record(path)) is not None]
     cells = []
-    for path in record_files(results_dir):
-        record = read_record(path)
-        if record is None:
-            continue
+    for path, record in fresh(loaded, on_problem):
         try:
             cells.append(ReportedCell(record, path, under_rule(record, path, rule)))
         except PredictionsError as exc:
@@ -177,12 +177,6 @@ def cell_table(records: list[CellRecord]) -> pd.DataFrame:
             continue
         expanded.append(group.drop(columns=["slice", "n"]).merge(sizes, on="seed"))
     return pd.concat(expanded, ignore_index=True)
-
-
-def slice_order(name: str) -> float:
-    if name == NO_SLICE:  # a label-free method with no sliced cells beside it
-        return -1.0
-    return float("inf") if name == "all" else float(name)
 
 
 def leaderboard(records: list[CellRecord]) -> pd.DataFrame:

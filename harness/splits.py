@@ -22,6 +22,13 @@ from harness.hashing import stable_hash
 NO_SLICE = "none"  # the slice name of methods that use no training labels (zero-shot)
 
 
+def slice_order(name: str) -> float:
+    """Where a slice sorts: by its size, 'all' last, 'none' first."""
+    if name == NO_SLICE:  # a label-free method with no sliced cells beside it
+        return -1.0
+    return float("inf") if name == "all" else float(name)
+
+
 @contextmanager
 def numpy_global_seed(seed: int) -> Iterator[None]:
     state = np.random.get_state()

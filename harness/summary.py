@@ -65,6 +65,7 @@ class Summary:
     options: SummaryOptions
     datasets: list[DatasetSummary]
     aggregate: pd.DataFrame | None  # None with fewer than two datasets
+    notes: list[str] = field(default_factory=list)  # what the tables leave out and why (e.g. ensemble cells)
 
 
 # ------------------------------------------------------------------ building
@@ -361,6 +362,8 @@ def _document(summary: Summary, heading: Callable[[int, str], str], render: Call
                             f"dataset (1 = best); (k/{n}): the mean covers only k datasets.")]
         for table in aggregate_tables(summary):
             parts += [heading(3, table.title), render(table)]
+    if summary.notes:
+        parts += [heading(2, "Notes"), *(paragraph(note) for note in summary.notes)]
     return "\n\n".join(parts) + "\n"
 
 
@@ -384,10 +387,12 @@ RENDERERS = {"md": to_markdown, "html": to_html, "tex": to_latex}
 
 
 def write_summary(results_dir: Path, rule: str = OWN, options: SummaryOptions = SummaryOptions(),
-                  on_problem: Callable[[str], None] = lambda message: None) -> list[Path]:
+                  on_problem: Callable[[str], None] = lambda message: None, notes: Sequence[str] = ()) -> list[Path]:
     """Write ``summary{-rule}.{md,html,tex}`` and, with several datasets,
-    ``figures/aggregate{-rule}.{png,svg}`` from the records in ``results_dir``."""
+    ``figures/aggregate{-rule}.{png,svg}`` from the records in ``results_dir``; ``notes`` end the
+    summary (e.g. where an ensemble has no cell, and why)."""
     summary = build_summary(cells_under_rule(results_dir, rule, on_problem), rule, options, on_problem)
+    summary.notes = list(notes)
     written = []
     for fmt in SUMMARY_FORMATS:
         path = results_dir / f"summary{rule_suffix(rule)}.{fmt}"
