@@ -20,7 +20,7 @@ pytest.importorskip("transformers")
 # Small, fast settings; the tests add "model": the tiny BERT's folder. Its random word embeddings
 # must learn, unlike a pretrained model's (test_frozen_word_embeddings_stay_as_pretrained).
 FAST = {"max_length": 32, "epochs": 5, "min_steps": 0, "learning_rate": 2e-3, "batch_size": 4, "tune_threshold": False,
-        "precision": "fp32", "freeze_word_embeddings": False}
+        "precision": "fp32", "freeze_word_embeddings_up_to": 0}
 FAST_DA = {**FAST, "da_epochs": 2, "da_batch_size": 16, "da_learning_rate": 1e-3, "da_max_length": 32,
            "da_max_texts": 200, "da_eval_texts": 8}
 
@@ -144,7 +144,7 @@ def test_small_slices_train_for_at_least_min_steps(n_texts, epochs, min_steps, m
     settings = ClassifierSettings(max_length=32, epochs=epochs, min_steps=min_steps, max_evaluations=max_evaluations,
                                   learning_rate=1e-4, lr_scheduler="constant", batch_size=4, eval_batch_size=32,
                                   weight_decay=0.0, threshold=0.5, tune_threshold=False, precision="fp32",
-                                  freeze_word_embeddings=True, device="cpu")
+                                  freeze_word_embeddings_up_to=128, device="cpu")
     assert training_schedule(n_texts, settings) == expected
 
 
@@ -154,8 +154,9 @@ def test_frozen_word_embeddings_stay_as_pretrained(tiny_bert, tmp_path):
 
     pretrained = BertModel.from_pretrained(tiny_bert).get_input_embeddings().weight.detach()
     train, valid, _ = tiny_splits()
-    for freeze in (True, False):
-        method = FineTune(FineTune.Params(**{**FAST, "epochs": 2, "freeze_word_embeddings": freeze}, model=tiny_bert))
+    # the tiny training split has 50 texts: frozen up to 50 texts, trained with a bound of 49
+    for freeze, up_to in ((True, len(train)), (False, len(train) - 1)):
+        method = FineTune(FineTune.Params(**{**FAST, "epochs": 2, "freeze_word_embeddings_up_to": up_to}, model=tiny_bert))
         method.fit(train, valid, [], context(tmp_path))
         model = method._fitted.model
         after = model.get_input_embeddings().weight.detach()

@@ -51,7 +51,7 @@ class ClassifierSettings:
     threshold: float
     tune_threshold: bool
     precision: Precision
-    freeze_word_embeddings: bool
+    freeze_word_embeddings_up_to: int  # slices of at most this many texts keep the pretrained word embeddings
     device: str
 
 
@@ -117,7 +117,7 @@ def fine_tune(
         problem_type="multi_label_classification",
         id2label=dict(enumerate(tags)), label2id={tag: i for i, tag in enumerate(tags)},
     )
-    frozen = freeze_word_embeddings(model) if settings.freeze_word_embeddings else 0
+    frozen = freeze_word_embeddings(model) if len(train_texts) <= settings.freeze_word_embeddings_up_to else 0
     epochs, every, steps_per_epoch = training_schedule(len(train_texts), settings)
     total_steps = epochs * steps_per_epoch
     hint = (f"lower batch_size (now {settings.batch_size}), eval_batch_size (now {settings.eval_batch_size}) "
