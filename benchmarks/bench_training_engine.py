@@ -45,7 +45,16 @@ from harness.models import quiet_transformers, resolve_model
 from harness.plugins import make_plugin_manager
 from harness.rules import THRESHOLD_GRID, best_grid_threshold
 from harness.testing import save_tiny_bert_tokenizer
-from harness.training import OptimizerSettings, choose_precision, encode, epoch_groups, fresh_model, predict, train
+from harness.training import (
+    OptimizerSettings,
+    cpu_model,
+    choose_precision,
+    encode,
+    epoch_groups,
+    fresh_model,
+    predict,
+    train,
+)
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 BATCH, EVAL_BATCH, MAX_LENGTH = 4, 32, 64
@@ -190,7 +199,7 @@ def main() -> None:
     tiny = build_tiny(Path(tempfile.mkdtemp()), train_split.texts + valid.texts)
     chosen = choose_precision("auto", device, Path(settings.cache_dir))
     gpu = f", {torch.cuda.get_device_name(device)}" if device.startswith("cuda") else ""
-    print(f"device {device}{gpu}; CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch "
+    print(f"device {device}{gpu}; CPU {cpu_model()} ({platform.machine()}), {torch.get_num_threads()} torch "
           f"threads; torch {torch.__version__}; engine precision on auto: {chosen}")
     rows = [
         ("tiny 2-layer", tiny, "fp32", args.tiny_steps, 20),

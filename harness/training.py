@@ -61,7 +61,7 @@ def choose_precision(requested: str, device: str, cache_dir: Path | None = None)
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     if device != "cpu" or not (torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
         return "fp32"
-    key = f"{_cpu_model()}|torch {torch.__version__}|{torch.get_num_threads()} threads"
+    key = f"{cpu_model()}|torch {torch.__version__}|{torch.get_num_threads()} threads"
     path = cache_dir / "precision_probe" / (hashlib.sha256(key.encode()).hexdigest()[:16] + ".json") if cache_dir else None
     if key not in _probed:
         if path is not None and path.exists():
@@ -75,7 +75,8 @@ def choose_precision(requested: str, device: str, cache_dir: Path | None = None)
     return _probed[key]
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), for benchmarks and the precision probe's key."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as info:
             for line in info:
