@@ -1,4 +1,4 @@
-"""Threads for a fit: the usable cores, capped by the worker's share; passive OpenMP waiting."""
+"""Threads for a fit: the usable cores, capped by the worker's share; OpenMP waiting by the load."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from harness.cores import fit_threads, machine_cores
+from harness.cores import busy_cores, fit_threads, machine_cores, openmp_wait_policy
 
 
 @pytest.mark.parametrize("cap, expected", [("1", 1), ("1000", None), ("not a number", None), ("0", 1)])
@@ -37,3 +37,23 @@ def test_a_record_names_the_thread_count_its_scores_were_made_with(monkeypatch):
         assert environment()["fit_threads"] == 1
     finally:
         environment.cache_clear()  # later tests see their own environment
+
+
+def test_threads_sleep_when_other_processes_keep_half_a_core_busy():
+    assert openmp_wait_policy(0.0) is None  # idle cores: libgomp's short spin, 1.5x faster there
+    assert openmp_wait_policy(0.49) is None
+    assert openmp_wait_policy(0.5) == "PASSIVE"
+    assert openmp_wait_policy(1.7) == "PASSIVE"
+
+
+def test_a_busy_looping_process_counts_as_a_busy_core():
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        import time
+
+        time.sleep(0.3)  # the hog has started
+        busy = busy_cores(0.3)
+    finally:
+        hog.kill()
+        hog.wait()
+    assert 0.8 <= busy <= machine_cores() + 0.01

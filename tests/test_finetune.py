@@ -290,31 +290,42 @@ def test_a_fit_keeps_the_thread_cap_of_its_worker(jobs, tmp_path):
     for name in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
         env.pop(name, None)
     results = tmp_path / "results"
-    done = subprocess.run(
-        [sys.executable, "-c", "from harness.cli import main; main()", "run", "--methods", "torch_threads",
-         "--datasets", TINY_DATASET, "--seeds", "0,1", "--datasets-cfg", str(cfg_dir), "--data-dir", str(data_dir),
-         "--results", str(results), "--cache-dir", str(tmp_path / "cache"), "--no-report", "--quiet",
-         "--jobs", str(jobs)],
-        env=env, capture_output=True, text=True, timeout=300,
-    )
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # a busy machine: threads must sleep
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", "from harness.cli import main; main()", "run", "--methods", "torch_threads",
+             "--datasets", TINY_DATASET, "--seeds", "0,1", "--datasets-cfg", str(cfg_dir), "--data-dir", str(data_dir),
+             "--results", str(results), "--cache-dir", str(tmp_path / "cache"), "--no-report", "--quiet",
+             "--jobs", str(jobs)],
+            env=env, capture_output=True, text=True, timeout=300,
+        )
+    finally:
+        hog.kill()
+        hog.wait()
     assert done.returncode == 0, done.stderr
     records = [json.loads(path.read_text()) for path in results.glob("cells/**/*.json")]
     assert records and all(record["status"] == "ok" for record in records)
     assert {record["details"]["torch_threads"] for record in records} == {max(1, CORES // jobs)}
-    # passive OpenMP waiting is in place before the fit imports torch, in the driver and in workers
+    # beside a busy process, passive OpenMP waiting is in place before the fit imports torch,
+    # in the driver and in workers
     assert {record["details"]["omp_wait_policy"] for record in records} == {"PASSIVE"}
 
 
 @pytest.mark.parametrize("env, expected", [
-    ({}, "PASSIVE"),
+    ({}, "PASSIVE"),  # beside a busy process
     ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE"),  # the user's own setting wins
     ({"GOMP_SPINCOUNT": "5"}, None),  # so does a spin count
 ])
-def test_the_plugin_makes_openmp_threads_wait_passively_unless_the_user_chose(env, expected):
+def test_beside_a_busy_process_the_plugin_makes_openmp_threads_sleep_unless_the_user_chose(env, expected):
     import subprocess
     import sys
 
     clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     code = "import os, harness_finetune, sys; print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True, check=True)
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True, check=True)
+    finally:
+        hog.kill()
+        hog.wait()
     assert out.stdout.split() == [str(expected), "False"]  # and importing the plugin does not load torch

@@ -9,13 +9,13 @@ plugin stays cheap.
 from __future__ import annotations
 
 from harness import hookimpl
-from harness.cores import prefer_passive_waiting
+from harness.cores import choose_openmp_waiting
 from harness_setfit.method import SetFit, SetFitParams
 
 __all__ = ["SetFit", "SetFitParams"]
 
-# threads sleep as soon as they wait: see harness/cores.py (libgomp reads it when torch loads)
-prefer_passive_waiting()
+# how torch's threads wait, from how busy the cores are: harness/cores.py (libgomp reads it when torch loads)
+choose_openmp_waiting()
 
 
 @hookimpl
