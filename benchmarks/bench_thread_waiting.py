@@ -1,26 +1,42 @@
 """How OpenMP's waiting policy changes fine-tuning speed, alone and beside a busy-looping process.
 
-Each setting trains MiniLM (the default preset's model, batch 4, 64 tokens, the default
-precision) for a fixed number of optimizer steps in a fresh process, because libgomp reads its
-settings once, when torch loads. Settings are interleaved and repeated so that drift in the
-machine's load hits them alike; the table shows the median seconds per step and the ratios to
-today's setting (``spin``: libgomp's default, threads spin up to 300,000 times before sleeping).
+Each setting runs in a fresh process, because libgomp reads its settings once, when torch loads.
+Two workloads:
+
+- ``steps`` (the default): MiniLM (the default preset's model, batch 4, 64 tokens, the default
+  precision) trains for a fixed number of optimizer steps; the table gives seconds per step.
+- ``cell``: one whole finetune cell, ``harness run --methods finetune --slices 8 --seeds 0`` into
+  a fresh folder (``--data-dir``), training and its evaluations on valid; the table gives the
+  cell's seconds from its record. The plugins' own default applies where a setting sets nothing.
+
+Settings are interleaved and repeated so that drift in the machine's load hits them alike; the
+table shows the medians and the ratios to the first setting given. ``spin`` is libgomp's default
+(threads spin up to 300,000 times before sleeping), ``active`` spins without limit, ``passive``
+sleeps at once.
 
     python benchmarks/bench_thread_waiting.py [--steps 30] [--repeats 2] [--no-hog]
+    python benchmarks/bench_thread_waiting.py --workload cell --data-dir ../shared/data --repeats 1 \
+        --settings "passive,spin,spin 100k,active"
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
+
+from harness.training import cpu_model
 
 # name -> environment added to the child; "spin" is today's (nothing set)
 SETTINGS = {
-    "spin": {},
+    "spin": {"GOMP_SPINCOUNT": "300000"},  # libgomp's default, stated so that no plugin default replaces it
+    "active": {"OMP_WAIT_POLICY": "ACTIVE"},
     "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
     "spin 10k": {"GOMP_SPINCOUNT": "10000"},
     "spin 100k": {"GOMP_SPINCOUNT": "100000"},
@@ -62,6 +78,19 @@ def seconds_per_step(extra_env: dict[str, str], steps: int) -> float:
     return float(out.stdout.split()[-1])
 
 
+def cell_seconds(extra_env: dict[str, str], data_dir: str) -> float:
+    """Seconds of one finetune cell (slice 8, seed 0) in a fresh folder, from its record."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")}
+    env.update(extra_env, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TRANSFORMERS_VERBOSITY="error")
+    with tempfile.TemporaryDirectory() as folder:
+        subprocess.run([sys.executable, "-m", "harness", "run", "--methods", "finetune", "--slices", "8", "--seeds", "0",
+                        "--data-dir", os.path.abspath(data_dir), "--results", os.path.join(folder, "results"),
+                        "--cache-dir", os.path.join(folder, "cache"), "--no-report", "--quiet"],
+                       env=env, check=True, capture_output=True)
+        records = [json.loads(p.read_text()) for p in Path(folder, "results").rglob("*.json") if ".locks" not in p.parts]
+    return sum(r["timings"]["total_s"] for r in records if isinstance(r, dict) and r.get("method", {}).get("name") == "finetune")
+
+
 def start_hog() -> subprocess.Popen:
     """A process that busy-loops on one core, as another program on a user's machine would."""
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
@@ -69,6 +98,8 @@ def start_hog() -> subprocess.Popen:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workload", choices=("steps", "cell"), default="steps")
+    parser.add_argument("--data-dir", default="../shared/data", help="the data mirror (workload cell)")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--no-hog", action="store_true", help="measure the idle case only")
@@ -77,26 +108,30 @@ def main() -> None:
     names = args.settings.split(",")
     loads = ["idle"] if args.no_hog else ["idle", "hog"]
     times: dict[tuple[str, str], list[float]] = {(n, l): [] for n in names for l in loads}
+    unit = "s/step" if args.workload == "steps" else "s/cell"
     for _ in range(args.repeats):
         for load in loads:
             for name in names:
                 hog = start_hog() if load == "hog" else None
                 try:
-                    times[(name, load)].append(seconds_per_step(SETTINGS[name], args.steps))
+                    times[(name, load)].append(
+                        seconds_per_step(SETTINGS[name], args.steps) if args.workload == "steps"
+                        else cell_seconds(SETTINGS[name], args.data_dir))
                 finally:
                     if hog is not None:
                         hog.kill()
                         hog.wait()
-                print(f"{name:10s} {load:5s} {times[(name, load)][-1]:.3f} s/step", file=sys.stderr, flush=True)
+                print(f"{name:10s} {load:5s} {times[(name, load)][-1]:.3f} {unit}", file=sys.stderr, flush=True)
     base = {load: statistics.median(times[(names[0], load)]) for load in loads}
-    print(f"\n{'setting':10s} " + " ".join(f"{load + ' s/step':>13s} {'vs ' + names[0]:>9s}" for load in loads)
+    print(f"\n{'setting':10s} " + " ".join(f"{load + ' ' + unit:>13s} {'vs ' + names[0]:>9s}" for load in loads)
           + ("   hog/idle" if "hog" in loads else ""))
     for name in names:
         med = {load: statistics.median(times[(name, load)]) for load in loads}
         row = " ".join(f"{med[load]:13.3f} {med[load] / base[load]:9.2f}" for load in loads)
         ratio = f"   {med['hog'] / med['idle']:9.2f}" if "hog" in loads else ""
         print(f"{name:10s} {row}{ratio}")
-    print(f"\n{time.strftime('%H:%M')} load average {os.getloadavg()[0]:.1f} (other processes share the machine)")
+    print(f"\nCPU {cpu_model()}, {os.cpu_count()} cores")
+    print(f"{time.strftime('%H:%M')} load average {os.getloadavg()[0]:.1f} (other processes share the machine)")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,12 @@ threshold), against the engine's batched prediction and one-pass grid search.
 
     python benchmarks/bench_training_engine.py --data-dir ../shared/data
     python benchmarks/bench_training_engine.py --data-dir ../shared/data --device cuda
+    python benchmarks/bench_training_engine.py --data-dir ../shared/data --compile   # and torch.compile
+
+``--phases`` adds the tiny model's step time by phase, with dropout on and off.
+``--compile`` adds the engine with the model's forward compiled (``torch.compile``, dynamic
+shapes); the engine itself does not compile, because on this project's CPUs that measured slower
+(docs/training.md).
 """
 
 from __future__ import annotations
@@ -132,8 +138,10 @@ def trainer_path(folder, train, valid, steps, warmup, precision, device):
     return timer.seconds / steps, evaluation
 
 
-def engine_path(folder, train_split, valid, steps, warmup, precision, device, freeze):
-    """(seconds per step, seconds per evaluation) of harness.training."""
+def engine_path(folder, train_split, valid, steps, warmup, precision, device, freeze, compiled=False):
+    """(seconds per step, seconds per evaluation) of harness.training; ``compiled``: the model's
+    forward through ``torch.compile`` (dynamic shapes, as batch widths vary), compiled during the
+    warm-up steps."""
     tokenizer = AutoTokenizer.from_pretrained(folder)
     torch.manual_seed(0)
     with quiet_transformers():
@@ -145,8 +153,10 @@ def engine_path(folder, train_split, valid, steps, warmup, precision, device, fr
     valid_encoded = encode(tokenizer, valid.texts, MAX_LENGTH, device)
     targets = train_split.labels.astype(np.float32)
 
+    forward = torch.compile(model, dynamic=True) if compiled else model
+
     def logits(m, batch):
-        return m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return forward(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
 
     def loss(m, batch):
         return torch.nn.functional.binary_cross_entropy_with_logits(logits(m, batch).float(), batch["labels"])
@@ -173,6 +183,45 @@ def engine_path(folder, train_split, valid, steps, warmup, precision, device, fr
     return seconds / steps, time.perf_counter() - tick
 
 
+def step_phases(folder, train_split, device, steps=300, warmup=50):
+    """Milliseconds per training step of the tiny model by phase (forward with the loss, backward,
+    clipping, fused AdamW, zeroing; the device synchronised after each), with the model's dropout
+    on (0.1, as configured) and off: where the per-step overhead goes."""
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    rows = {}
+    for dropout in (0.1, 0.0):
+        torch.manual_seed(0)
+        with quiet_transformers():
+            model = fresh_model(AutoModelForSequenceClassification, folder, device, num_labels=len(train_split.tags),
+                                problem_type="multi_label_classification", hidden_dropout_prob=dropout,
+                                attention_probs_dropout_prob=dropout)
+        encoded = encode(AutoTokenizer.from_pretrained(folder), train_split.texts, MAX_LENGTH, device)
+        groups = epoch_groups(encoded.lengths, BATCH, warmup + steps, 0)
+        batches = encoded.batches(groups, {"labels": [train_split.labels.astype(np.float32)[g] for g in groups]})
+        parameters = list(model.parameters())
+        optimizer = torch.optim.AdamW(parameters, lr=1e-4, fused=True)
+        holder = {}
+        phases = {
+            "forward": lambda batch: holder.update(loss=torch.nn.functional.binary_cross_entropy_with_logits(
+                model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float(), batch["labels"])),
+            "backward": lambda batch: holder["loss"].backward(),
+            "clip": lambda batch: torch.nn.utils.clip_grad_norm_(parameters, 1.0),
+            "optimizer": lambda batch: optimizer.step(),
+            "zero": lambda batch: optimizer.zero_grad(set_to_none=True),
+        }
+        seconds = dict.fromkeys(phases, 0.0)
+        model.train()
+        for k, batch in enumerate(batches):
+            for name, work in phases.items():
+                tick = time.perf_counter()
+                work(batch)
+                sync()
+                if k >= warmup:
+                    seconds[name] += time.perf_counter() - tick
+        rows[dropout] = {name: 1000 * value / steps for name, value in seconds.items()}
+    return rows
+
+
 def build_tiny(folder: Path, texts: list[str]) -> str:
     vocab = save_tiny_bert_tokenizer(folder, texts)
     config = BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -189,6 +238,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--minilm-steps", type=int, default=40)
     parser.add_argument("--tiny-steps", type=int, default=300)
+    parser.add_argument("--phases", action="store_true", help="also the tiny model's step time by phase")
+    parser.add_argument("--compile", action="store_true",
+                        help="also the engine with torch.compile (compilation takes minutes on a few cores)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     torch.set_num_threads(fit_threads())
@@ -211,12 +263,16 @@ def main() -> None:
         if precision == "bf16" and device == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
             continue
         best = {}
+        paths = [
+            ("Trainer (finetune before)", lambda: trainer_path(folder, train_split, valid, steps, warmup, precision, device)),
+            ("engine", lambda: engine_path(folder, train_split, valid, steps, warmup, precision, device, False)),
+            ("engine, word embeddings frozen", lambda: engine_path(folder, train_split, valid, steps, warmup, precision, device, True)),
+        ]
+        if args.compile:
+            paths.append(("engine, torch.compile", lambda: engine_path(folder, train_split, valid, steps, warmup,
+                                                                       precision, device, False, compiled=True)))
         for _ in range(args.rounds):
-            for label, run in (
-                ("Trainer (finetune before)", lambda: trainer_path(folder, train_split, valid, steps, warmup, precision, device)),
-                ("engine", lambda: engine_path(folder, train_split, valid, steps, warmup, precision, device, False)),
-                ("engine, word embeddings frozen", lambda: engine_path(folder, train_split, valid, steps, warmup, precision, device, True)),
-            ):
+            for label, run in paths:
                 step_s, eval_s = run()
                 old = best.get(label, (np.inf, np.inf))
                 best[label] = (min(old[0], step_s), min(old[1], eval_s))
@@ -224,6 +280,11 @@ def main() -> None:
         for label, (step_s, eval_s) in best.items():
             print(f"{name:13} {precision:9} {label:32} {1 / step_s:8.1f} {base_step / step_s:9.2f} {eval_s:7.2f} "
                   f"{base_eval / eval_s:9.2f}")
+    if args.phases:
+        print("\ntiny 2-layer, engine step by phase, ms (fused AdamW, clipping at 1.0, fp32)")
+        for dropout, phases in step_phases(tiny, train_split, device).items():
+            print(f"dropout {dropout}: " + ", ".join(f"{name} {ms:.2f}" for name, ms in phases.items())
+                  + f"; step {sum(phases.values()):.2f}")
 
 
 if __name__ == "__main__":
