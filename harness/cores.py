@@ -74,3 +74,12 @@ def choose_openmp_waiting() -> None:
 
 
 _chosen = False
+
+
+def openmp_waiting_setting() -> str:
+    """How this process's OpenMP threads wait, as libgomp read it, for the record."""
+    if "OMP_WAIT_POLICY" in os.environ:
+        return f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}"
+    if "GOMP_SPINCOUNT" in os.environ:
+        return f"GOMP_SPINCOUNT={os.environ['GOMP_SPINCOUNT']}"
+    return "libgomp default (spin)"

@@ -1,5 +1,6 @@
-"""What the cell ran on: versions of the harness, Python and the packages that shape scores, and the
-thread count of a fit (torch's scores depend on it, see harness/cores.py)."""
+"""What the cell ran on: versions of the harness, Python and the packages that shape scores, the
+thread count of a fit (torch's scores depend on it, see harness/cores.py) and how its threads
+wait (its speed depends on that)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from harness.cores import fit_threads
+from harness.cores import fit_threads, openmp_waiting_setting
 
 KEY_PACKAGES = (
     "numpy", "pandas", "scikit-learn", "scikit-multilearn", "torch", "transformers",
@@ -46,4 +47,5 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "packages": packages,
         "fit_threads": fit_threads(),
+        "openmp_waiting": openmp_waiting_setting(),
     }

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from harness.cores import busy_cores, fit_threads, machine_cores, openmp_wait_policy
+from harness.cores import busy_cores, fit_threads, machine_cores, openmp_wait_policy, openmp_waiting_setting
 
 
 @pytest.mark.parametrize("cap, expected", [("1", 1), ("1000", None), ("not a number", None), ("0", 1)])
@@ -57,3 +57,23 @@ def test_a_busy_looping_process_counts_as_a_busy_core():
         hog.kill()
         hog.wait()
     assert 0.8 <= busy <= machine_cores() + 0.01
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({}, "libgomp default (spin)"),
+    ({"OMP_WAIT_POLICY": "PASSIVE"}, "OMP_WAIT_POLICY=PASSIVE"),
+    ({"GOMP_SPINCOUNT": "10000"}, "GOMP_SPINCOUNT=10000"),
+])
+def test_a_record_names_how_its_threads_waited(monkeypatch, env, expected):
+    # a cell's seconds depend on it: 47 s spinning against 71 s sleeping on an idle machine
+    from harness.environment import environment
+
+    for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    environment.cache_clear()
+    try:
+        assert environment()["openmp_waiting"] == expected
+    finally:
+        environment.cache_clear()
