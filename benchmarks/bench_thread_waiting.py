@@ -33,7 +33,7 @@ from pathlib import Path
 
 from harness.training import cpu_model
 
-# name -> environment added to the child; "spin" is today's (nothing set)
+# name -> environment added to the child
 SETTINGS = {
     "spin": {"GOMP_SPINCOUNT": "300000"},  # libgomp's default, stated so that no plugin default replaces it
     "active": {"OMP_WAIT_POLICY": "ACTIVE"},

@@ -18,8 +18,8 @@ threshold), against the engine's batched prediction and one-pass grid search.
 
 ``--phases`` adds the tiny model's step time by phase, with dropout on and off.
 ``--compile`` adds the engine with the model's forward compiled (``torch.compile``, dynamic
-shapes); the engine itself does not compile, because on this project's CPUs that measured slower
-(docs/training.md).
+shapes); the engine itself does not compile, because on this project's CPU that measured no
+faster on MiniLM (docs/training.md).
 """
 
 from __future__ import annotations
@@ -200,24 +200,20 @@ def step_phases(folder, train_split, device, steps=300, warmup=50):
         batches = encoded.batches(groups, {"labels": [train_split.labels.astype(np.float32)[g] for g in groups]})
         parameters = list(model.parameters())
         optimizer = torch.optim.AdamW(parameters, lr=1e-4, fused=True)
-        holder = {}
-        phases = {
-            "forward": lambda batch: holder.update(loss=torch.nn.functional.binary_cross_entropy_with_logits(
-                model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float(), batch["labels"])),
-            "backward": lambda batch: holder["loss"].backward(),
-            "clip": lambda batch: torch.nn.utils.clip_grad_norm_(parameters, 1.0),
-            "optimizer": lambda batch: optimizer.step(),
-            "zero": lambda batch: optimizer.zero_grad(set_to_none=True),
-        }
-        seconds = dict.fromkeys(phases, 0.0)
+        seconds = dict.fromkeys(("forward", "backward", "clip", "optimizer", "zero"), 0.0)
         model.train()
         for k, batch in enumerate(batches):
-            for name, work in phases.items():
-                tick = time.perf_counter()
-                work(batch)
+            ticks = [time.perf_counter()]
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), batch["labels"])
+            for work in (lambda: None, loss.backward, lambda: torch.nn.utils.clip_grad_norm_(parameters, 1.0),
+                         optimizer.step, lambda: optimizer.zero_grad(set_to_none=True)):
+                work()  # the first closes the forward phase
                 sync()
-                if k >= warmup:
-                    seconds[name] += time.perf_counter() - tick
+                ticks.append(time.perf_counter())
+            if k >= warmup:
+                for name, start, end in zip(seconds, ticks, ticks[1:]):
+                    seconds[name] += end - start
         rows[dropout] = {name: 1000 * value / steps for name, value in seconds.items()}
     return rows
 
@@ -240,7 +236,7 @@ def main() -> None:
     parser.add_argument("--tiny-steps", type=int, default=300)
     parser.add_argument("--phases", action="store_true", help="also the tiny model's step time by phase")
     parser.add_argument("--compile", action="store_true",
-                        help="also the engine with torch.compile (compilation takes minutes on a few cores)")
+                        help="also the engine with torch.compile (it compiles during the warm-up steps)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     torch.set_num_threads(fit_threads())

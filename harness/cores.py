@@ -10,8 +10,8 @@ finishes its share spins for a while before it sleeps (libgomp's default). On id
 makes a finetune cell 1.5x faster than sleeping at once; beside a busy process the spinning
 thread takes the core from the thread still working, and the cell ran more than 8x longer than
 with threads that sleep (docs/training.md, benchmarks/bench_thread_waiting.py). So before torch
-loads, the cores are sampled: threads sleep as soon as they wait (``OMP_WAIT_POLICY=PASSIVE``) when other processes
-keep half a core or more busy, and keep libgomp's default otherwise.
+loads, the cores are sampled: threads sleep as soon as they wait (``OMP_WAIT_POLICY=PASSIVE``)
+when other processes keep half a core or more busy, and keep libgomp's default otherwise.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ def fit_threads() -> int:
 
 
 BUSY_CORES_FOR_PASSIVE = 0.5  # other processes' load, in cores, from which threads sleep at once
+_chosen = False  # sampled once per process, even when it left libgomp's default
 
 
 def busy_cores(seconds: float = 0.1) -> float:
@@ -71,9 +72,6 @@ def choose_openmp_waiting() -> None:
     policy = openmp_wait_policy(busy_cores())
     if policy is not None:
         os.environ["OMP_WAIT_POLICY"] = policy
-
-
-_chosen = False
 
 
 def openmp_waiting_setting() -> str:
