@@ -55,10 +55,10 @@ from harness.training import (
     OptimizerSettings,
     cpu_model,
     choose_precision,
-    encode,
     epoch_groups,
     fresh_model,
     predict,
+    tokenize,
     train,
 )
 
@@ -149,8 +149,8 @@ def engine_path(folder, train_split, valid, steps, warmup, precision, device, fr
                             problem_type="multi_label_classification")
     if freeze:
         model.get_input_embeddings().weight.requires_grad_(False)
-    encoded = encode(tokenizer, train_split.texts, MAX_LENGTH, device)
-    valid_encoded = encode(tokenizer, valid.texts, MAX_LENGTH, device)
+    encoded = tokenize(tokenizer, train_split.texts, MAX_LENGTH, device)
+    valid_encoded = tokenize(tokenizer, valid.texts, MAX_LENGTH, device)
     targets = train_split.labels.astype(np.float32)
 
     forward = torch.compile(model, dynamic=True) if compiled else model
@@ -195,7 +195,7 @@ def step_phases(folder, train_split, device, steps=300, warmup=50):
             model = fresh_model(AutoModelForSequenceClassification, folder, device, num_labels=len(train_split.tags),
                                 problem_type="multi_label_classification", hidden_dropout_prob=dropout,
                                 attention_probs_dropout_prob=dropout)
-        encoded = encode(AutoTokenizer.from_pretrained(folder), train_split.texts, MAX_LENGTH, device)
+        encoded = tokenize(AutoTokenizer.from_pretrained(folder), train_split.texts, MAX_LENGTH, device)
         groups = epoch_groups(encoded.lengths, BATCH, warmup + steps, 0)
         batches = encoded.batches(groups, {"labels": [train_split.labels.astype(np.float32)[g] for g in groups]})
         parameters = list(model.parameters())

@@ -5,7 +5,7 @@ on a GPU a step is a few milliseconds of arithmetic, so everything around it cou
 arithmetic counts, so the engine does less of it.
 
 - Texts are tokenised once per (tokenizer, max_length, texts) and kept as padded tensors
-  (``encode``); a batch is a slice of rows cut to its longest text, on the device already.
+  (``tokenize``); a batch is a slice of rows cut to its longest text, on the device already.
 - Training batches group texts of similar length (``length_grouped_batches``), so they pad little.
 - ``train`` is a plain loop: autocast where the precision says, fused AdamW, gradient
   clipping, and no host synchronisation per step (losses stay on the device until the end).
@@ -160,7 +160,7 @@ _encoded: OrderedDict[tuple[Any, ...], Encoded] = OrderedDict()
 _ENCODED_KEPT = 16  # valid, test, the pool and a few slices: enough for every cell of a run
 
 
-def encode(tokenizer: Any, texts: list[str], max_length: int, device: str = "cpu",
+def tokenize(tokenizer: Any, texts: list[str], max_length: int, device: str = "cpu",
            special_tokens_mask: bool = False) -> Encoded:
     """``texts`` tokenised (truncated to ``max_length``) as tensors on ``device``.
 

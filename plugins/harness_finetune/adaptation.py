@@ -21,7 +21,7 @@ from transformers import AutoModelForMaskedLM
 
 from harness.artifacts import build_folder, cached_artifact
 from harness.models import quiet_transformers
-from harness.training import Batch, OptimizerSettings, Precision, autocast, encode, epoch_groups, train
+from harness.training import Batch, OptimizerSettings, Precision, autocast, epoch_groups, tokenize, train
 
 from .runtime import explain_out_of_memory, fresh_pretrained_model, tokenizer_for
 
@@ -95,13 +95,13 @@ def _train(base_folder: str, unlabeled: list[str], settings: AdaptationSettings,
     model = fresh_pretrained_model(AutoModelForMaskedLM, base_folder, device)
     masker = Masker(tokenizer, settings.mlm_probability, settings.seed, device)
     # Fixed masks for the held-out loss, so that "before" and "after" score the very same task.
-    held_out_encoded = encode(tokenizer, held_out, settings.max_length, device, special_tokens_mask=True)
+    held_out_encoded = tokenize(tokenizer, held_out, settings.max_length, device, special_tokens_mask=True)
     groups = [np.arange(i, min(i + HELD_OUT_BATCH, len(held_out))) for i in range(0, len(held_out), HELD_OUT_BATCH)]
     held_out_batches = [masker(batch) for batch in held_out_encoded.batches(groups)]
     hint = f"lower da_batch_size (now {settings.batch_size}) or da_max_length (now {settings.max_length})"
     with explain_out_of_memory(f"adapting {base_folder} to the unlabeled texts", hint):
         loss_before = masked_lm_loss(model, held_out_batches, settings.precision)
-        encoded = encode(tokenizer, train_texts, settings.max_length, device, special_tokens_mask=True)
+        encoded = tokenize(tokenizer, train_texts, settings.max_length, device, special_tokens_mask=True)
         steps_per_epoch = -(-len(encoded) // settings.batch_size)
         total_steps = settings.epochs * steps_per_epoch
         batches = (masker(batch) for batch in encoded.batches(

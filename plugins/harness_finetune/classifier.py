@@ -25,10 +25,10 @@ from harness.rules import best_grid_threshold
 from harness.training import (
     OptimizerSettings,
     Precision,
-    encode,
     epoch_groups,
     freeze_word_embeddings,
     predict,
+    tokenize,
     train,
 )
 
@@ -123,13 +123,13 @@ def fine_tune(
     hint = (f"lower batch_size (now {settings.batch_size}), eval_batch_size (now {settings.eval_batch_size}) "
             f"or max_length (now {settings.max_length})")
     with explain_out_of_memory(f"fine-tuning {model_folder}", hint):
-        encoded = encode(tokenizer, train_texts.texts, settings.max_length, settings.device)
+        encoded = tokenize(tokenizer, train_texts.texts, settings.max_length, settings.device)
         groups = epoch_groups(encoded.lengths, settings.batch_size, total_steps, seed)
         targets = train_texts.labels.astype(np.float32)
         batches = encoded.batches(groups, {"labels": [targets[rows] for rows in groups]})
         evaluate = None
         if len(valid):
-            valid_encoded = encode(tokenizer, valid.texts, settings.max_length, settings.device)
+            valid_encoded = tokenize(tokenizer, valid.texts, settings.max_length, settings.device)
 
             def evaluate() -> dict[str, Any]:
                 scores = torch.sigmoid(predict(model, valid_encoded, settings.eval_batch_size, settings.precision, _logits))
@@ -157,5 +157,5 @@ def predict_probabilities(model: Any, tokenizer: Any, texts: list[str], max_leng
     """Sigmoid scores (len(texts), n_tags), in the order of ``texts``."""
     hint = f"lower eval_batch_size (now {batch_size}) or max_length (now {max_length})"
     with explain_out_of_memory("predicting", hint):
-        encoded = encode(tokenizer, texts, max_length, device)
+        encoded = tokenize(tokenizer, texts, max_length, device)
         return torch.sigmoid(predict(model, encoded, batch_size, precision, _logits)).double().cpu().numpy()

@@ -141,9 +141,9 @@ class SetFit(Method):
         return self._scored[key].copy()  # a copy: a caller may change its scores in place
 
     def _encode(self, texts: list[str]) -> Any:
-        from harness.training import encode
+        from harness.training import tokenize
 
-        return encode(self.model.tokenizer, texts, self.model.max_seq_length, self.device)
+        return tokenize(self.model.tokenizer, texts, self.model.max_seq_length, self.device)
 
     def predict(self, texts: list[str]) -> np.ndarray:
         """The method's own rule: argmax (multiclass) or the valid-tuned threshold (multi-label)."""
