@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from harness.cores import choose_openmp_waiting
 from harness.datasets import load_dataset, train_slices
 from harness.devices import describe_device
 from harness.environment import environment
@@ -102,6 +103,7 @@ def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: C
     ``pm`` defaults to this process's plugin manager (a worker process builds its own).
     """
     pm = pm or get_plugin_manager()
+    choose_openmp_waiting()  # before any fit loads torch; once per process
     started = time.perf_counter()
     measures_memory = _reset_peak_rss()
     record = _base_record(spec)

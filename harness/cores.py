@@ -61,9 +61,9 @@ def choose_openmp_waiting() -> None:
     """Set how torch's OpenMP threads wait, from how busy the cores are now, unless the user chose
     (``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``) or torch is loaded already.
 
-    libgomp reads its settings once, when torch loads; a plugin calls this when it is imported,
-    before any fit imports torch (in the driver, and in each worker, which inherits the driver's
-    choice). It applies to every torch user in the process, and costs a tenth of a second once.
+    libgomp reads its settings once, when torch loads; ``harness.cell.run_cell`` calls this before
+    a cell's fit, in whichever process runs it (a worker started after the driver chose inherits
+    that choice). It applies to every torch user in the process, and costs a tenth of a second once.
     """
     global _chosen
     if _chosen or "torch" in sys.modules or "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:

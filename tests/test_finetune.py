@@ -316,12 +316,15 @@ def test_a_fit_keeps_the_thread_cap_of_its_worker(jobs, tmp_path):
     ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE"),  # the user's own setting wins
     ({"GOMP_SPINCOUNT": "5"}, None),  # so does a spin count
 ])
-def test_beside_a_busy_process_the_plugin_makes_openmp_threads_sleep_unless_the_user_chose(env, expected):
+def test_beside_a_busy_process_openmp_threads_sleep_unless_the_user_chose(env, expected):
+    # as run_cell chooses before a fit, here after the plugin is imported (which must not load torch)
     import subprocess
     import sys
 
     clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    code = "import os, harness_finetune, sys; print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)"
+    code = ("import os, sys, harness_finetune; from harness.cores import choose_openmp_waiting; "
+            "torch_loaded = 'torch' in sys.modules; choose_openmp_waiting(); "
+            "print(os.environ.get('OMP_WAIT_POLICY'), torch_loaded)")
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True, check=True)

@@ -7,14 +7,10 @@ torch and transformers are imported inside ``fit``/``predict`` only, so listing 
 from __future__ import annotations
 
 from harness import hookimpl
-from harness.cores import choose_openmp_waiting
 
 from .methods import AdaptFineTune, AdaptFineTuneParams, FineTune, FineTuneParams
 
 __all__ = ["AdaptFineTune", "AdaptFineTuneParams", "FineTune", "FineTuneParams"]
-
-# how torch's threads wait, from how busy the cores are: harness/cores.py (libgomp reads it when torch loads)
-choose_openmp_waiting()
 
 
 @hookimpl

@@ -9,13 +9,9 @@ plugin stays cheap.
 from __future__ import annotations
 
 from harness import hookimpl
-from harness.cores import choose_openmp_waiting
 from harness_setfit.method import SetFit, SetFitParams
 
 __all__ = ["SetFit", "SetFitParams"]
-
-# how torch's threads wait, from how busy the cores are: harness/cores.py (libgomp reads it when torch loads)
-choose_openmp_waiting()
 
 
 @hookimpl
