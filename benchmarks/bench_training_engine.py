@@ -38,6 +38,7 @@ from transformers import (
     BertConfig,
     BertModel,
     DataCollatorWithPadding,
+    PrinterCallback,
     Trainer,
     TrainerCallback,
     TrainingArguments,
@@ -130,6 +131,7 @@ def trainer_path(folder, train, valid, steps, warmup, precision, device):
                           eval_dataset=_Texts(sorted(_features(tokenizer, valid.texts, valid.labels), key=lambda f: len(f["input_ids"]))),
                           processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
                           compute_metrics=_old_compute_metrics, callbacks=[timer])
+        trainer.remove_callback(PrinterCallback)  # as finetune did: its logs are not the benchmark's
         trainer.train()
         trainer.evaluate()  # warm-up
         tick = time.perf_counter()

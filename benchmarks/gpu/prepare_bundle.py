@@ -14,7 +14,8 @@ checkout. This writes them into one ignored folder of the checkout, ``.gpu_bundl
     python benchmarks/gpu/prepare_bundle.py --data-dir ../shared/data
 
 then bring the folder along (the device tool's ``carry: [".gpu_bundle"]``) and run
-``bash benchmarks/gpu/run_on_gpu.sh`` there.
+``bash benchmarks/gpu/run_on_gpu.sh`` there. ``--python-version 3.11`` makes a bundle for a
+Python 3.11 environment here, to check the pair of scripts on a CPU first (docs/training.md).
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ MISSING = ("scikit-multilearn", "pydantic", "pydantic-core", "annotated-types", 
 DATA_FILE = "github-issues-datasets.jsonl.gz"
 
 
-def download_wheels(folder: Path) -> None:
+def download_wheels(folder: Path, python_version: str) -> None:
     pins = [f"{name}=={metadata.version(name)}" for name in MISSING]
     subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                    "--python-version", "3.12", "--implementation", "cp", "--platform", "manylinux2014_x86_64",
+                    "--python-version", python_version, "--implementation", "cp", "--platform", "manylinux2014_x86_64",
                     "-d", str(folder), *pins], check=True)
 
 
@@ -64,11 +65,12 @@ def size_mb(folder: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data")
+    parser.add_argument("--python-version", default="3.12", help="the GPU machine's Python (default 3.12)")
     args = parser.parse_args()
     if BUNDLE.exists():
         shutil.rmtree(BUNDLE)
     (BUNDLE / "data").mkdir(parents=True)
-    download_wheels(BUNDLE / "wheels")
+    download_wheels(BUNDLE / "wheels", args.python_version)
     shutil.copy2(Path(args.data_dir) / DATA_FILE, BUNDLE / "data" / DATA_FILE)
     pack_minilm(BUNDLE / "site")
     total = size_mb(BUNDLE)

@@ -7,10 +7,13 @@
 #      setfit, all six slices, one process per method, process start-ups included;
 #   3. the same five methods in one `harness run` process, as the main job runs them.
 # Figures go to stdout and, where $OUT is set, to files under it (with the cell records).
+# To check the script on a CPU before a GPU is at hand: DEVICE=cpu SLICES=8 (docs/training.md).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-$(mktemp -d)}"
 SITE=/tmp/site
+DEVICE="${DEVICE:-cuda}"
+SLICE_ARGS=(${SLICES:+--slices "$SLICES"})
 started=$(date +%s)
 
 python3 -m pip install -q --no-index --no-deps --target "$SITE" .gpu_bundle/wheels/*.whl
@@ -30,12 +33,12 @@ export PYTHONPATH="$SITE" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PATH="$SITE/bi
 echo "setup: $(( $(date +%s) - started )) s"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 
-python3 benchmarks/bench_training_engine.py --data-dir .gpu_bundle/data --device cuda --rounds 1 \
+python3 benchmarks/bench_training_engine.py --data-dir .gpu_bundle/data --device "$DEVICE" --rounds 1 \
     2>&1 | tee "$OUT/bench_training_engine.txt"
-python3 benchmarks/bench_main_job.py --data-dir .gpu_bundle/data --device cuda \
+python3 benchmarks/bench_main_job.py --data-dir .gpu_bundle/data --device "$DEVICE" "${SLICE_ARGS[@]}" \
     --methods nb,zeroshot,finetune,adapt_finetune,setfit --root "$OUT/main_job" \
     2>&1 | tee "$OUT/bench_main_job.txt"
-python3 benchmarks/bench_main_job.py --data-dir .gpu_bundle/data --device cuda --together \
+python3 benchmarks/bench_main_job.py --data-dir .gpu_bundle/data --device "$DEVICE" "${SLICE_ARGS[@]}" --together \
     --methods nb,zeroshot,finetune,adapt_finetune,setfit --root "$OUT/main_job_together" \
     2>&1 | tee -a "$OUT/bench_main_job.txt"
 rm -rf "$OUT"/main_job*/*/cache  # models and embeddings: large, and rebuilt by any run
