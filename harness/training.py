@@ -161,7 +161,7 @@ _ENCODED_KEPT = 16  # valid, test, the pool and a few slices: enough for every c
 
 
 def tokenize(tokenizer: Any, texts: list[str], max_length: int, device: str = "cpu",
-           special_tokens_mask: bool = False) -> Encoded:
+             special_tokens_mask: bool = False) -> Encoded:
     """``texts`` tokenised (truncated to ``max_length``) as tensors on ``device``.
 
     Kept in memory per (tokenizer, max_length, texts, device): valid and test are tokenised once

@@ -102,7 +102,7 @@ class SetFit(Method):
         transformers.set_seed(seed)  # dropout masks during pair training
         settings = BodySettings(epochs=p.epochs, batch_size=p.batch_size, learning_rate=p.body_learning_rate,
                                 warmup_proportion=p.warmup_proportion, seed=seed)
-        train_texts = self._encode(train.texts)
+        train_texts = self._tokenize(train.texts)
         self.body_stats = train_body(self.model, train_texts, pairs, settings, context.progress, label)
         lap("body")
         context.progress(f"{label}: fitting the {p.head} head on {len(train)} embeddings")
@@ -137,10 +137,10 @@ class SetFit(Method):
         if key not in self._scored:
             if len(self._scored) == 2:  # valid and test; a third list replaces the oldest
                 del self._scored[next(iter(self._scored))]
-            self._scored[key] = self.head.predict_proba(embed(self.model, self._encode(texts), self.params.eval_batch_size))
+            self._scored[key] = self.head.predict_proba(embed(self.model, self._tokenize(texts), self.params.eval_batch_size))
         return self._scored[key].copy()  # a copy: a caller may change its scores in place
 
-    def _encode(self, texts: list[str]) -> Any:
+    def _tokenize(self, texts: list[str]) -> Any:
         from harness.training import tokenize
 
         return tokenize(self.model.tokenizer, texts, self.model.max_seq_length, self.device)
