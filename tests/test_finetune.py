@@ -133,7 +133,8 @@ def test_fine_tuning_writes_no_checkpoints(tiny_bert, tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "n_texts, epochs, min_steps, max_evaluations, expected",
     [
-        (6, 5, 300, 20, (152, 8, 2)),  # the default preset on the 8-issue slice: 150 epochs, evaluated every 8
+        (6, 5, 300, 10, (150, 15, 2)),  # the default preset on the 8-issue slice: 150 epochs, evaluated every 15
+        (30, 5, 300, 10, (38, 4, 8)),  # 38 epochs, not rounded up to 40: evaluated every 4 and after the 38th
         (818, 5, 300, 20, (5, 1, 205)),  # the full split already has 1,025 steps in 5 epochs
         (6, 20, 0, None, (20, 1, 2)),  # the book: 20 epochs, each evaluated, whatever the slice
     ],
@@ -167,17 +168,19 @@ def test_frozen_word_embeddings_stay_as_pretrained(tiny_bert, tmp_path):
         assert not torch.equal(layer, BertModel.from_pretrained(tiny_bert).encoder.layer[0].attention.self.query.weight)
 
 
-def test_min_steps_and_max_evaluations_drive_the_trainer(tiny_bert, tmp_path):
+@pytest.mark.parametrize("epochs, every, evaluated", [(6, 2, [2, 4, 6]), (7, 3, [3, 6, 7])])
+def test_min_steps_and_max_evaluations_drive_the_trainer(tiny_bert, tmp_path, epochs, every, evaluated):
     train, valid, _ = tiny_splits()
     steps_per_epoch = -(-len(train) // FAST["batch_size"])
-    min_steps = 5 * steps_per_epoch + 1  # one step past 5 epochs: 6 epochs, then 3 evaluations of every 2
+    min_steps = (epochs - 1) * steps_per_epoch + 1  # one step past epochs - 1: ``epochs`` epochs
     method = FineTune(FineTune.Params(**{**FAST, "epochs": 1, "min_steps": min_steps, "max_evaluations": 3}, model=tiny_bert))
     method.fit(train, valid, [], context(tmp_path))
     details = method.details()
-    assert details["epochs_trained"] == 6 and details["evaluated_every_epochs"] == 2
-    assert [row["epoch"] for row in details["epochs"]] == [2, 4, 6]
-    assert [row["step"] for row in details["epochs"]] == [2 * steps_per_epoch, 4 * steps_per_epoch, 6 * steps_per_epoch]
-    assert details["best_epoch"] in (2, 4, 6)
+    assert details["epochs_trained"] == epochs and details["evaluated_every_epochs"] == every
+    # every ``every`` epochs, and after the last one even when it ends a shorter period
+    assert [row["epoch"] for row in details["epochs"]] == evaluated
+    assert [row["step"] for row in details["epochs"]] == [epoch * steps_per_epoch for epoch in evaluated]
+    assert details["best_epoch"] in evaluated
 
 
 def test_adapted_model_is_trained_once_and_reused(tiny_bert, tmp_path, monkeypatch):

@@ -4,7 +4,7 @@
 One epoch = one pass over the training slice, in length-grouped batches. A slice too small to
 give ``min_steps`` optimizer steps in ``epochs`` epochs gets more epochs (see
 ``training_schedule``). Every epoch, or every k epochs when there are more than
-``max_evaluations`` of them, ends with an evaluation on valid; the weights of the evaluation with
+``max_evaluations`` of them, and the last epoch end with an evaluation on valid; the weights of the evaluation with
 the best valid micro F1 (the first one on ties) are kept in memory and put back at the end.
 Nothing is written to disk.
 """
@@ -81,13 +81,14 @@ def decide(probabilities: np.ndarray, labels: np.ndarray, threshold: float, tune
 def training_schedule(n_texts: int, settings: ClassifierSettings) -> tuple[int, int, int]:
     """(epochs to train, epochs between evaluations, optimizer steps per epoch) for ``n_texts``.
 
-    Epochs grow until ``min_steps`` steps, then round up to a whole number of evaluation periods
-    so that the last epoch is evaluated too.
+    Epochs grow until ``min_steps`` steps. Evaluations come every ``every`` epochs and after the
+    last epoch (``harness.training.train`` always evaluates the last step), at most
+    ``max_evaluations`` in all.
     """
     steps_per_epoch = max(1, math.ceil(n_texts / settings.batch_size))
     epochs = max(settings.epochs, math.ceil(settings.min_steps / steps_per_epoch))
     every = 1 if settings.max_evaluations is None else math.ceil(epochs / settings.max_evaluations)
-    return math.ceil(epochs / every) * every, every, steps_per_epoch
+    return epochs, every, steps_per_epoch
 
 
 def _logits(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:

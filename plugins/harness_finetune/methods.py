@@ -29,8 +29,9 @@ class FineTuneParams(MethodParams):
     # small slices have few steps per epoch: they get more epochs until this many optimizer steps
     min_steps: int = Field(300, ge=0)
     # evaluate (and keep the best checkpoint) every epoch, or every k epochs so that long runs
-    # evaluate at most this often; None: every epoch, whatever the count
-    max_evaluations: int | None = Field(20, ge=1)
+    # evaluate at most this often; None: every epoch, whatever the count. An evaluation on valid
+    # costs as much as several CPU steps (docs/training.md)
+    max_evaluations: int | None = Field(10, ge=1)
     learning_rate: float = Field(1e-4, gt=0)
     lr_scheduler: Literal["constant", "linear", "cosine"] = "constant"
     batch_size: int = Field(4, ge=1)
@@ -93,7 +94,9 @@ class FineTune(Method):
     """Fine-tune a pretrained encoder on the slice; keep the epoch with the best valid micro F1."""
 
     name = "finetune"
-    version = "2"  # 2: the training engine (harness.training) instead of transformers' Trainer
+    # 2: the training engine (harness.training) instead of transformers' Trainer;
+    # 3: epochs no longer rounded up to whole evaluation periods (the last epoch is evaluated anyway)
+    version = "3"
     Params = FineTuneParams
     presets = {"default": {}, "book": BOOK_FINETUNE}
 
@@ -166,7 +169,7 @@ class AdaptFineTune(FineTune):
     """Masked-LM training on the unlabeled pool first (once per dataset), then fine-tune."""
 
     name = "adapt_finetune"
-    version = "2"  # 2: the training engine, masking on the device
+    version = "3"  # 2: the training engine, masking on the device; 3: as finetune's 3
     Params = AdaptFineTuneParams
     presets = {"default": {}, "book": BOOK_ADAPT}
 
