@@ -4,9 +4,9 @@
 One epoch = one pass over the training slice, in length-grouped batches. A slice too small to
 give ``min_steps`` optimizer steps in ``epochs`` epochs gets more epochs (see
 ``training_schedule``). Every epoch, or every k epochs when there are more than
-``max_evaluations`` of them, and the last epoch end with an evaluation on valid; the weights of the evaluation with
-the best valid micro F1 (the first one on ties) are kept in memory and put back at the end.
-Nothing is written to disk.
+``max_evaluations`` of them, and the last epoch end with an evaluation on valid; the weights of
+the evaluation with the best valid micro F1 (the first one on ties) are kept in memory and put
+back at the end. Nothing is written to disk.
 """
 
 from __future__ import annotations
