@@ -26,6 +26,7 @@ busy-loops on one core, as another program on a user's machine does.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -35,6 +36,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from harness.testing import busy_loop
 
 BOOK_METHODS = ("nb", "nb_aug", "zeroshot", "knn_embed", "finetune", "adapt_finetune")
 
@@ -79,11 +82,6 @@ def folder_mb(folder: Path) -> float:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20 if folder.exists() else 0.0
 
 
-def start_hog() -> subprocess.Popen:
-    """A process that busy-loops on one core."""
-    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
-
-
 def run_method(method: str, folder: Path, data_dir: str, source: str | None, hog: bool, slices: str | None,
                device: str | None = None, seeds: str = "0") -> Measured:
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", BENCH_IO_FILE=str(folder / "io.txt"))
@@ -98,16 +96,11 @@ def run_method(method: str, folder: Path, data_dir: str, source: str | None, hog
         args += ["--device", device]
     before = {p for p in (folder / "results").rglob("*.json")} if (folder / "results").exists() else set()
     kept_before = folder_mb(folder / "results") + folder_mb(folder / "cache")
-    hog_process = start_hog() if hog else None
-    try:
+    with busy_loop() if hog else contextlib.nullcontext():
         tick = time.perf_counter()
         child = subprocess.Popen(args, env=env, cwd=cwd)
         _, status, usage = os.wait4(child.pid, 0)  # this child's own peak RSS
         seconds = time.perf_counter() - tick
-    finally:
-        if hog_process is not None:
-            hog_process.kill()
-            hog_process.wait()
     io_file = folder / "io.txt"
     written = int(io_file.read_text()) / 2**20 if io_file.exists() else float("nan")
     io_file.unlink(missing_ok=True)

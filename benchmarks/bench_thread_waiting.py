@@ -22,6 +22,7 @@ sleeps at once.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -31,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness.testing import busy_loop
 from harness.training import cpu_model
 
 # name -> environment added to the child
@@ -91,11 +93,6 @@ def cell_seconds(extra_env: dict[str, str], data_dir: str) -> float:
     return sum(r["timings"]["total_s"] for r in records if isinstance(r, dict) and r.get("method", {}).get("name") == "finetune")
 
 
-def start_hog() -> subprocess.Popen:
-    """A process that busy-loops on one core, as another program on a user's machine would."""
-    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workload", choices=("steps", "cell"), default="steps")
@@ -112,15 +109,10 @@ def main() -> None:
     for _ in range(args.repeats):
         for load in loads:
             for name in names:
-                hog = start_hog() if load == "hog" else None
-                try:
+                with busy_loop() if load == "hog" else contextlib.nullcontext():
                     times[(name, load)].append(
                         seconds_per_step(SETTINGS[name], args.steps) if args.workload == "steps"
                         else cell_seconds(SETTINGS[name], args.data_dir))
-                finally:
-                    if hog is not None:
-                        hog.kill()
-                        hog.wait()
                 print(f"{name:10s} {load:5s} {times[(name, load)][-1]:.3f} {unit}", file=sys.stderr, flush=True)
     base = {load: statistics.median(times[(names[0], load)]) for load in loads}
     print(f"\n{'setting':10s} " + " ".join(f"{load + ' ' + unit:>13s} {'vs ' + names[0]:>9s}" for load in loads)

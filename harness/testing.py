@@ -22,10 +22,13 @@ this plugin keeps every pytest start fast.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator
 
 import numpy as np
 import pytest
@@ -40,6 +43,18 @@ _WORDS = {
     "docs": ["readme", "typo", "documentation", "example", "docstring"],
     "feature": ["support", "add", "option", "request", "new"],
 }
+
+
+@contextlib.contextmanager
+def busy_loop() -> Iterator[None]:
+    """Another process busy-loops on one core meanwhile, as another program on a user's machine
+    does (for tests and benchmarks of how torch's threads behave on a loaded machine)."""
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        hog.kill()
+        hog.wait()
 
 
 def tiny_multilabel(n: int = 60, seed: int = 0) -> LabeledTexts:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import time
 
 import pytest
 
-from harness.cores import busy_cores, fit_threads, machine_cores, openmp_wait_policy, openmp_waiting_setting
+from harness.cores import busy_cores, fit_threads, machine_cores, openmp_wait_policy
+from harness.testing import busy_loop
 
 
 @pytest.mark.parametrize("cap, expected", [("1", 1), ("1000", None), ("not a number", None), ("0", 1)])
@@ -20,12 +19,8 @@ def test_a_fit_takes_the_cores_of_its_process_capped_by_omp_num_threads(monkeypa
 def test_the_thread_count_does_not_follow_the_load(monkeypatch):
     # torch's results depend on its thread count: a busy machine must not change a cell's scores
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
+    with busy_loop():
         assert fit_threads() == machine_cores()
-    finally:
-        hog.kill()
-        hog.wait()
 
 
 def test_a_record_names_the_thread_count_its_scores_were_made_with(monkeypatch):
@@ -47,15 +42,9 @@ def test_threads_sleep_when_other_processes_keep_half_a_core_busy():
 
 
 def test_a_busy_looping_process_counts_as_a_busy_core():
-    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        import time
-
-        time.sleep(0.3)  # the hog has started
+    with busy_loop():
+        time.sleep(0.3)  # the busy loop has started
         busy = busy_cores(0.3)
-    finally:
-        hog.kill()
-        hog.wait()
     assert 0.8 <= busy <= machine_cores() + 0.01
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from harness.methods import FitContext, LabeledTexts
 from harness.models import ModelResolutionError
-from harness.testing import TINY_TAGS, MethodContract, save_tiny_bert_tokenizer, tiny_multilabel, tiny_splits
+from harness.testing import TINY_TAGS, MethodContract, busy_loop, save_tiny_bert_tokenizer, tiny_multilabel, tiny_splits
 from harness_finetune import AdaptFineTune, FineTune
 
 pytest.importorskip("transformers")
@@ -293,8 +293,7 @@ def test_a_fit_keeps_the_thread_cap_of_its_worker(jobs, tmp_path):
     for name in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
         env.pop(name, None)
     results = tmp_path / "results"
-    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # a busy machine: threads must sleep
-    try:
+    with busy_loop():  # a busy machine: threads must sleep
         done = subprocess.run(
             [sys.executable, "-c", "from harness.cli import main; main()", "run", "--methods", "torch_threads",
              "--datasets", TINY_DATASET, "--seeds", "0,1", "--datasets-cfg", str(cfg_dir), "--data-dir", str(data_dir),
@@ -302,9 +301,6 @@ def test_a_fit_keeps_the_thread_cap_of_its_worker(jobs, tmp_path):
              "--jobs", str(jobs)],
             env=env, capture_output=True, text=True, timeout=300,
         )
-    finally:
-        hog.kill()
-        hog.wait()
     assert done.returncode == 0, done.stderr
     records = [json.loads(path.read_text()) for path in results.glob("cells/**/*.json")]
     assert records and all(record["status"] == "ok" for record in records)
@@ -328,10 +324,6 @@ def test_beside_a_busy_process_openmp_threads_sleep_unless_the_user_chose(env, e
     code = ("import os, sys, harness_finetune; from harness.cores import choose_openmp_waiting; "
             "torch_loaded = 'torch' in sys.modules; choose_openmp_waiting(); "
             "print(os.environ.get('OMP_WAIT_POLICY'), torch_loaded)")
-    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
+    with busy_loop():
         out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True, check=True)
-    finally:
-        hog.kill()
-        hog.wait()
     assert out.stdout.split() == [str(expected), "False"]  # and importing the plugin does not load torch
