@@ -160,6 +160,7 @@ def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: C
             write_predictions(predictions_path(spec.path()), evaluation.arrays)
         )
         record.details = _json_details(spec.method, method.details())
+        record.usage = method.usage()
         record.status = "ok"
     except Exception as exc:  # the cell fails, the run goes on
         record.error = f"{type(exc).__name__}: {exc}"

@@ -92,6 +92,12 @@ class Method:
         """Choices made during fit worth keeping in the cell record (a tuned k, a threshold)."""
         return {}
 
+    def usage(self) -> dict[str, float]:
+        """What the cell cost outside this process, read after predict: for a model behind an API,
+        ``requests``, ``prompt_tokens``, ``completion_tokens`` and, where priced, ``cost``. The
+        record keeps it and the summary's cost table shows it."""
+        return {}
+
 
 def params_hash(params: MethodParams) -> str:
     return stable_hash(params.model_dump(mode="json"))

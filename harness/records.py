@@ -122,6 +122,7 @@ class CellRecord(_Part):
     timings: dict[str, float] = Field(default_factory=dict)
     # the process's peak resident memory while the cell ran (Linux; None where not measured)
     peak_rss_mb: float | None = None
+    usage: dict[str, float] = Field(default_factory=dict)  # cost outside the process: Method.usage()
     finished_at: str | None = None
 
     @property

@@ -44,6 +44,9 @@ ACCURACY_COLUMNS = ["accuracy_mean", "accuracy_std"]  # appended when some datas
 # valid and test scores a method with scores gives for the rules), and the largest peak
 # resident memory of the process while one of the row's cells ran (MB; empty where not measured)
 COST_COLUMNS = ["fit_s_median", "predict_s_median", "peak_rss_mb_max"]
+# appended after them where some cell used a model behind an API (CellRecord.usage): medians per cell
+USAGE_COUNTS = ["requests", "prompt_tokens", "completion_tokens", "cost"]
+USAGE_COLUMNS = [f"{name}_median" for name in USAGE_COUNTS]
 
 
 @dataclass(frozen=True)
@@ -161,12 +164,13 @@ def cell_table(records: list[CellRecord]) -> pd.DataFrame:
             "fit_s": r.timings.get("fit_s", float("nan")),
             "predict_s": _inference_seconds(r.timings),
             "peak_rss_mb": r.peak_rss_mb if r.peak_rss_mb is not None else float("nan"),
+            **{name: r.usage.get(name, float("nan")) for name in USAGE_COUNTS},
         }
         for r, label in zip(records, dataset_labels(records))
         if r.ok and r.metrics is not None
     ]
     table = pd.DataFrame(rows, columns=["dataset", "method", "slice", "n", "seed", "micro_f1", "macro_f1", "rule", "accuracy",
-                                        "fit_s", "predict_s", "peak_rss_mb"])
+                                        "fit_s", "predict_s", "peak_rss_mb", *USAGE_COUNTS])
     flat = table[table["slice"] == NO_SLICE]
     table = table[table["slice"] != NO_SLICE]
     expanded = [table]
@@ -191,12 +195,14 @@ def leaderboard(records: list[CellRecord]) -> pd.DataFrame:
         macro_f1_mean=("macro_f1", "mean"), macro_f1_std=("macro_f1", "std"),
         accuracy_mean=("accuracy", "mean"), accuracy_std=("accuracy", "std"),
         fit_s_median=("fit_s", "median"), predict_s_median=("predict_s", "median"), peak_rss_mb_max=("peak_rss_mb", "max"),
+        **{f"{name}_median": (name, "median") for name in USAGE_COUNTS},
     ).reset_index()
     # one seed has no spread: its std stays NaN (an empty CSV cell, no "±" shown), not a false 0
     table["order"] = table["slice"].map(slice_order)
     table = table.sort_values(["dataset", "method", "order", "rule"]).drop(columns="order")
     accuracy = ACCURACY_COLUMNS if table["accuracy_mean"].notna().any() else []
-    return table[LEADERBOARD_COLUMNS + accuracy + COST_COLUMNS].reset_index(drop=True)
+    usage = USAGE_COLUMNS if table["requests_median"].notna().any() else []
+    return table[LEADERBOARD_COLUMNS + accuracy + COST_COLUMNS + usage].reset_index(drop=True)
 
 
 def _display(table: pd.DataFrame) -> pd.DataFrame:

@@ -214,13 +214,33 @@ def _cost_table(summary: DatasetSummary, table_id: str) -> Table:
         return Shown(f"{_seconds(line['fit_s_median'])} / {_seconds(line['predict_s_median'])}",
                      sort=float(total) if not pd.isna(total) else -1)
 
+    uses_api = _uses_api(summary)
     rows = []
     for method in summary.methods:
         row = _per_slice(summary, method, shown)
-        peak = summary.table.loc[summary.table["method"] == method, "peak_rss_mb_max"].max()
+        mine = summary.table[summary.table["method"] == method]
+        peak = mine["peak_rss_mb_max"].max()
         row.append(Shown("—", sort=-1) if pd.isna(peak) else Shown(f"{peak:,.0f} MB", sort=float(peak)))
+        if uses_api:
+            row.append(_api_usage(mine))
         rows.append(row)
-    return Table("Cost: median seconds per cell, fit / predict", ["method", *summary.slices, "peak RSS"], rows, table_id)
+    columns = ["method", *summary.slices, "peak RSS"] + (["API per cell"] if uses_api else [])
+    return Table("Cost: median seconds per cell, fit / predict", columns, rows, table_id)
+
+
+def _uses_api(summary: DatasetSummary) -> bool:
+    return "requests_median" in summary.table and bool(summary.table["requests_median"].notna().any())
+
+
+def _api_usage(rows: pd.DataFrame) -> Shown:
+    """A method's median requests and tokens per cell over its slices (and money, where priced)."""
+    requests = rows["requests_median"].median()
+    if pd.isna(requests):
+        return Shown("—", sort=-1)
+    text = (f"{requests:,.0f} requests, {rows['prompt_tokens_median'].median():,.0f} tokens in / "
+            f"{rows['completion_tokens_median'].median():,.0f} out")
+    cost = rows["cost_median"].median()
+    return Shown(text + ("" if pd.isna(cost) else f", {cost:.4f} per cell"), sort=float(requests))
 
 
 def _labels_table(summary: DatasetSummary, options: SummaryOptions, table_id: str) -> Table:
@@ -283,7 +303,9 @@ def legend(summary: Summary) -> str:
             "unmarked: significantly worse. Cost: median seconds per cell on the machine that ran it, fit / "
             "predict (test predictions plus, for methods with scores, valid and test scores), with whatever "
             "embeddings and scores the shared cache already held; peak RSS: the largest peak resident memory of "
-            "the process while one of the method's cells ran (— where not measured).")
+            "the process while one of the method's cells ran (— where not measured)." + (
+                " API per cell, for a model behind an API: median requests and tokens per cell (answers served from "
+                "the request cache included), and money at the prices given." if any(map(_uses_api, summary.datasets)) else ""))
 
 
 def dataset_tables(summary: Summary, dataset: DatasetSummary, prefix: str = "") -> list[Table]:

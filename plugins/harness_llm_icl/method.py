@@ -4,6 +4,9 @@ Scores: for each tag, the log-probability that the model names it right after "T
 (summed over the tag's tokens, or their mean with ``score=mean``), optionally centred per tag
 on the valid texts (``calibrate=center``, no labels used). ``predict`` applies the method's own
 rule: a threshold chosen on the valid split by micro F1 (argmax for a multi-class task).
+
+The model runs in this process (transformers) or behind an OpenAI-compatible server
+(``endpoint``), scored in one of the modes of ``harness_llm_icl.remote``.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ from harness.methods import FitContext, LabeledTexts, Method, MethodParams
 from harness.metrics import f1
 from harness.rules import argmax_predictions, best_threshold
 
-from harness_llm_icl.prompt import PromptBuilder, Task, fixed_demonstrations, nearest_demonstrations
+from harness_llm_icl.prompt import PromptBuilder, Task, check_descriptions, fixed_demonstrations, nearest_demonstrations
 
 ScoreKind = Literal["sum", "mean"]
 Calibration = Literal["none", "center"]
+Scoring = Literal["auto", "echo", "forced", "choice", "generate"]
 
 
 class LlmIclParams(MethodParams):
@@ -37,6 +41,16 @@ class LlmIclParams(MethodParams):
     valid_size: int | None = Field(64, ge=1, description="valid issues scored to choose the threshold (seeded subsample); None: all")
     embedding_model: str = Field("sentence-transformers/all-MiniLM-L6-v2", description="retrieved demonstrations only")
     batch_size: int = Field(8, ge=1, description="issues per forward pass")
+    endpoint: str | None = Field(None, description="base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8080/v1; "
+                                 "None: the model runs in this process")
+    api_key_env: str | None = Field(None, description="environment variable holding the endpoint's API key; None: no key")
+    scoring: Scoring = Field("auto", description="endpoint only: echo, forced (llama.cpp), choice (letters from "
+                             "top_logprobs), generate (schema-constrained JSON, 0/1 scores); auto probes in that order")
+    concurrency: int = Field(4, ge=1, description="endpoint only: issues scored at once")
+    timeout_s: float = Field(120.0, gt=0, description="endpoint only: seconds one request may take")
+    max_retries: int = Field(5, ge=0, description="endpoint only: retries on 429, 5xx, timeouts and lost connections")
+    price_per_mtok_in: float | None = Field(None, ge=0, description="endpoint only: price per million prompt tokens")
+    price_per_mtok_out: float | None = Field(None, ge=0, description="endpoint only: price per million completion tokens")
 
 
 _loaded: dict[tuple[str, str | None, str], tuple[Any, Any]] = {}  # one model per process, reused by every cell
@@ -76,29 +90,25 @@ class LlmIcl(Method):
     params: LlmIclParams
 
     def fit(self, train: LabeledTexts, valid: LabeledTexts, unlabeled: list[str], context: FitContext) -> None:
-        from harness_llm_icl.scoring import TagScorer
-
         p = self.params
         if len(valid) == 0:
             raise ValueError("llm_icl chooses its threshold on the valid split, which is empty")
         # the core does not pass a task yet; a context that carries one switches the rule and the prompt
         self.task: Task = context.task  # type: ignore[assignment]
         self.context = context
-        tokenizer, model = load_causal_lm(p.model, context.device)
-        self.prompt = PromptBuilder(tokenizer, list(context.tags), dict(context.tag_descriptions),
-                                    p.max_text_tokens, self.task, p.instruction)
-        self.scorer = TagScorer(model, self.prompt.continuations, p.batch_size)
+        self.tags = list(context.tags)
+        check_descriptions(self.tags, dict(context.tag_descriptions))
         self.train = train
         rng = np.random.default_rng(context.seed)
         if p.demonstrations == "fixed":
             self.demo_rows = fixed_demonstrations(train.labels, p.k, rng)
-            shown = self.demo_rows
-            self.prefix = self.prompt.instruction_ids() + self.prompt.demonstrations_ids(
-                [train.texts[i] for i in shown], train.labels[shown])
         else:
             self.demo_rows = []
-            self.prefix = self.prompt.instruction_ids()
             self.train_vectors = self._embed(train.texts)
+        if p.endpoint:
+            self._connect(context)
+        else:
+            self._load(context)
 
         rows = np.arange(len(valid))
         if p.valid_size is not None and p.valid_size < len(valid):
@@ -117,10 +127,48 @@ class LlmIcl(Method):
         if self.task == "multiclass":
             self.valid_f1 = f1(valid.labels[rows], argmax_predictions(self._finish(raw, p.score, p.calibrate)), "micro")
 
+    def _load(self, context: FitContext) -> None:
+        """The model in this process: token ids, a prefix cache shared by the slice's issues."""
+        from harness_llm_icl.scoring import TagScorer
+
+        p = self.params
+        tokenizer, model = load_causal_lm(p.model, context.device)
+        self.prompt = PromptBuilder(tokenizer, self.tags, dict(context.tag_descriptions),
+                                    p.max_text_tokens, self.task, p.instruction)
+        self.scorer = TagScorer(model, self.prompt.continuations, p.batch_size)
+        self.tag_lengths = np.array([len(c) for c in self.prompt.continuations])
+        self.prefix = self.prompt.instruction_ids()
+        if p.demonstrations == "fixed":
+            shown = self.demo_rows
+            self.prefix += self.prompt.demonstrations_ids([self.train.texts[i] for i in shown], self.train.labels[shown])
+
+    def _connect(self, context: FitContext) -> None:
+        """The model behind ``endpoint``: its answers cached under the cache folder."""
+        from harness_llm_icl.endpoint import Endpoint, RequestCache
+        from harness_llm_icl.remote import PromptParts, RemoteTagScorer
+
+        p = self.params
+        self.endpoint = Endpoint(p.endpoint, p.model, RequestCache(context.cache_dir / "llm_requests" / "responses.sqlite"),
+                                 api_key_env=p.api_key_env, timeout_s=p.timeout_s, max_retries=p.max_retries,
+                                 concurrency=p.concurrency)
+        parts = PromptParts(self.tags, dict(context.tag_descriptions), self.task, p.instruction, p.max_text_tokens)
+        self.remote = RemoteTagScorer(self.endpoint, parts, p.scoring)
+        context.progress(f"llm_icl: {p.endpoint} serves {self.endpoint.model_id()}, scoring {self.remote.mode}")
+        self.tag_lengths = np.array(self.remote.tag_lengths())
+
     def raw_scores(self, texts: list[str]) -> np.ndarray:
-        """(len(texts), tags) summed log-probabilities of each tag's name as the answer."""
+        """(len(texts), tags) summed log-probabilities of each tag's name as the answer (or the
+        endpoint mode's scores)."""
         if not texts:
-            return np.zeros((0, len(self.prompt.tags)), dtype=np.float64)
+            return np.zeros((0, len(self.tags)), dtype=np.float64)
+        self.context.progress(f"llm_icl: scoring {len(texts)} issues x {len(self.tags)} tags")
+        if self.params.endpoint:
+            if self.params.demonstrations == "fixed":
+                shown = [self.demo_rows] * len(texts)
+            else:
+                shown = list(nearest_demonstrations(self._embed(texts), self.train_vectors, self.params.k))
+            return self.remote.score([([(self.train.texts[j], self.train.labels[j]) for j in rows], text)
+                                      for rows, text in zip(shown, texts)])
         if self.params.demonstrations == "fixed":
             segments = [self.prompt.issue_ids(t) for t in texts]
         else:
@@ -130,13 +178,12 @@ class LlmIcl(Method):
                 + self.prompt.issue_ids(text)
                 for text, rows in zip(texts, neighbours)
             ]
-        self.context.progress(f"llm_icl: scoring {len(texts)} issues x {len(self.prompt.tags)} tags")
         return self.scorer.score(self.prefix, segments)
 
     def _per_kind(self, raw: np.ndarray, kind: ScoreKind) -> np.ndarray:
         if kind == "sum":
             return raw
-        return raw / np.array([len(c) for c in self.prompt.continuations])  # mean log-probability per token
+        return raw / self.tag_lengths  # mean log-probability per token
 
     def _finish(self, raw: np.ndarray, kind: ScoreKind, calibration: Calibration) -> np.ndarray:
         scores = self._per_kind(raw, kind)
@@ -151,16 +198,30 @@ class LlmIcl(Method):
         return argmax_predictions(scores) if self.task == "multiclass" else (scores >= self.threshold).astype(np.uint8)
 
     def details(self) -> dict[str, Any]:
-        return {
+        found = {
             "task": self.task,
             "rule": {"kind": "argmax"} if self.task == "multiclass" else {"kind": "threshold", "threshold": round(self.threshold, 6)},
             "valid_micro_f1": round(self.valid_f1, 5),
             "valid_issues_scored": len(self.valid_rows),
             "valid_micro_f1_by_score": self.variants,  # "sum|mean / none|center", same valid issues
             "demonstration_rows": [int(i) for i in self.demo_rows],
-            "prefix_tokens": len(self.prefix),
-            "prefix_passes": self.scorer.prefix_passes,
         }
+        if not self.params.endpoint:
+            return {**found, "prefix_tokens": len(self.prefix), "prefix_passes": self.scorer.prefix_passes}
+        return {**found, "endpoint": self.params.endpoint, "server_model": self.endpoint.model_id(),
+                "system_fingerprint": self.endpoint.system_fingerprint, "scoring": self.remote.mode,
+                "unparsed_answers": self.remote.unparsed_answers}
+
+    def usage(self) -> dict[str, float]:
+        """What the cell cost at the endpoint (requests, tokens, seconds, money where priced); empty in-process."""
+        if not self.params.endpoint:
+            return {}
+        used = self.endpoint.usage.as_dict()
+        p = self.params
+        if p.price_per_mtok_in is not None or p.price_per_mtok_out is not None:
+            used["cost"] = round((used["prompt_tokens"] * (p.price_per_mtok_in or 0)
+                                  + used["completion_tokens"] * (p.price_per_mtok_out or 0)) / 1e6, 6)
+        return used
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         from harness.embeddings import EmbeddingCache, EncoderSpec

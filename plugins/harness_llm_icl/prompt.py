@@ -20,10 +20,40 @@ Task = Literal["multilabel", "multiclass"]
 NO_TAG = "none"  # the answer of a multi-label demonstration that carries no tag
 
 
+ISSUE_LABEL = "\n\nIssue:"
+
+
 def default_instruction(task: Task) -> str:
     if task == "multiclass":
         return "Tag each issue with exactly one of these tags:"
     return "Tag each issue with one or more of these tags:"
+
+
+def answer_label(task: Task) -> str:
+    return "\nTag:" if task == "multiclass" else "\nTags:"
+
+
+def instruction_text(tags: list[str], descriptions: dict[str, str], task: Task, instruction: str | None = None,
+                     markers: list[str] | None = None) -> str:
+    """The instruction and one line per tag (``- tag: description``, or ``A. tag`` with markers)."""
+    lines = [instruction or default_instruction(task)]
+    for i, tag in enumerate(tags):
+        head = f"{markers[i]}. {tag}" if markers else f"- {tag}"
+        description = descriptions.get(tag)
+        lines.append(f"{head}: {description}" if description else head)
+    return "\n".join(lines)
+
+
+def check_descriptions(tags: list[str], descriptions: dict[str, str]) -> None:
+    unknown = sorted(set(descriptions) - set(tags))
+    if unknown:
+        raise ValueError(f"labels.descriptions names {unknown}, which are not tags of the dataset (tags: {tags})")
+
+
+def answer_names(tags: list[str], label_row: np.ndarray) -> str:
+    """A demonstration's answer: its tags joined by commas, or ``none``."""
+    names = [tag for tag, on in zip(tags, label_row) if on]
+    return ", ".join(names) if names else NO_TAG
 
 
 @dataclass
@@ -38,11 +68,9 @@ class PromptBuilder:
     instruction: str | None = None
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.descriptions) - set(self.tags))
-        if unknown:
-            raise ValueError(f"labels.descriptions names {unknown}, which are not tags of the dataset (tags: {self.tags})")
-        self.answer_label = "\nTag:" if self.task == "multiclass" else "\nTags:"
-        self._issue_ids = self._ids("\n\nIssue:")
+        check_descriptions(self.tags, self.descriptions)
+        self.answer_label = answer_label(self.task)
+        self._issue_ids = self._ids(ISSUE_LABEL)
         self._answer_ids = self._ids(self.answer_label)
         # what the model is asked to continue with, one per tag (scored after the answer label)
         self.continuations = [self._ids(" " + tag) for tag in self.tags]
@@ -51,11 +79,7 @@ class PromptBuilder:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def instruction_text(self) -> str:
-        lines = [self.instruction or default_instruction(self.task)]
-        for tag in self.tags:
-            description = self.descriptions.get(tag)
-            lines.append(f"- {tag}: {description}" if description else f"- {tag}")
-        return "\n".join(lines)
+        return instruction_text(self.tags, self.descriptions, self.task, self.instruction)
 
     def instruction_ids(self) -> list[int]:
         """The instruction with the tokenizer's special tokens (BOS), the start of every prompt."""
@@ -70,8 +94,7 @@ class PromptBuilder:
         return self._issue_ids + self.text_ids(text) + self._answer_ids
 
     def answer_text(self, label_row: np.ndarray) -> str:
-        names = [tag for tag, on in zip(self.tags, label_row) if on]
-        return " " + (", ".join(names) if names else NO_TAG)
+        return " " + answer_names(self.tags, label_row)
 
     def demonstration_ids(self, text: str, label_row: np.ndarray) -> list[int]:
         return self.issue_ids(text) + self._ids(self.answer_text(label_row))
