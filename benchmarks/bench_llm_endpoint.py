@@ -2,7 +2,8 @@
 in-process transformers (the model dequantised to fp32, prefix-cached scoring) against the
 llama.cpp server of the xllamacpp wheel (quantised kernels, ``scoring=forced``) at concurrency
 1, 2 and 4. Prints seconds per cell, micro and macro F1 on the scored test issues, and how far
-the two ways' scores are apart.
+the two ways' scores are apart. ``--choice`` adds the server's two ``choice`` prompt forms
+(letters, yes/no) at the highest concurrency, for the F1 each gives.
 
 Run:  HF_HUB_OFFLINE=1 python benchmarks/bench_llm_endpoint.py --data-dir ../shared/data
 
@@ -64,6 +65,7 @@ def main() -> int:
     parser.add_argument("--test-issues", type=int, default=128, help="test issues scored (0: all)")
     parser.add_argument("--concurrency", default="1,2,4")
     parser.add_argument("--skip-in-process", action="store_true")
+    parser.add_argument("--choice", action="store_true", help="also scoring=choice, both forms")
     args = parser.parse_args()
 
     load = os.getloadavg()
@@ -85,11 +87,15 @@ def main() -> int:
         run_cell(LlmIclParams(**base), train, valid, LabeledTexts(test.texts[:1], test.labels[:1], tags), tags,
                  work / "warm")  # loads the model once, as a worker process keeps it for every cell
         results["in-process transformers"] = run_cell(LlmIclParams(**base), train, valid, test, tags, work / "in-process")
-    server = start_server(args.model, parallel=max(int(c) for c in args.concurrency.split(",")))
-    for concurrency in (int(c) for c in args.concurrency.split(",")):
+    levels = [int(c) for c in args.concurrency.split(",")]
+    server = start_server(args.model, parallel=max(levels))
+    for concurrency in levels:
         params = LlmIclParams(**base, endpoint=server.base_url, scoring="forced", concurrency=concurrency)
         results[f"llama.cpp server, concurrency {concurrency}"] = run_cell(
             params, train, valid, test, tags, work / f"server-{concurrency}")
+    for form in ("letters", "yesno") if args.choice else ():
+        params = LlmIclParams(**base, endpoint=server.base_url, scoring="choice", choice_form=form, concurrency=max(levels))
+        results[f"server, choice {form}, conc. {max(levels)}"] = run_cell(params, train, valid, test, tags, work / form)
 
     reference = next(iter(results.values()))[1]
     print(f"{'way':<34} {'seconds':>8} {'micro F1':>9} {'macro F1':>9} {'requests':>9} {'max |diff|':>11} {'corr':>6}")
@@ -98,7 +104,8 @@ def main() -> int:
         corr = float(np.corrcoef(scores.ravel(), reference.ravel())[0, 1])
         print(f"{label:<34} {seconds:>8.1f} {f1(test.labels, predictions, 'micro'):>9.3f} "
               f"{f1(test.labels, predictions, 'macro'):>9.3f} {usage.get('requests', 0):>9} {diff:>11.3f} {corr:>6.3f}")
-    print("\nmax |diff| and corr compare each way's test scores (summed log-probabilities) with the first row's")
+    print("\nmax |diff| and corr compare each way's test scores with the first row's (summed log-probabilities; "
+          "choice rows score otherwise)")
     return 0
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from harness_llm_icl.endpoint import Endpoint, EndpointError, RequestCache, retry_after_seconds
 from harness_llm_icl.remote import (
-    PromptParts, RemoteTagScorer, echoed_log_prob, forced_log_prob, generated_tags, letter_log_probs,
+    PromptParts, RemoteTagScorer, echoed_log_prob, forced_log_prob, generated_tags, answer_log_probs,
 )
 
 URL = "http://127.0.0.1:9/v1"
@@ -209,10 +209,10 @@ def test_forced_tokens_are_checked_and_summed():
 
 
 def test_letters_are_read_from_top_logprobs_with_a_floor_for_the_missing():
-    scores = letter_log_probs(CHAT_LOGPROBS, ["A", "B", "C"], URL)
+    scores = answer_log_probs(CHAT_LOGPROBS, ["A", "B", "C"], URL)
     assert scores.tolist() == [-1.9, -0.2, -4.0]  # ' A' and 'A' are one letter; C is not listed
     with pytest.raises(EndpointError, match="no top log-probabilities"):
-        letter_log_probs({"choices": [{"message": {"content": "B"}}]}, ["A", "B"], URL)
+        answer_log_probs({"choices": [{"message": {"content": "B"}}]}, ["A", "B"], URL)
 
 
 def test_generated_tags_are_deduplicated_and_limited_to_known_tags():
@@ -290,3 +290,24 @@ def test_a_server_that_supports_no_mode_says_what_each_lacks():
         RemoteTagScorer(endpoint, _parts(), "auto")
     message = str(caught.value)
     assert message.startswith("no scoring mode works; echo: ") and all(f"; {m}: " in message for m in ("forced", "choice", "generate"))
+
+
+def test_yesno_asks_one_question_a_tag_and_scores_yes_against_no():
+    asked: list[str] = []
+
+    def answer(request):
+        if request.url.path.endswith("/tokenize"):
+            return httpx.Response(404)
+        question = json.loads(request.content)["messages"][0]["content"].rsplit("\n", 1)[-1]
+        asked.append(question)
+        yes = -0.1 if "'docs'" in question else -3.0
+        return httpx.Response(200, json={"choices": [{"logprobs": {"content": [{"token": "Yes", "logprob": yes, "top_logprobs": [
+            {"token": "Yes", "logprob": yes}, {"token": " no", "logprob": -1.0}]}]}}]})
+
+    handler, _ = _serving(answer)
+    endpoint, _ = _endpoint(handler)
+    scorer = RemoteTagScorer(endpoint, PromptParts(TAGS, {"docs": "documentation"}, "multilabel", None, 8, "yesno"), "choice")
+    assert scorer.score([([], "the docs are wrong")]).tolist() == [[-2.0, 0.9, -2.0]]
+    assert asked[-3:] == ["Does the tag 'bug' apply? Answer yes or no.",
+                          "Does the tag 'docs' (documentation) apply? Answer yes or no.",
+                          "Does the tag 'feature' apply? Answer yes or no."]

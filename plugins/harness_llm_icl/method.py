@@ -25,6 +25,7 @@ from harness_llm_icl.prompt import PromptBuilder, Task, check_descriptions, fixe
 ScoreKind = Literal["sum", "mean"]
 Calibration = Literal["none", "center"]
 Scoring = Literal["auto", "echo", "forced", "choice", "generate"]
+ChoiceForm = Literal["letters", "yesno"]
 
 
 class LlmIclParams(MethodParams):
@@ -44,8 +45,10 @@ class LlmIclParams(MethodParams):
     endpoint: str | None = Field(None, description="base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8080/v1; "
                                  "None: the model runs in this process")
     api_key_env: str | None = Field(None, description="environment variable holding the endpoint's API key; None: no key")
-    scoring: Scoring = Field("auto", description="endpoint only: echo, forced (llama.cpp), choice (letters from "
-                             "top_logprobs), generate (schema-constrained JSON, 0/1 scores); auto probes in that order")
+    scoring: Scoring = Field("auto", description="endpoint only: echo, forced (llama.cpp), choice (the first answer "
+                             "token's top_logprobs), generate (schema-constrained JSON, 0/1 scores); auto probes in that order")
+    choice_form: ChoiceForm = Field("letters", description="scoring choice: letters (tags under letters, one request "
+                                    "an issue) or yesno (one question a tag)")
     concurrency: int = Field(4, ge=1, description="endpoint only: issues scored at once")
     timeout_s: float = Field(120.0, gt=0, description="endpoint only: seconds one request may take")
     max_retries: int = Field(5, ge=0, description="endpoint only: retries on 429, 5xx, timeouts and lost connections")
@@ -151,7 +154,8 @@ class LlmIcl(Method):
         self.endpoint = Endpoint(p.endpoint, p.model, RequestCache(context.cache_dir / "llm_requests" / "responses.sqlite"),
                                  api_key_env=p.api_key_env, timeout_s=p.timeout_s, max_retries=p.max_retries,
                                  concurrency=p.concurrency)
-        parts = PromptParts(self.tags, dict(context.tag_descriptions), self.task, p.instruction, p.max_text_tokens)
+        parts = PromptParts(self.tags, dict(context.tag_descriptions), self.task, p.instruction, p.max_text_tokens,
+                            p.choice_form)
         self.remote = RemoteTagScorer(self.endpoint, parts, p.scoring)
         context.progress(f"llm_icl: {p.endpoint} serves {self.endpoint.model_id()}, scoring {self.remote.mode}")
         self.tag_lengths = np.array(self.remote.tag_lengths())

@@ -6,9 +6,11 @@
 - ``forced``: the same score from llama.cpp's server, which echoes nothing: one completion per
   tag whose grammar forces the tag's token ids (from ``/tokenize``); the server reports each
   forced token's log-probability under the model, before the grammar.
-- ``choice``: chat completions with ``logprobs``/``top_logprobs``: the tags are listed under
-  letters and a tag's score is the log-probability of its letter as the first answer token
-  (vLLM, llama.cpp, Ollama, hosted APIs; at most 20 tags, OpenAI's cap on ``top_logprobs``).
+- ``choice``: chat completions with ``logprobs``/``top_logprobs`` (vLLM, llama.cpp, Ollama,
+  hosted APIs), in one of two forms: ``letters``, the tags listed under letters and a tag's
+  score the log-probability of its letter as the first answer token (one request an issue, at
+  most 20 tags, OpenAI's cap on ``top_logprobs``); ``yesno``, one question a tag, its score
+  log P(yes) - log P(no) of the first answer token.
 - ``generate``: a JSON list of tags constrained by a schema whose items are an enum of the tags
   (``response_format``), for servers with no log-probabilities; scores are 0/1.
 
@@ -29,6 +31,7 @@ from harness_llm_icl.endpoint import Endpoint, EndpointError
 from harness_llm_icl.prompt import ISSUE_LABEL, Task, answer_label, answer_names, instruction_text
 
 Scoring = Literal["auto", "echo", "forced", "choice", "generate"]
+ChoiceForm = Literal["letters", "yesno"]
 MODES: tuple[str, ...] = ("echo", "forced", "choice", "generate")
 MAX_CHOICES = 20  # OpenAI's cap on top_logprobs
 LETTERS = string.ascii_uppercase[:MAX_CHOICES]
@@ -44,6 +47,7 @@ class PromptParts:
     task: Task
     instruction: str | None
     max_text_tokens: int
+    choice_form: ChoiceForm = "letters"
 
 
 def _field(body: Any, *path: Any) -> Any:
@@ -156,10 +160,32 @@ class RemoteTagScorer:
             scores.append(forced_log_prob(body, ids, self.endpoint.url("/completions")))
         return np.array(scores)
 
-    def _choice(self, messages: list[dict[str, str]]) -> np.ndarray:
-        body = self.endpoint.post("/chat/completions", {"messages": messages, "max_tokens": 1, "logprobs": True,
+    def _first_token(self, messages: list[dict[str, str]]) -> dict[str, Any]:
+        return self.endpoint.post("/chat/completions", {"messages": messages, "max_tokens": 1, "logprobs": True,
                                                         "top_logprobs": MAX_CHOICES, "temperature": 0})
-        return letter_log_probs(body, list(LETTERS[: len(self.parts.tags)]), self.endpoint.url("/chat/completions"))
+
+    def _choice(self, messages: list[dict[str, str]]) -> np.ndarray:
+        body = self._first_token(messages)
+        return answer_log_probs(body, list(LETTERS[: len(self.parts.tags)]), self.endpoint.url("/chat/completions"))
+
+    def yesno_prompt(self, demonstrations: Demonstrations, text: str, tag: int) -> list[dict[str, str]]:
+        """One question for one tag: does it apply? The demonstrations answer it first."""
+        p = self.parts
+        name = p.tags[tag]
+        description = p.descriptions.get(name)
+        question = f"Does the tag '{name}'" + (f" ({description})" if description else "") + " apply? Answer yes or no."
+        shown = "".join(f"\n\nIssue: {self.cut(t)}\n{question} {'yes' if row[tag] else 'no'}" for t, row in demonstrations)
+        content = (f"Tags of issues: {', '.join(p.tags)}." + shown + f"\n\nIssue: {self.cut(text)}\n{question}")
+        return [{"role": "user", "content": content}]
+
+    def _yesno(self, demonstrations: Demonstrations, text: str) -> np.ndarray:
+        url = self.endpoint.url("/chat/completions")
+        scores = []
+        for tag in range(len(self.parts.tags)):
+            yes, no = answer_log_probs(self._first_token(self.yesno_prompt(demonstrations, text, tag)), ["yes", "no"],
+                                       url, casefold=True)
+            scores.append(yes - no)
+        return np.array(scores)
 
     def _generate(self, messages: list[dict[str, str]]) -> np.ndarray:
         tags = self.parts.tags
@@ -180,6 +206,8 @@ class RemoteTagScorer:
             return self._echo(self.completion_prompt(demonstrations, text))
         if self.mode == "forced":
             return self._forced(self.completion_prompt(demonstrations, text))
+        if self.mode == "choice" and self.parts.choice_form == "yesno":
+            return self._yesno(demonstrations, text)
         messages = self.chat_prompt(demonstrations, text, lettered=self.mode == "choice")
         return self._choice(messages) if self.mode == "choice" else self._generate(messages)
 
@@ -194,13 +222,16 @@ class RemoteTagScorer:
 
     # -------------------------------------------------------------- probing
 
+    def _too_many_letters(self) -> bool:
+        return self.parts.choice_form == "letters" and len(self.parts.tags) > MAX_CHOICES
+
     def _choose(self, scoring: Scoring) -> str:
         if scoring != "auto":
             self._probe(scoring)
             return scoring
         problems = []
         for mode in MODES:
-            if mode == "choice" and len(self.parts.tags) > MAX_CHOICES:
+            if mode == "choice" and self._too_many_letters():
                 continue
             try:
                 self._probe(mode)
@@ -213,9 +244,9 @@ class RemoteTagScorer:
         """One small request that shows the server gives what ``mode`` reads; EndpointError if not."""
         self.endpoint.model_id()  # an unreachable server fails here, naming its address
         probe_demo: Demonstrations = []
-        if mode == "choice" and len(self.parts.tags) > MAX_CHOICES:
-            raise EndpointError(f"scoring: choice reads at most {MAX_CHOICES} tags from top_logprobs; "
-                                f"this dataset has {len(self.parts.tags)}")
+        if mode == "choice" and self._too_many_letters():
+            raise EndpointError(f"scoring: choice with letters reads at most {MAX_CHOICES} tags from top_logprobs; "
+                                f"this dataset has {len(self.parts.tags)} (choice_form: yesno has no such limit)")
         if mode == "echo":  # one prompt: a server that ignores echo may also answer one choice for many prompts
             body = self.endpoint.post("/completions", {"prompt": "Tags: bug", "echo": True, "logprobs": 1,
                                                        "max_tokens": 1, "temperature": 0})
@@ -223,7 +254,8 @@ class RemoteTagScorer:
         elif mode == "forced":
             self._forced("Tags:")
         elif mode == "choice":
-            self._choice(self.chat_prompt(probe_demo, "probe", lettered=True))
+            answer_log_probs(self._first_token(self.chat_prompt(probe_demo, "probe", lettered=True)), ["A"],
+                             self.endpoint.url("/chat/completions"))
         elif mode == "generate":
             before = self.unparsed_answers
             self._generate(self.chat_prompt(probe_demo, "probe", lettered=False))
@@ -265,20 +297,21 @@ def forced_log_prob(body: dict[str, Any], ids: list[int], url: str) -> float:
     return float(sum(float(c["logprob"]) for c in content[: len(ids)]))
 
 
-def letter_log_probs(body: dict[str, Any], letters: list[str], url: str) -> np.ndarray:
-    """Each letter's log-probability as the first answer token, from chat completions'
-    ``choices[0].logprobs.content[0].top_logprobs``; a letter missing from the list gets the
-    smallest log-probability listed (an upper bound of its own)."""
+def answer_log_probs(body: dict[str, Any], answers: list[str], url: str, casefold: bool = False) -> np.ndarray:
+    """Each answer's log-probability as the first answer token (a letter, yes or no), from chat
+    completions' ``choices[0].logprobs.content[0].top_logprobs``; an answer missing from the
+    list gets the smallest log-probability listed (an upper bound of its own)."""
     top = _field(body, "choices", 0, "logprobs", "content", 0, "top_logprobs")
     if not isinstance(top, list) or not top:
         raise EndpointError(f"{url} gives no top log-probabilities (field 'choices[0].logprobs.content[0].top_logprobs')")
     found: dict[str, float] = {}
     for entry in top:
         token, value = str(entry.get("token", "")).strip(), entry.get("logprob")
-        if token in letters and value is not None:
+        token = token.casefold() if casefold else token
+        if token in answers and value is not None:
             found[token] = max(found.get(token, -np.inf), float(value))  # ' A' and 'A' are both the letter A
     floor = min(float(e["logprob"]) for e in top if e.get("logprob") is not None)
-    return np.array([found.get(letter, floor) for letter in letters])
+    return np.array([found.get(answer, floor) for answer in answers])
 
 
 def generated_tags(body: dict[str, Any], tags: list[str]) -> set[str] | None:
