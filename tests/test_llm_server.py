@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from harness.testing import TINY_DATASET, write_tiny_dataset
@@ -142,3 +143,36 @@ def test_a_server_killed_mid_run_fails_the_cells_in_flight_and_the_rerun_complet
     assert {(r["slice"]["name"], r["seed"]) for r in records} == {("8", 0), ("16", 0), ("8", 1), ("16", 1)}
     (variant,) = (results / "cells" / TINY_DATASET).glob("llm_icl@*")
     assert all((variant / r["predictions"]["file"]).is_file() for r in records)
+
+
+def test_the_llama_cpp_runtime_scores_as_transformers_does(tmp_path, monkeypatch):
+    """The same GGUF, prompts and tags: llama.cpp's quantised kernels with forced tag tokens
+    against transformers' dequantised fp32 model with the prefix-cached scorer."""
+    pytest.importorskip("gguf")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from harness_llm_icl.endpoint import Endpoint, RequestCache
+    from harness_llm_icl.local_server import cache_scope, shared_server
+    from harness_llm_icl.method import load_causal_lm
+    from harness_llm_icl.prompt import PromptBuilder
+    from harness_llm_icl.remote import PromptParts, RemoteTagScorer
+    from harness_llm_icl.scoring import TagScorer
+
+    tags = ["bug", "documentation", "dataset request", "streaming", "question"]
+    demonstrations = [("load_dataset crashes with a KeyError", np.array([1, 0, 0, 0, 0])),
+                      ("Add the SQuAD v3 dataset", np.array([0, 0, 1, 0, 0]))]
+    issues = ["Typo in the README of load_dataset", "Streaming fails with a timeout",
+              "How do I cache a dataset on a shared disk?", "Please add the GitHub issues dataset"]
+    tokenizer, model = load_causal_lm(MODEL, "cpu")
+    builder = PromptBuilder(tokenizer, tags, {}, max_text_tokens=24)
+    prefix = builder.instruction_ids() + builder.demonstrations_ids([t for t, _ in demonstrations],
+                                                                    np.array([row for _, row in demonstrations]))
+    in_process = TagScorer(model, builder.continuations).score(prefix, [builder.issue_ids(t) for t in issues])
+
+    served = shared_server(MODEL, parallel=2)
+    endpoint = Endpoint(served.base_url, None, RequestCache(tmp_path / "responses.sqlite"), cache_scope=cache_scope(served))
+    scorer = RemoteTagScorer(endpoint, PromptParts(tags, {}, "multilabel", None, 24), "forced")
+    over_http = scorer.score([(demonstrations, text) for text in issues])
+    assert over_http.shape == in_process.shape == (4, 5)
+    assert np.abs(over_http - in_process).max() < 1.0  # Q4_1 kernels against fp32: not bit-equal
+    assert np.corrcoef(over_http.ravel(), in_process.ravel())[0, 1] > 0.98
+    assert (over_http.argmax(axis=1) == in_process.argmax(axis=1)).all()

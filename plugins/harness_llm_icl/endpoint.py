@@ -110,10 +110,12 @@ class Endpoint:
 
     def __init__(self, base_url: str, model: str | None, cache: RequestCache | None, *, api_key_env: str | None = None,
                  timeout_s: float = 120.0, max_retries: int = 5, concurrency: int = 4, transport: Any = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, cache_scope: str | None = None) -> None:
         import httpx
 
         self.base_url = base_url.rstrip("/")
+        # what the cache keys name instead of the address: a server this process starts has a new port each time
+        self.cache_scope = cache_scope
         self.requested_model = model
         self.cache = cache
         self.api_key_env = api_key_env
@@ -181,7 +183,7 @@ class Endpoint:
         """The model id the server reports for ``model`` (``/v1/models``); cached, so a stopped
         server whose answers are all cached still scores."""
         if self._model_id is None:
-            key = stable_hash(["models", self.base_url, self.requested_model])
+            key = stable_hash(["models", self.cache_scope or self.base_url, self.requested_model])
             try:
                 body = self._send("GET", self.url("/models"), None)
             except EndpointError:
@@ -210,7 +212,7 @@ class Endpoint:
         """POST ``payload`` (with the model filled in) unless the cache has its answer."""
         payload = {"model": self.requested_model or self.model_id(), **payload}
         url = self.url(path, under_root=under_root)
-        key = stable_hash([url, self.model_id(), payload])
+        key = stable_hash([self.cache_scope or self.base_url, path, under_root, self.model_id(), payload])
         with self._answers_lock:
             if key in self._answers:
                 return self._answers[key]

@@ -56,6 +56,24 @@ def start_server(model: str, *, port: int = 0, parallel: int = 4, threads: int |
     return LocalServer(server, f"{server.listening_address}/v1", path)
 
 
+_serving: dict[tuple[str, int], LocalServer] = {}  # one server per model and slot count, for the process's life
+
+
+def shared_server(model: str, parallel: int) -> LocalServer:
+    """This process's server for ``model``, started on first use."""
+    key = (gguf_file(model), parallel)
+    if key not in _serving:
+        _serving[key] = start_server(model, parallel=parallel)
+    return _serving[key]
+
+
+def cache_scope(server: LocalServer) -> str:
+    """What names this server in request-cache keys: the llama.cpp build and the model file, not the port."""
+    from importlib import metadata
+
+    return f"xllamacpp-{metadata.version('xllamacpp')}/{Path(server.model_file).name}"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="a .gguf file or a model shipped on PyPI as GGUF")

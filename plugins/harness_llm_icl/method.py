@@ -26,6 +26,7 @@ ScoreKind = Literal["sum", "mean"]
 Calibration = Literal["none", "center"]
 Scoring = Literal["auto", "echo", "forced", "choice", "generate"]
 ChoiceForm = Literal["letters", "yesno"]
+Runtime = Literal["llama.cpp", "transformers"]
 
 
 class LlmIclParams(MethodParams):
@@ -44,6 +45,8 @@ class LlmIclParams(MethodParams):
     batch_size: int = Field(8, ge=1, description="issues per forward pass")
     endpoint: str | None = Field(None, description="base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8080/v1; "
                                  "None: the model runs in this process")
+    gguf_runtime: Runtime = Field("transformers", description="without an endpoint, what runs a .gguf model: llama.cpp "
+                                  "(xllamacpp's server on 127.0.0.1, scoring forced) or transformers (dequantised to fp32)")
     api_key_env: str | None = Field(None, description="environment variable holding the endpoint's API key; None: no key")
     scoring: Scoring = Field("auto", description="endpoint only: echo, forced (llama.cpp), choice (the first answer "
                              "token's top_logprobs), generate (schema-constrained JSON, 0/1 scores); auto probes in that order")
@@ -91,6 +94,7 @@ class LlmIcl(Method):
                  "max_text_tokens": 256, "valid_size": None},
     }
     params: LlmIclParams
+    remote: Any = None  # a RemoteTagScorer where a server scores
 
     def fit(self, train: LabeledTexts, valid: LabeledTexts, unlabeled: list[str], context: FitContext) -> None:
         p = self.params
@@ -109,7 +113,12 @@ class LlmIcl(Method):
             self.demo_rows = []
             self.train_vectors = self._embed(train.texts)
         if p.endpoint:
-            self._connect(context)
+            self._connect(context, p.endpoint)
+        elif p.gguf_runtime == "llama.cpp" and self._is_gguf():
+            from harness_llm_icl.local_server import cache_scope, shared_server
+
+            served = shared_server(p.model, parallel=p.concurrency)
+            self._connect(context, served.base_url, cache_scope(served))
         else:
             self._load(context)
 
@@ -145,19 +154,24 @@ class LlmIcl(Method):
             shown = self.demo_rows
             self.prefix += self.prompt.demonstrations_ids([self.train.texts[i] for i in shown], self.train.labels[shown])
 
-    def _connect(self, context: FitContext) -> None:
-        """The model behind ``endpoint``: its answers cached under the cache folder."""
+    def _is_gguf(self) -> bool:
+        from harness.models import resolve_causal_lm
+
+        return bool(resolve_causal_lm(self.params.model, parameter="model").gguf_file)
+
+    def _connect(self, context: FitContext, url: str, cache_scope: str | None = None) -> None:
+        """The model behind ``url``: its answers cached under the cache folder."""
         from harness_llm_icl.endpoint import Endpoint, RequestCache
         from harness_llm_icl.remote import PromptParts, RemoteTagScorer
 
         p = self.params
-        self.endpoint = Endpoint(p.endpoint, p.model, RequestCache(context.cache_dir / "llm_requests" / "responses.sqlite"),
+        self.endpoint = Endpoint(url, p.model, RequestCache(context.cache_dir / "llm_requests" / "responses.sqlite"),
                                  api_key_env=p.api_key_env, timeout_s=p.timeout_s, max_retries=p.max_retries,
-                                 concurrency=p.concurrency)
+                                 concurrency=p.concurrency, cache_scope=cache_scope)
         parts = PromptParts(self.tags, dict(context.tag_descriptions), self.task, p.instruction, p.max_text_tokens,
                             p.choice_form)
         self.remote = RemoteTagScorer(self.endpoint, parts, p.scoring)
-        context.progress(f"llm_icl: {p.endpoint} serves {self.endpoint.model_id()}, scoring {self.remote.mode}")
+        context.progress(f"llm_icl: {url} serves {self.endpoint.model_id()}, scoring {self.remote.mode}")
         self.tag_lengths = np.array(self.remote.tag_lengths())
 
     def raw_scores(self, texts: list[str]) -> np.ndarray:
@@ -166,7 +180,7 @@ class LlmIcl(Method):
         if not texts:
             return np.zeros((0, len(self.tags)), dtype=np.float64)
         self.context.progress(f"llm_icl: scoring {len(texts)} issues x {len(self.tags)} tags")
-        if self.params.endpoint:
+        if self.remote is not None:
             if self.params.demonstrations == "fixed":
                 shown = [self.demo_rows] * len(texts)
             else:
@@ -210,15 +224,15 @@ class LlmIcl(Method):
             "valid_micro_f1_by_score": self.variants,  # "sum|mean / none|center", same valid issues
             "demonstration_rows": [int(i) for i in self.demo_rows],
         }
-        if not self.params.endpoint:
+        if self.remote is None:
             return {**found, "prefix_tokens": len(self.prefix), "prefix_passes": self.scorer.prefix_passes}
-        return {**found, "endpoint": self.params.endpoint, "server_model": self.endpoint.model_id(),
+        return {**found, "endpoint": self.params.endpoint or self.endpoint.cache_scope, "server_model": self.endpoint.model_id(),
                 "system_fingerprint": self.endpoint.system_fingerprint, "scoring": self.remote.mode,
                 "unparsed_answers": self.remote.unparsed_answers}
 
     def usage(self) -> dict[str, float]:
         """What the cell cost at the endpoint (requests, tokens, seconds, money where priced); empty in-process."""
-        if not self.params.endpoint:
+        if self.remote is None:
             return {}
         used = self.endpoint.usage.as_dict()
         p = self.params
