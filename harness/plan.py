@@ -116,6 +116,7 @@ def plan_run(
             variant = variant_label(method_class, params, preset, label, bool(parsed.get(method_name)))
             if pool != tuple(dataset.config.unlabeled):  # --unlabeled made a variant: its rows sit beside the others
                 variant += ("+" if "@" in variant else "@") + "pool-" + ("+".join(pool) or "none")
+            dependencies = method_class.key_dependencies(params)
             for seed in seeds:
                 seed_slices = train_slices(dataset_name, settings, registry.readers, grow_from, seed)
                 names = [NO_SLICE] if not method_class.uses_labels else _selected(seed_slices, wanted)
@@ -134,6 +135,8 @@ def plan_run(
                     }
                     if pool != DEFAULT_UNLABELED:  # only then: the keys of cells on disk stay as they were
                         key["unlabeled"] = list(pool)
+                    if dependencies:  # likewise: keys of methods that wrap none stay as they were
+                        key["dependencies"] = dependencies
                     cells.append(
                         CellSpec(settings, dataset_name, method_name, variant, params.model_dump(mode="json"),
                                  slice_name, seed, grow_from, key, dict(method_class.resources), preset,
