@@ -69,20 +69,20 @@ def make_executor(
     ``cell_timeout`` runs its cells in one worker process, which can be killed.
     """
     if executor is not None and executor not in EXECUTORS:
-        raise ValueError(f"--executor {executor!r}: expected one of {', '.join(EXECUTORS)}")
+        raise HarnessError(f"--executor {executor!r}: expected one of {', '.join(EXECUTORS)}")
     if jobs is not None and jobs < 1:
-        raise ValueError(f"--jobs {jobs}: expected a positive number of workers")
+        raise HarnessError(f"--jobs {jobs}: expected a positive number of workers")
     if cell_timeout is not None and cell_timeout <= 0:
-        raise ValueError(f"--cell-timeout {cell_timeout:g}: expected a positive number of seconds")
+        raise HarnessError(f"--cell-timeout {cell_timeout:g}: expected a positive number of seconds")
     if scheduler and executor not in (None, "dask"):
-        raise ValueError(f"--scheduler needs --executor dask, not --executor {executor}")
+        raise HarnessError(f"--scheduler needs --executor dask, not --executor {executor}")
     executor = executor or ("dask" if scheduler else "process" if (jobs or 1) > 1 else "serial")
     if executor == "dask":
         return DaskExecutor(workers=jobs, scheduler=scheduler, cell_timeout=cell_timeout)
     if executor == "process" or cell_timeout is not None:
         return ProcessExecutor(jobs=jobs if executor == "process" else 1, cell_timeout=cell_timeout)
     if jobs not in (None, 1):
-        raise ValueError(f"--jobs {jobs} needs --executor process or dask; the serial executor runs one cell at a time")
+        raise HarnessError(f"--jobs {jobs} needs --executor process or dask; the serial executor runs one cell at a time")
     return SerialExecutor()
 
 
@@ -370,7 +370,7 @@ class DaskExecutor:
             import dask
             from distributed import Client, LocalCluster
         except ImportError as exc:
-            raise ValueError("--executor dask needs Dask distributed: pip install 'fewlabels-harness[dask]'") from exc
+            raise HarnessError("--executor dask needs Dask distributed: pip install 'fewlabels-harness[dask]'") from exc
         if self.scheduler:
             with Client(self.scheduler) as client:
                 yield client

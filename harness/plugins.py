@@ -21,6 +21,7 @@ from typing import Any, Callable, Generic, TypeVar
 import pluggy
 
 from harness import hookspecs
+from harness.errors import HarnessError
 from harness.methods import Method
 
 ENTRY_POINT_GROUP = "harness"
@@ -46,7 +47,7 @@ DEFAULT_PLUGINS = (
 )
 
 
-class PluginError(Exception):
+class PluginError(HarnessError):
     """A plugin registered something invalid (for example a duplicate method name)."""
 
 

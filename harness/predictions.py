@@ -13,10 +13,11 @@ import zipfile
 from pathlib import Path
 import numpy as np
 
+from harness.errors import HarnessError
 from harness.store import write_atomic
 
 
-class PredictionsError(ValueError):
+class PredictionsError(HarnessError):
     """Stored predictions are missing, corrupted, or do not match their record."""
 
 
