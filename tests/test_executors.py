@@ -208,7 +208,10 @@ def blind_worker(tmp_path_factory, worker_env):
         with open(base / "worker.log", "wb") as log:
             worker = subprocess.Popen(["unshare", "-m", "sh", "-c", command], stdout=log, stderr=subprocess.STDOUT)
         try:
-            client.wait_for_workers(1, timeout=60)
+            try:
+                client.wait_for_workers(1, timeout=60)
+            except TimeoutError:
+                pytest.fail(f"the worker did not join: {(base / 'worker.log').read_text(errors='replace')[-2000:]}")
             yield client, base, driver_only
         finally:
             worker.terminate()
