@@ -113,7 +113,7 @@ def _one_thread() -> None:
 def _cell_seconds(spec) -> float:
     from harness.cell import run_cell
 
-    return run_cell(spec).timings["total_s"]
+    return run_cell(spec).record.timings["total_s"]
 
 
 def cells_ceiling(specs: list) -> tuple[float, float, float]:

@@ -1,6 +1,8 @@
 """One cell: fit a method on a training slice, score it on test, and build its record.
 
 ``run_cell`` never raises: a failing method fails its own cell only, and the record says why.
+It writes nothing under the results folder: the record and the bytes of its arrays file go
+back to the driver (``CellResult``), which writes both, so a worker needs no view of it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import random
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
@@ -25,7 +28,7 @@ from harness.evaluation import evaluate_method
 from harness.methods import FitContext, LabeledTexts, Method
 from harness.plan import CellSpec
 from harness.plugins import HarnessPluginManager, get_plugin_manager
-from harness.predictions import predictions_path, write_predictions
+from harness.predictions import encode_predictions, predictions_entry, predictions_path
 from harness.records import CellRecord, DatasetInfo, MethodInfo, Metrics, PredictionsFile, SliceInfo, finished_now
 from harness.splits import NO_SLICE
 
@@ -88,17 +91,26 @@ def _peak_rss_mb() -> float | None:
     return None
 
 
-def failed_record(spec: CellSpec, error: str, seconds: float) -> CellRecord:
-    """The record of a cell that failed outside ``run_cell`` (timed out, its worker died)."""
+@dataclass
+class CellResult:
+    """A computed cell as it travels back to the driver: its record and the bytes of the arrays
+    file the record names (``record.predictions``; None when the cell failed)."""
+
+    record: CellRecord
+    predictions: bytes | None = None
+
+
+def failed_result(spec: CellSpec, error: str, seconds: float) -> CellResult:
+    """The result of a cell that failed outside ``run_cell`` (timed out, its worker died)."""
     record = _base_record(spec)
     record.error = error
     record.timings = {"total_s": seconds}
     record.finished_at = finished_now()
-    return record
+    return CellResult(record)
 
 
-def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: Callable[[str], None] | None = None) -> CellRecord:
-    """Fit and score one cell. Returns its record; failures are recorded, never raised.
+def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: Callable[[str], None] | None = None) -> CellResult:
+    """Fit and score one cell. Returns its record and arrays; failures are recorded, never raised.
 
     ``pm`` defaults to this process's plugin manager (a worker process builds its own).
     """
@@ -107,6 +119,7 @@ def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: C
     started = time.perf_counter()
     measures_memory = _reset_peak_rss()
     record = _base_record(spec)
+    blob: bytes | None = None
     timings: dict[str, float] = {}
     try:
         registry = pm.registry
@@ -156,21 +169,21 @@ def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: C
         record.rule_metrics = {rule: Metrics.model_validate(m) for rule, m in evaluation.rule_metrics.items()}
         record.metrics = record.rule_metrics[evaluation.rule]
         record.rules, record.ranking = evaluation.rules, evaluation.ranking
-        record.predictions = PredictionsFile.model_validate(
-            write_predictions(predictions_path(spec.path()), evaluation.arrays)
-        )
+        blob = encode_predictions(evaluation.arrays)
+        record.predictions = PredictionsFile.model_validate(predictions_entry(predictions_path(spec.path()), blob))
         record.details = _json_details(spec.method, method.details())
         record.usage = method.usage()
         record.status = "ok"
     except Exception as exc:  # the cell fails, the run goes on
         record.error = f"{type(exc).__name__}: {exc}"
         record.traceback = traceback.format_exc()
+        record.predictions, blob = None, None
     timings["total_s"] = time.perf_counter() - started
     record.timings = timings
     record.environment = {**record.environment, **describe_device(spec.device)}
     record.peak_rss_mb = _peak_rss_mb() if measures_memory else None
     record.finished_at = finished_now()
-    return record
+    return CellResult(record, blob)
 
 
 def _json_details(method_name: str, details: dict[str, Any]) -> dict[str, Any]:

@@ -12,16 +12,17 @@ from typing import TYPE_CHECKING, Callable
 import click
 
 from harness.config import USER_CFG_DIR, ConfigError, available_configs, load_config_file
-from harness.models import ModelResolutionError
+from harness.errors import HarnessError
 from harness.params import DEFAULT_PRESET, ParamError
 from harness.plugins import PluginError, get_plugin_manager
 from harness.rules import RULES
-from harness.sources import DataError, default_cache_dir
+from harness.sources import default_cache_dir
 
 if TYPE_CHECKING:
     from harness.ensembles import EnsembleSpec
 
-USER_ERRORS = (ConfigError, DataError, ParamError, PluginError, ModelResolutionError, ValueError, click.UsageError)
+# Bad input, shown as one line. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (HarnessError, click.UsageError)
 
 
 def _csv(value: str | None) -> list[str]:
@@ -147,7 +148,7 @@ def _ensemble_specs(texts: tuple[str, ...], scaling: str) -> list[EnsembleSpec]:
     try:
         specs = [parse_ensemble(text, scaling) for text in texts]
         check_unique_names(specs)
-    except ValueError as exc:
+    except HarnessError as exc:
         _fail(exc)
     return specs
 
@@ -166,7 +167,7 @@ def _unlabeled(value: str | None) -> list[str] | None:
         return None
     try:
         return parse_unlabeled(value)
-    except ValueError as exc:
+    except HarnessError as exc:
         raise click.UsageError(f"--unlabeled {value!r}: {exc}") from None
 
 
@@ -317,7 +318,7 @@ def _write_reports(pm, results_dir: Path, rule: str, say=lambda line: click.echo
                 say(f"wrote {path}")
     except OSError as exc:
         _fail(ValueError(f"{results_dir}: cannot write the reports: {exc.strerror} ({exc.filename})"))
-    except ValueError as exc:
+    except HarnessError as exc:
         _fail(exc)
 
 
@@ -344,7 +345,7 @@ def _summary_options(bootstrap_resamples: int, alpha: float, bootstrap_seed: int
 
     try:
         return SummaryOptions(BootstrapSettings(bootstrap_resamples, alpha, bootstrap_seed), target_f1, target_metric)
-    except ValueError as exc:
+    except ValueError as exc:  # the two dataclasses check their fields; nothing else runs here
         _fail(exc)
 
 

@@ -15,7 +15,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from harness.errors import unknown_name_message, validation_problems
+from harness.errors import HarnessError, unknown_name_message, validation_problems
 from harness.hashing import stable_hash
 
 BUILTIN_CFG_DIR = Path(__file__).resolve().parent / "datasets_cfg"
@@ -31,7 +31,7 @@ DATASETS_CFG_ENV = "HARNESS_DATASETS_CFG"
 DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-class ConfigError(ValueError):
+class ConfigError(HarnessError):
     """A dataset configuration is missing, malformed or invalid."""
 
 
@@ -222,12 +222,12 @@ def parse_unlabeled(value: object) -> list[str]:
     elif isinstance(value, (list, tuple)):
         items = list(value)
     else:
-        raise ValueError(f"{value!r} is not a pool source; expected {expected}")
+        raise HarnessError(f"{value!r} is not a pool source; expected {expected}")
     for item in items:
         if item not in UNLABELED_SOURCES:
-            raise ValueError(f"{item!r} is not a pool source; expected {expected}")
+            raise HarnessError(f"{item!r} is not a pool source; expected {expected}")
         if items.count(item) > 1:
-            raise ValueError(f"{item!r} is listed twice; expected {expected}")
+            raise HarnessError(f"{item!r} is listed twice; expected {expected}")
     return items
 
 

@@ -24,7 +24,7 @@ import yaml
 from pydantic import ValidationError
 
 from harness.config import DATASET_NAME, ConfigError, DatasetConfig, SourceConfig
-from harness.errors import validation_problems
+from harness.errors import HarnessError, validation_problems
 from harness.sources import COMPRESSIONS, Reader, file_format, open_bytes, read_hub, read_rows
 
 # column names that say "labels": a string column is taken as labels only under such a name,
@@ -44,7 +44,7 @@ SHAPE_WORDS = {
 }
 
 
-class WizardError(ValueError):
+class WizardError(HarnessError):
     """The data cannot be turned into a dataset config as it is."""
 
 

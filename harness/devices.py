@@ -15,15 +15,17 @@ import re
 import sys
 from typing import Any
 
+from harness.errors import HarnessError
+
 AUTO = "auto"
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 EXPECTED = "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
 
 
 def check_device(value: str, what: str = "--device") -> str:
-    """``value`` if it names a device, else ValueError in one line naming ``what``."""
+    """``value`` if it names a device, else HarnessError in one line naming ``what``."""
     if not _DEVICE.match(value):
-        raise ValueError(f"{what} {value!r}: expected {EXPECTED}")
+        raise HarnessError(f"{what} {value!r}: expected {EXPECTED}")
     return value
 
 
@@ -35,7 +37,7 @@ def parse_device_option(values: tuple[str, ...] | list[str]) -> tuple[str, dict[
         method, sep, device = value.partition("=")
         if sep:
             if not method.strip():
-                raise ValueError(f"--device {value!r}: expected DEVICE or METHOD=DEVICE")
+                raise HarnessError(f"--device {value!r}: expected DEVICE or METHOD=DEVICE")
             per_method[method.strip()] = check_device(device.strip(), f"--device {method.strip()}=")
         else:
             run_device = check_device(value.strip())

@@ -1,4 +1,5 @@
-"""The driver: runs a plan's cells on an executor, and is the only writer of records.
+"""The driver: runs a plan's cells on an executor, and is the only writer of records and of
+the arrays files they name (workers send both back; they need no view of the results folder).
 
 Before a cell starts, the driver takes the cell's lock under ``<results>/.locks`` and looks at
 its record again, so two runs on one results folder never compute (or write) the same cell at
@@ -16,10 +17,12 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator
 
+from harness.cell import CellResult
 from harness.executors import Executor, SerialExecutor
 from harness.locks import FileLock
 from harness.plan import CellSpec, RunPlan, is_done
 from harness.plugins import HarnessPluginManager
+from harness.predictions import predictions_path, write_predictions_file
 from harness.progress import Progress
 from harness.records import write_record
 
@@ -57,6 +60,14 @@ class _StopOnCtrlC:
     def __exit__(self, *exc_info: Any) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
+
+
+def write_cell(path: Path, result: CellResult) -> None:
+    """Write a cell's arrays file, then the record that names it (each atomically): whoever
+    finds the record finds its arrays."""
+    if result.predictions is not None:
+        write_predictions_file(predictions_path(path), result.predictions)
+    write_record(path, result.record)
 
 
 def run_plan(
@@ -99,8 +110,9 @@ def run_plan(
         with _StopOnCtrlC(progress) as stop, contextlib.closing(
             executor.map(cells_to_start(stop), pm, on_message=progress.message)
         ) as finished:
-            for spec, record in finished:
-                write_record(spec.path(), record)
+            for spec, result in finished:
+                write_cell(spec.path(), result)
+                record = result.record
                 claims.pop(spec.path()).release()
                 summary[record.status] += 1
                 progress.cell_finished(spec, record)

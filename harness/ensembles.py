@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.environment import environment
-from harness.errors import unknown_name_message
+from harness.errors import HarnessError, unknown_name_message
 from harness.evaluation import evaluate_scores, macro_average_precision
 from harness.hashing import stable_hash
 from harness.methods import LabeledTexts
@@ -76,15 +76,15 @@ def parse_ensemble(text: str, scaling: str = DEFAULT_SCALING) -> EnsembleSpec:
     name = name.strip()
     members = [m.strip() for m in listed.split(",") if m.strip()]
     if not sep or not ENSEMBLE_NAME.fullmatch(name):
-        raise ValueError(f"--ensemble {text!r}: expected {expected} (NAME: letters, digits, '-', '_', '.')")
+        raise HarnessError(f"--ensemble {text!r}: expected {expected} (NAME: letters, digits, '-', '_', '.')")
     if len(set(members)) < 2:
-        raise ValueError(f"--ensemble {text!r}: an ensemble needs at least two different methods; expected {expected}")
+        raise HarnessError(f"--ensemble {text!r}: an ensemble needs at least two different methods; expected {expected}")
     if len(set(members)) < len(members):
-        raise ValueError(f"--ensemble {text!r}: a method is listed twice; expected {expected}")
+        raise HarnessError(f"--ensemble {text!r}: a method is listed twice; expected {expected}")
     if any(member.startswith(PREFIX) for member in members):
-        raise ValueError(f"--ensemble {text!r}: a member is an ensemble; list the methods themselves")
+        raise HarnessError(f"--ensemble {text!r}: a member is an ensemble; list the methods themselves")
     if scaling not in SCALINGS:
-        raise ValueError(f"--ensemble-scaling {scaling!r}: expected one of {', '.join(SCALINGS)}")
+        raise HarnessError(f"--ensemble-scaling {scaling!r}: expected one of {', '.join(SCALINGS)}")
     return EnsembleSpec(name, tuple(members), scaling)
 
 
@@ -94,18 +94,18 @@ def check_members(specs: Sequence[EnsembleSpec], labels: Iterable[str]) -> None:
     known = sorted(set(labels))
     for spec in specs:
         if spec.label in known:
-            raise ValueError(f"--ensemble {spec.name}: the method label {spec.label!r} is taken by cells of a method; "
+            raise HarnessError(f"--ensemble {spec.name}: the method label {spec.label!r} is taken by cells of a method; "
                              "choose another name")
         unknown = [m for m in spec.members if m not in known]
         if unknown:
-            raise ValueError(f"--ensemble {spec.name}: " + unknown_name_message("method", unknown[0], known))
+            raise HarnessError(f"--ensemble {spec.name}: " + unknown_name_message("method", unknown[0], known))
 
 
 def check_unique_names(specs: Sequence[EnsembleSpec]) -> None:
     names = [spec.name for spec in specs]
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        raise ValueError(f"--ensemble: the name {repeated[0]!r} is given twice; give each ensemble its own name")
+        raise HarnessError(f"--ensemble: the name {repeated[0]!r} is given twice; give each ensemble its own name")
 
 
 # ------------------------------------------------------------------ combining scores
@@ -170,7 +170,7 @@ def comparable_scores(valid_scores: np.ndarray, test_scores: np.ndarray, valid_l
     on valid only: ``rank`` among the valid scores (labels unused), or ``calibrated``
     probabilities (a Platt sigmoid on the valid labels)."""
     if scaling not in SCALINGS:
-        raise ValueError(f"scaling {scaling!r}: expected one of {', '.join(SCALINGS)}")
+        raise HarnessError(f"scaling {scaling!r}: expected one of {', '.join(SCALINGS)}")
     valid_out, test_out = np.empty_like(valid_scores, dtype=np.float64), np.empty_like(test_scores, dtype=np.float64)
     for j in range(valid_scores.shape[1]):
         both = np.concatenate([valid_scores[:, j], test_scores[:, j]])

@@ -1,4 +1,5 @@
-"""One-line error messages shared by the modules that validate user input."""
+"""The base class of the harness's user errors, and one-line messages shared by the modules
+that validate user input."""
 
 from __future__ import annotations
 
@@ -26,3 +27,11 @@ def validation_problems(exc: ValidationError, prefix: str = "field '", suffix: s
         + (f" (got {err['input']!r})" if err["type"] != "missing" else "")
         for err in exc.errors()
     )
+
+
+class HarnessError(ValueError):
+    """Bad input that the harness reports as one line (a config, a data file, an option, a
+    parameter, a results folder); the command line shows any other exception as the bug it is.
+
+    A ValueError, so that code (and tests) that caught the ValueErrors raised before still do.
+    """

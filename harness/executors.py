@@ -1,16 +1,20 @@
 """Executors: where the cells of a run are computed.
 
 An executor has a ``name`` and ``map(specs, pm, on_message)``, which runs ``cell.run_cell`` on
-each spec and yields ``(spec, record)`` as cells finish, in any order. An executor that runs cells
-in this process hands them ``pm``, the caller's plugin manager; worker processes build their own.
+each spec and yields ``(spec, result)`` as cells finish, in any order: a ``CellResult``, the
+record and the bytes of its arrays file. An executor that runs cells in this process hands them
+``pm``, the caller's plugin manager; worker processes build their own.
 ``on_message(spec, text)`` receives a cell's inner progress.
 ``specs`` is read lazily, one cell per free worker: the driver decides at the last moment
-whether a cell is still to run (Ctrl-C, another run took it). Records go back to the driver,
-the only writer; a worker rebuilds the plugin manager itself (``get_plugin_manager()``).
+whether a cell is still to run (Ctrl-C, another run took it). Records and arrays go back to the
+driver, the only writer: a worker never needs to see the results folder. A worker rebuilds the
+plugin manager itself (``get_plugin_manager()``).
 
 - ``serial``: in this process, one cell after another.
 - ``process``: local worker processes (``spawn``), one cell at a time each.
 - ``dask``: a Dask distributed cluster: a LocalCluster started here, or an existing scheduler.
+  A worker that cannot read a dataset the driver read stops the run with one error
+  (``DataNotOnWorker``), rather than failing every cell of it.
 
 A cell running longer than ``cell_timeout`` seconds fails, and its worker is killed (process)
 or restarted (dask): a hung call cannot be interrupted from outside its process. The serial
@@ -35,11 +39,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
-from harness.cell import failed_record, run_cell
+from harness.cell import CellResult, failed_result, run_cell
 from harness.cores import machine_cores
+from harness.errors import HarnessError
 from harness.plan import CellSpec
 from harness.plugins import HarnessPluginManager
-from harness.records import CellRecord
 
 MessageFn = Callable[[CellSpec, str], None]
 EXECUTORS = ("serial", "process", "dask")
@@ -49,7 +53,7 @@ THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
 class Executor(Protocol):
     name: str
 
-    def map(self, specs: Iterable[CellSpec], pm: HarnessPluginManager, on_message: MessageFn | None = None) -> Iterator[tuple[CellSpec, CellRecord]]:
+    def map(self, specs: Iterable[CellSpec], pm: HarnessPluginManager, on_message: MessageFn | None = None) -> Iterator[tuple[CellSpec, CellResult]]:
         ...
 
 
@@ -65,20 +69,20 @@ def make_executor(
     ``cell_timeout`` runs its cells in one worker process, which can be killed.
     """
     if executor is not None and executor not in EXECUTORS:
-        raise ValueError(f"--executor {executor!r}: expected one of {', '.join(EXECUTORS)}")
+        raise HarnessError(f"--executor {executor!r}: expected one of {', '.join(EXECUTORS)}")
     if jobs is not None and jobs < 1:
-        raise ValueError(f"--jobs {jobs}: expected a positive number of workers")
+        raise HarnessError(f"--jobs {jobs}: expected a positive number of workers")
     if cell_timeout is not None and cell_timeout <= 0:
-        raise ValueError(f"--cell-timeout {cell_timeout:g}: expected a positive number of seconds")
+        raise HarnessError(f"--cell-timeout {cell_timeout:g}: expected a positive number of seconds")
     if scheduler and executor not in (None, "dask"):
-        raise ValueError(f"--scheduler needs --executor dask, not --executor {executor}")
+        raise HarnessError(f"--scheduler needs --executor dask, not --executor {executor}")
     executor = executor or ("dask" if scheduler else "process" if (jobs or 1) > 1 else "serial")
     if executor == "dask":
         return DaskExecutor(workers=jobs, scheduler=scheduler, cell_timeout=cell_timeout)
     if executor == "process" or cell_timeout is not None:
         return ProcessExecutor(jobs=jobs if executor == "process" else 1, cell_timeout=cell_timeout)
     if jobs not in (None, 1):
-        raise ValueError(f"--jobs {jobs} needs --executor process or dask; the serial executor runs one cell at a time")
+        raise HarnessError(f"--jobs {jobs} needs --executor process or dask; the serial executor runs one cell at a time")
     return SerialExecutor()
 
 
@@ -102,7 +106,7 @@ class SerialExecutor:
 
     name = "serial"
 
-    def map(self, specs: Iterable[CellSpec], pm: HarnessPluginManager, on_message: MessageFn | None = None) -> Iterator[tuple[CellSpec, CellRecord]]:
+    def map(self, specs: Iterable[CellSpec], pm: HarnessPluginManager, on_message: MessageFn | None = None) -> Iterator[tuple[CellSpec, CellResult]]:
         for spec in specs:
             yield spec, run_cell(spec, pm=pm, progress=_bind(on_message, spec))
 
@@ -129,7 +133,7 @@ def _children_ignore_ctrl_c() -> Iterator[None]:
 
 
 def _worker_main(conn: multiprocessing.connection.Connection, threads: int) -> None:
-    """A worker process: receive a spec; send ("started", None), ("message", text)... ("record", record)."""
+    """A worker process: receive a spec; send ("started", None), ("message", text)... ("result", result)."""
     limit_threads(threads)
     _exit_when_orphaned()
     send_lock = threading.Lock()  # a method may report progress from its own threads
@@ -142,8 +146,8 @@ def _worker_main(conn: multiprocessing.connection.Connection, threads: int) -> N
         while (task := conn.recv()) is not None:
             spec = task
             send(("started", None))
-            record = run_cell(spec, progress=lambda text: send(("message", str(text))))
-            send(("record", record))
+            result = run_cell(spec, progress=lambda text: send(("message", str(text))))
+            send(("result", result))
 
 
 def _exit_when_orphaned() -> None:
@@ -185,20 +189,20 @@ class _WorkerProcess:
     def timed_out(self, limit: float | None) -> bool:
         return limit is not None and self.started is not None and self.elapsed() > limit
 
-    def collect(self, on_message: MessageFn | None) -> CellRecord | None:
-        """The cell's record once it is back (or a failed one if the worker died), else None."""
+    def collect(self, on_message: MessageFn | None) -> CellResult | None:
+        """The cell's result once it is back (or a failed one if the worker died), else None."""
         assert self.spec is not None
         with contextlib.suppress(EOFError, OSError):  # a worker that died mid-message
             while self.conn.poll():
                 kind, payload = self.conn.recv()
-                if kind == "record":
+                if kind == "result":
                     return payload
                 if kind == "started":
                     self.started = time.monotonic()
                 elif on_message is not None:
                     on_message(self.spec, payload)
         if not self.process.is_alive():
-            return failed_record(
+            return failed_result(
                 self.spec, f"WorkerDied: the worker process running this cell exited with code {self.process.exitcode}",
                 self.elapsed(),
             )
@@ -231,7 +235,7 @@ class ProcessExecutor:
         self.cell_timeout = cell_timeout
         self.start_method = start_method  # "spawn" or "forkserver": no forked copies of driver threads
 
-    def map(self, specs: Iterable[CellSpec], pm: HarnessPluginManager, on_message: MessageFn | None = None) -> Iterator[tuple[CellSpec, CellRecord]]:
+    def map(self, specs: Iterable[CellSpec], pm: HarnessPluginManager, on_message: MessageFn | None = None) -> Iterator[tuple[CellSpec, CellResult]]:
         context = multiprocessing.get_context(self.start_method)
         threads = max(1, machine_cores() // self.jobs)
         pending, idle, busy = iter(specs), [], []
@@ -252,12 +256,12 @@ class ProcessExecutor:
                     [w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=self._wait_for(busy)
                 )
                 for worker in list(busy):
-                    record = worker.collect(on_message)
-                    if record is None and worker.timed_out(self.cell_timeout):
+                    result = worker.collect(on_message)
+                    if result is None and worker.timed_out(self.cell_timeout):
                         worker.process.kill()
                         worker.process.join()
-                        record = failed_record(worker.spec, _timeout_error(self.cell_timeout, "its worker process was killed"), worker.elapsed())
-                    if record is None:
+                        result = failed_result(worker.spec, _timeout_error(self.cell_timeout, "its worker process was killed"), worker.elapsed())
+                    if result is None:
                         continue
                     busy.remove(worker)
                     spec, worker.spec = worker.spec, None
@@ -265,7 +269,7 @@ class ProcessExecutor:
                         idle.append(worker)
                     else:
                         worker.stop()
-                    yield spec, record
+                    yield spec, result
         finally:
             for worker in idle + busy:
                 worker.stop()
@@ -294,14 +298,37 @@ LOCAL_CLUSTER_CONFIG = {
     "distributed.worker.memory.monitor-interval": "1s",
 }
 
-def _run_on_dask_worker(spec: CellSpec, topic: str, cell_id: int) -> CellRecord:
+class DataNotOnWorker(HarnessError):
+    """A Dask worker cannot read a dataset that the driver read (its file is on the driver only)."""
+
+
+def _run_on_dask_worker(spec: CellSpec, topic: str, cell_id: int) -> CellResult:
     """The task a Dask worker runs: tells the driver it started, forwards progress messages."""
     from distributed import get_worker
 
     worker = get_worker()
     _limit_dask_worker_threads(worker.state.nthreads)
     worker.log_event(topic, {"cell": cell_id, "kind": "start", "worker": worker.address})
+    _check_dataset_readable(spec, worker.address)
     return run_cell(spec, progress=lambda text: worker.log_event(topic, {"cell": cell_id, "kind": "message", "text": str(text)}))
+
+
+def _check_dataset_readable(spec: CellSpec, address: str) -> None:
+    """Load the cell's dataset here (memoised: run_cell reuses it); a worker that cannot raises
+    DataNotOnWorker, which stops the run with one line instead of failing every cell."""
+    from harness.config import ConfigError
+    from harness.datasets import load_dataset
+    from harness.plugins import get_plugin_manager
+    from harness.sources import DataError
+
+    try:
+        load_dataset(spec.dataset, spec.settings, get_plugin_manager().registry.readers)
+    except (ConfigError, DataError) as exc:
+        raise DataNotOnWorker(
+            f"Dask worker {address} cannot read dataset {spec.dataset!r}, which the driver read ({exc}); "
+            "give every worker the file at the same path and pass its folder with --data-dir, "
+            "or give the config a 'url' the workers can download"
+        ) from None
 
 
 @functools.lru_cache(maxsize=1)
@@ -343,7 +370,7 @@ class DaskExecutor:
             import dask
             from distributed import Client, LocalCluster
         except ImportError as exc:
-            raise ValueError("--executor dask needs Dask distributed: pip install 'fewlabels-harness[dask]'") from exc
+            raise HarnessError("--executor dask needs Dask distributed: pip install 'fewlabels-harness[dask]'") from exc
         if self.scheduler:
             with Client(self.scheduler) as client:
                 yield client
@@ -353,7 +380,7 @@ class DaskExecutor:
         with cluster, Client(cluster) as client:
             yield client
 
-    def map(self, specs: Iterable[CellSpec], pm: HarnessPluginManager, on_message: MessageFn | None = None) -> Iterator[tuple[CellSpec, CellRecord]]:
+    def map(self, specs: Iterable[CellSpec], pm: HarnessPluginManager, on_message: MessageFn | None = None) -> Iterator[tuple[CellSpec, CellResult]]:
         with self.client() as client:
             topic, events = f"harness-{uuid.uuid4().hex}", queue.Queue()
             client.subscribe_topic(topic, events.put)
@@ -370,7 +397,7 @@ class DaskExecutor:
                             more = False
                             break
                         if spec.resources and not _offered(client, spec.resources):
-                            yield spec, failed_record(spec, _no_worker_error(spec.resources), 0.0)
+                            yield spec, failed_result(spec, _no_worker_error(spec.resources), 0.0)
                             continue
                         cell_id = next(ids)
                         future = client.submit(_run_on_dask_worker, spec, topic, cell_id,
@@ -386,7 +413,7 @@ class DaskExecutor:
                             yield cell.spec, _result(cell)
                         elif self.cell_timeout is not None and cell.started is not None and cell.elapsed() > self.cell_timeout:
                             del running[cell_id]
-                            yield cell.spec, failed_record(cell.spec, self._abandon(client, cell), cell.elapsed())
+                            yield cell.spec, failed_result(cell.spec, self._abandon(client, cell), cell.elapsed())
             finally:
                 client.cancel([cell.future for cell in running.values()])
 
@@ -421,11 +448,13 @@ class DaskExecutor:
         return _timeout_error(self.cell_timeout, f"its Dask worker {cell.worker} was restarted")
 
 
-def _result(cell: _DaskCell) -> CellRecord:
+def _result(cell: _DaskCell) -> CellResult:
     try:
         return cell.future.result()
+    except DataNotOnWorker:  # every cell of the dataset would fail the same way: stop the run
+        raise
     except Exception as exc:  # the task itself failed: its worker died (KilledWorker), was cancelled...
-        return failed_record(cell.spec, f"{type(exc).__name__}: {exc}", cell.elapsed())
+        return failed_result(cell.spec, f"{type(exc).__name__}: {exc}", cell.elapsed())
 
 
 def _offered(client: Any, resources: dict[str, float]) -> bool:

@@ -98,9 +98,28 @@ class Method:
         record keeps it and the summary's cost table shows it."""
         return {}
 
+    @classmethod
+    def key_dependencies(cls, params: MethodParams) -> dict[str, Any]:
+        """What a cell depends on beyond this method's name, version and parameters, e.g. the
+        methods it wraps (``dependency_key`` of each). When not empty it goes into the cell key
+        as ``dependencies``, so that a change there runs the cells again; empty (the default)
+        leaves the key as it was before dependencies existed."""
+        return {}
+
 
 def params_hash(params: MethodParams) -> str:
     return stable_hash(params.model_dump(mode="json"))
+
+
+def dependency_key(method_class: type[Method], params: MethodParams) -> dict[str, Any]:
+    """A method another one wraps, as its cell key holds it: name, version, the parameters in
+    full (preset and overrides applied) and, in turn, its own dependencies."""
+    key: dict[str, Any] = {"method": method_class.name, "version": method_class.version,
+                           "params": params.model_dump(mode="json")}
+    nested = method_class.key_dependencies(params)
+    if nested:
+        key["dependencies"] = nested
+    return key
 
 
 class PredictionError(ValueError):

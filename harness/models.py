@@ -17,8 +17,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, NamedTuple
 
+from harness.errors import HarnessError
 
-class ModelResolutionError(RuntimeError):
+
+class ModelResolutionError(HarnessError, RuntimeError):
     """A model name could not be turned into a local folder."""
 
 

@@ -7,14 +7,14 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from harness.errors import unknown_name_message, validation_problems
+from harness.errors import HarnessError, unknown_name_message, validation_problems
 from harness.hashing import stable_hash
 from harness.methods import Method, MethodParams
 
 DEFAULT_PRESET = "default"
 
 
-class ParamError(ValueError):
+class ParamError(HarnessError):
     """A parameter override names an unknown method or parameter, or has a wrong value."""
 
 

@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 from harness.config import DEFAULT_UNLABELED, available_configs
 from harness.datasets import Settings, load_dataset, train_slices
-from harness.errors import unknown_name_message
+from harness.errors import HarnessError, unknown_name_message
 from harness.hashing import stable_hash
 from harness.methods import params_hash
 from harness.params import DEFAULT_PRESET, build_params, parse_overrides, variant_label
@@ -69,7 +69,7 @@ def resolve_method_names(requested: str | Iterable[str], known: list[str]) -> li
         names = known
     for name in names:
         if name not in known:
-            raise ValueError(unknown_name_message("method", name, known))
+            raise HarnessError(unknown_name_message("method", name, known))
     return list(dict.fromkeys(names))
 
 
@@ -98,12 +98,12 @@ def plan_run(
     method_devices = method_devices or {}
     for name in method_devices:
         if name not in registry.methods:
-            raise ValueError("--device: " + unknown_name_message("method", name, sorted(registry.methods)))
+            raise HarnessError("--device: " + unknown_name_message("method", name, sorted(registry.methods)))
     parsed = parse_overrides(overrides or [], sorted(registry.methods))
     known_datasets = list(available_configs([Path(d) for d in settings.datasets_cfg_dirs]))
     for name in datasets:
         if name not in known_datasets:
-            raise ValueError(unknown_name_message("dataset", name, known_datasets))
+            raise HarnessError(unknown_name_message("dataset", name, known_datasets))
     cells: list[CellSpec] = []
     for dataset_name in datasets:
         dataset = load_dataset(dataset_name, settings, registry.readers)
@@ -116,6 +116,7 @@ def plan_run(
             variant = variant_label(method_class, params, preset, label, bool(parsed.get(method_name)))
             if pool != tuple(dataset.config.unlabeled):  # --unlabeled made a variant: its rows sit beside the others
                 variant += ("+" if "@" in variant else "@") + "pool-" + ("+".join(pool) or "none")
+            dependencies = method_class.key_dependencies(params)
             for seed in seeds:
                 seed_slices = train_slices(dataset_name, settings, registry.readers, grow_from, seed)
                 names = [NO_SLICE] if not method_class.uses_labels else _selected(seed_slices, wanted)
@@ -134,6 +135,8 @@ def plan_run(
                     }
                     if pool != DEFAULT_UNLABELED:  # only then: the keys of cells on disk stay as they were
                         key["unlabeled"] = list(pool)
+                    if dependencies:  # likewise: keys of methods that wrap none stay as they were
+                        key["dependencies"] = dependencies
                     cells.append(
                         CellSpec(settings, dataset_name, method_name, variant, params.model_dump(mode="json"),
                                  slice_name, seed, grow_from, key, dict(method_class.resources), preset,

@@ -2,7 +2,9 @@
 
 Built-ins are listed in DEFAULT_PLUGINS and registered exactly as third-party plugins are;
 third-party plugins come through the ``harness`` entry-point group. Each plugin is loaded
-in its own try/except, so one broken plugin is reported and the others still load.
+in its own try/except, so one broken plugin is reported and the others still load; a plugin
+whose registration hook raises is reported the same way and left out (blocked), whatever it
+registered before it raised included.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, Callable, Generic, TypeVar
 import pluggy
 
 from harness import hookspecs
+from harness.errors import HarnessError
 from harness.methods import Method
 
 ENTRY_POINT_GROUP = "harness"
@@ -44,7 +47,7 @@ DEFAULT_PLUGINS = (
 )
 
 
-class PluginError(Exception):
+class PluginError(HarnessError):
     """A plugin registered something invalid (for example a duplicate method name)."""
 
 
@@ -171,25 +174,54 @@ class HarnessPluginManager(pluggy.PluginManager):
         return self._registry
 
     def _collect(self) -> Registries:
+        """The registries; a plugin whose registration hook raises is recorded, blocked, and the
+        registries collected again without it (so nothing it half-registered stays)."""
+        while True:
+            try:
+                return self._collect_once()
+            except _RegistrationFailed as failed:
+                info = self.plugin_info.setdefault(failed.plugin, PluginInfo(failed.plugin, "in-process", ""))
+                info.error = failed.error
+                self.set_blocked(failed.plugin)
+
+    def _collect_once(self) -> Registries:
         registries = Registries(
             methods=Registry("method", _check_method),
             readers=Registry("reader", _check_callable("reader")),
             report_formats=Registry("report format", _check_callable("report format")),
         )
         for impl in self.hook.register_methods.get_hookimpls():
-            impl.function(register=lambda cls, _plugin=impl.plugin_name: registries.methods.register(
+            _call_registration(impl, lambda cls, _plugin=impl.plugin_name: registries.methods.register(
                 getattr(cls, "name", ""), cls, _plugin))
         for impl in self.hook.register_dataset_loaders.get_hookimpls():
-            impl.function(register=lambda name, reader, _plugin=impl.plugin_name: registries.readers.register(
+            _call_registration(impl, lambda name, reader, _plugin=impl.plugin_name: registries.readers.register(
                 name, reader, _plugin))
         for impl in self.hook.register_report_formats.get_hookimpls():
-            impl.function(register=lambda name, writer, _plugin=impl.plugin_name: registries.report_formats.register(
+            _call_registration(impl, lambda name, writer, _plugin=impl.plugin_name: registries.report_formats.register(
                 name, writer, _plugin))
         return registries
 
     def plugin_version(self, plugin_name: str) -> str:
         info = self.plugin_info.get(plugin_name)
         return info.version if info else ""
+
+
+class _RegistrationFailed(Exception):
+    def __init__(self, plugin: str, error: str) -> None:
+        super().__init__(error)
+        self.plugin, self.error = plugin, error
+
+
+def _call_registration(impl: pluggy.HookImpl, register: Callable[..., None]) -> None:
+    """Call one plugin's registration hook. PluginError (a name two plugins registered, an item
+    that is no method) stays an error of the whole set of plugins, as it concerns two of them or
+    says what to fix; anything else the hook raises leaves that plugin out."""
+    try:
+        impl.function(register=register)
+    except PluginError:
+        raise
+    except Exception as exc:
+        raise _RegistrationFailed(impl.plugin_name, f"{impl.function.__name__} raised {_one_line(exc)}") from exc
 
 
 def _one_line(exc: Exception) -> str:

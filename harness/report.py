@@ -22,6 +22,7 @@ from tabulate import tabulate
 
 from harness import hookimpl
 from harness.ensembles import fresh
+from harness.errors import HarnessError
 from harness.evaluation import metrics_under_rule
 from harness.predictions import PredictionsError
 from harness.records import CellRecord, Metrics, read_record, record_files, safe_name
@@ -373,7 +374,7 @@ def write_reports(
     records = records_under_rule(results_dir, rule, on_problem)
     figures = results_dir / "figures"
     if figures.exists() and not figures.is_dir():
-        raise ValueError(f"{figures}: is a file, but the report writes its figures into a folder of that name; move the file away")
+        raise HarnessError(f"{figures}: is a file, but the report writes its figures into a folder of that name; move the file away")
     for note in mixed_data_notes(records):
         warnings.warn(note, MixedDataWarning, stacklevel=2)
     table = leaderboard(records)

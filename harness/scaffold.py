@@ -11,13 +11,15 @@ import re
 from pathlib import Path
 from string import Template
 
+from harness.errors import HarnessError
+
 TEMPLATE_DIR = Path(__file__).resolve().parent / "plugin_template"
 PLUGIN_NAME_PATTERN = r"[a-z][a-z0-9_]*"
 # class names the templates already use for imported names
 TAKEN_CLASS_NAMES = {"Any", "FitContext", "LabeledTexts", "Method", "MethodContract", "MethodParams"}
 
 
-class ScaffoldError(ValueError):
+class ScaffoldError(HarnessError):
     """The plugin name or the target folder is not usable."""
 
 

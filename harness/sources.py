@@ -23,13 +23,14 @@ import pandas as pd
 
 from harness import hookimpl
 from harness.config import DatasetConfig, SourceConfig
+from harness.errors import HarnessError
 from harness.hashing import sha256_of
 
 DATA_DIR_ENV = "HARNESS_DATA_DIR"
 CACHE_DIR_ENV = "HARNESS_CACHE_DIR"
 
 
-class DataError(ValueError):
+class DataError(HarnessError):
     """A dataset's files cannot be found, verified or read."""
 
 

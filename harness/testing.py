@@ -414,7 +414,8 @@ class MethodContract:
         from harness.cell import run_cell
 
         spec = self.cell_spec(contract_settings, contract_params)
-        record = run_cell(spec, pm=single_method_pm(self.method_class))
+        result = run_cell(spec, pm=single_method_pm(self.method_class))
+        record = result.record
         assert record.status == "ok", record.traceback
         params = self.build(contract_params).params
         assert record.method.params == params.model_dump(mode="json")
@@ -422,10 +423,11 @@ class MethodContract:
         assert 0.0 <= record.metrics.micro_f1 <= 1.0
         assert record.rule in record.rule_metrics
         json.dumps(record.to_json())  # the record is written as JSON
-        # its arrays are stored beside the record, named with their checksum
-        from harness.predictions import read_predictions
+        # its arrays come back with the record, which names them with their checksum
+        from harness.predictions import decode_predictions, predictions_entry, predictions_path
 
-        arrays = read_predictions(spec.path().parent / record.predictions.file, record.predictions.sha256)
+        assert record.predictions.model_dump() == predictions_entry(predictions_path(spec.path()), result.predictions)
+        arrays = decode_predictions(result.predictions, record.predictions.file)
         assert arrays["test_prediction"].shape == arrays["test_labels"].shape
 
     def test_errors_become_failed_cells(self, contract_params, contract_settings):
@@ -454,7 +456,7 @@ class MethodContract:
         cases += [(ScoresTooFewTags, "shape")] if has_scores(method) else []
         spec = self.cell_spec(contract_settings, contract_params)
         for broken, message in cases:
-            record = run_cell(spec, pm=single_method_pm(broken))
+            record = run_cell(spec, pm=single_method_pm(broken)).record
             assert record.status == "failed"
             assert message in record.error
             json.dumps(record.to_json())

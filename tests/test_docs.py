@@ -70,3 +70,14 @@ def test_the_docs_site_builds_strictly(tmp_path):
     built = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
                            cwd=DOCS.parent, capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert built.returncode == 0, built.stderr[-2000:]
+
+
+def test_docs_link_nothing_outside_the_project_and_tell_no_history_of_their_making():
+    """A reader has the project only: no page outside it (the data mirror's folder, which the
+    tests read, is a place, not a page), and no account of the sessions that wrote the code."""
+    for page in [DOCS.parent / "README.md", *sorted(DOCS.glob("*.md"))]:
+        text = page.read_text(encoding="utf-8")
+        outside = [path for path in re.findall(r"\.\./(?:shared|anchors)[\w./-]*", text) if path != "../shared/data"]
+        assert outside == [], f"{page.name} names {outside}"
+        history = re.findall(r"[^.]*\b(?:lent|session)\b[^.]*", text, flags=re.IGNORECASE)
+        assert history == [], f"{page.name}: {history}"

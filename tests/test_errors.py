@@ -118,3 +118,38 @@ def test_slice_larger_than_train_is_clamped_with_a_warning(tmp_path):
         slices = nested_slices(train_labels, [4, 500], seed=0)
     assert [s.name for s in slices] == ["4", "all"]
     assert slices[-1].size == len(train_labels)
+
+
+def test_a_bug_keeps_its_traceback_and_bad_input_stays_one_line(tmp_path):
+    """The command line shows HarnessError (bad input) as one line and any other exception, a
+    ValueError from a bug included, with its traceback."""
+    import os
+    import subprocess
+    import sys
+
+    from harness.errors import HarnessError
+    from harness.executors import DataNotOnWorker
+    from harness.models import ModelResolutionError
+    from harness.params import ParamError
+    from harness.plugins import PluginError
+
+    for error in (ConfigError, DataError, ParamError, PluginError, ModelResolutionError, DataNotOnWorker):
+        assert issubclass(error, HarnessError), error
+    driver = ("import sys, harness.plan\n"
+              "from harness.errors import HarnessError\n"
+              "def plan_run(*args, **kwargs):\n"
+              "    raise {error}('{message}')\n"
+              "harness.plan.plan_run = plan_run\n"
+              "sys.argv = ['harness', 'run', '--methods', 'nb', '--results', {results!r}]\n"
+              "from harness.cli import main\n"
+              "main()\n")
+    outcomes = {}
+    for error, message in (("ValueError", "a bug, not bad input"), ("HarnessError", "bad input")):
+        script = driver.format(error=error, message=message, results=str(tmp_path / "results"))
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              env={**os.environ, "HARNESS_DISABLE_PLUGIN_AUTOLOAD": "1"})
+        outcomes[message] = (done.returncode, done.stderr)
+    code, stderr = outcomes["a bug, not bad input"]
+    assert code == 1 and "Traceback (most recent call last)" in stderr and stderr.rstrip().endswith("ValueError: a bug, not bad input")
+    code, stderr = outcomes["bad input"]
+    assert (code, stderr) == (2, "error: bad input\n")

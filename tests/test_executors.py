@@ -6,19 +6,27 @@ from __future__ import annotations
 import io
 import json
 import os
+import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from harness.executors import DaskExecutor, ProcessExecutor, SerialExecutor, make_executor
+from harness.executors import DaskExecutor, DataNotOnWorker, ProcessExecutor, SerialExecutor, make_executor
 from harness.plugins import make_plugin_manager
 from harness.progress import Progress
 from harness.cell import run_cell
 from harness.datasets import Settings
 from harness.driver import run_plan
 from harness.plan import plan_run
-from harness.records import iter_records
-from harness.testing import TINY_DATASET, single_method_pm, tiny_run_settings
+from click.testing import CliRunner
+
+from harness.cli import cli
+from harness.predictions import read_predictions
+from harness.records import iter_records, record_path
+from harness.testing import TINY_DATASET, single_method_pm, tiny_run_settings, write_tiny_dataset
 from conftest import MIRROR
 from robustness_methods import PLUGIN_MODULE, Sleepy
 
@@ -126,7 +134,7 @@ def test_process_executor_fails_bad_cells_and_goes_on(pm, tmp_path):
 
 def test_a_worker_without_the_method_says_why(pm, tmp_path):
     (spec,) = plan_run(pm, tiny_run_settings(tmp_path), "explodes", [TINY_DATASET], [0], slices=[8]).cells
-    record = run_cell(spec, pm=single_method_pm(Sleepy))  # as a worker whose plugins lack the method
+    record = run_cell(spec, pm=single_method_pm(Sleepy)).record  # as a worker whose plugins lack the method
     assert record.status == "failed"
     assert record.error.startswith("LookupError: method 'explodes' is not registered in this process")
 
@@ -168,3 +176,85 @@ def test_dask_timeout_restarts_the_hung_worker(pm, tmp_path, dask_client):
     assert outcomes["nan_scores"] == "PredictionError: method 'nan_scores' predicted NaN or infinite values"
     assert outcomes["sleepy"] == "ok"
     dask_client.wait_for_workers(2, timeout=60)
+
+
+# ---------------------------------------------------------------- a worker that cannot see the driver's files
+
+def _why_no_mount_namespace(folder: Path) -> str | None:
+    """Why this machine cannot start a process that sees a tmpfs over ``folder`` (None: it can)."""
+    if shutil.which("unshare") is None:
+        return "no unshare command"
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount --make-rprivate / && mount -t tmpfs tmpfs {shlex.quote(str(folder))}"],
+                           capture_output=True, text=True)
+    return None if probe.returncode == 0 else f"unshare -m with a tmpfs mount is not permitted here ({probe.stderr.strip()})"
+
+
+@pytest.fixture(scope="module")
+def blind_worker(tmp_path_factory, worker_env):
+    """A scheduler here and one Dask worker in its own mount namespace, where an empty tmpfs hides
+    ``driver_only`` (the results, the cache and a private data folder): as a worker on another
+    machine, which sees the dataset configs and shared data but not the driver's folders."""
+    distributed = pytest.importorskip("distributed")
+    base = tmp_path_factory.mktemp("blind")
+    driver_only = base / "driver_only"
+    (driver_only / "data").mkdir(parents=True)
+    why = _why_no_mount_namespace(driver_only)
+    if why:
+        pytest.skip(why)
+    with distributed.LocalCluster(n_workers=0, dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        command = (f"mount --make-rprivate / && mount -t tmpfs tmpfs {shlex.quote(str(driver_only))} && exec "
+                   f"{shlex.quote(sys.executable)} -m distributed.cli.dask_worker {cluster.scheduler_address} "
+                   "--nthreads 1 --no-nanny --no-dashboard")
+        with open(base / "worker.log", "wb") as log:
+            worker = subprocess.Popen(["unshare", "-m", "sh", "-c", command], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            try:
+                client.wait_for_workers(1, timeout=60)
+            except TimeoutError:
+                pytest.fail(f"the worker did not join: {(base / 'worker.log').read_text(errors='replace')[-2000:]}")
+            yield client, base, driver_only
+        finally:
+            worker.terminate()
+            worker.wait(timeout=30)
+
+
+def test_a_worker_that_cannot_see_the_results_folder_sends_records_and_arrays_back(pm, blind_worker):
+    client, base, driver_only = blind_worker
+    cfg_dir, data_dir = write_tiny_dataset(base / "shared")
+    settings = Settings(results_dir=str(driver_only / "results"), cache_dir=str(driver_only / "cache"),
+                        data_dirs=(str(data_dir),), datasets_cfg_dirs=(str(cfg_dir),))
+    executor = DaskExecutor(scheduler=client.scheduler.address)
+    plan = plan_run(pm, settings, "nb", [TINY_DATASET], [0], slices=[8, 16])
+    assert run_plan(pm, plan, executor) == {"planned": 2, "skipped": 0, "ok": 2, "failed": 0}
+    (worker_view,) = client.run(os.listdir, str(driver_only)).values()
+    assert worker_view == []  # the worker saw none of it: the driver wrote every file
+    records = list(iter_records(Path(settings.results_dir)))
+    assert len(records) == 2
+    for record in records:
+        path = record_path(Path(settings.results_dir), TINY_DATASET, "nb", record.slice.name, 0)
+        assert read_predictions(path.parent / record.predictions.file, record.predictions.sha256)["test_prediction"].shape[1] == 3
+    again = plan_run(pm, settings, "nb", [TINY_DATASET], [0], slices=[8, 16])
+    assert again.todo == [] and run_plan(pm, again, executor) == {"planned": 2, "skipped": 2, "ok": 0, "failed": 0}
+
+
+def test_a_dataset_only_the_driver_can_read_stops_the_run_with_one_line(blind_worker):
+    client, base, driver_only = blind_worker
+    cfg_dir, data_dir = write_tiny_dataset(base / "private")
+    # the config stays where the worker sees it; the data file moves to the driver's own folder
+    shutil.move(data_dir / f"{TINY_DATASET}.jsonl", driver_only / "data" / f"{TINY_DATASET}.jsonl")
+    result = CliRunner().invoke(cli, [
+        "run", "--scheduler", client.scheduler.address, "--methods", "nb", "--datasets", TINY_DATASET,
+        "--slices", "8", "--results", str(driver_only / "results-private"), "--cache-dir", str(driver_only / "cache"),
+        "--datasets-cfg", str(cfg_dir), "--data-dir", str(driver_only / "data"), "--no-report",
+    ])
+    assert result.exit_code == 2, result.output
+    (line,) = [line for line in result.output.splitlines() if line.startswith("error")]
+    assert line.startswith(f"error: Dask worker {next(iter(client.scheduler_info()['workers']))} cannot read dataset 'tiny'")
+    assert "--data-dir" in line and "'url'" in line and "Traceback" not in result.output
+    pm = make_plugin_manager(autoload=False)
+    settings = Settings(results_dir=str(driver_only / "results-private"), cache_dir=str(driver_only / "cache"),
+                        data_dirs=(str(driver_only / "data"),), datasets_cfg_dirs=(str(cfg_dir),))
+    plan = plan_run(pm, settings, "nb", [TINY_DATASET], [0], slices=[8])
+    with pytest.raises(DataNotOnWorker):
+        run_plan(pm, plan, DaskExecutor(scheduler=client.scheduler.address))
+    assert list(iter_records(Path(settings.results_dir))) == []  # no failed cell written for it

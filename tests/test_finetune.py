@@ -79,6 +79,23 @@ class TestFineTuneContract(MethodContract):
         assert details["threshold"] == 0.5
         assert details["stage_s"]["fine_tune_s"] > 0 and "predict_s" in details["stage_s"]
 
+    def test_predict_seconds_add_up_over_calls(self, fitted, monkeypatch):
+        from types import SimpleNamespace
+
+        import harness_finetune.methods
+
+        method = fitted[0]
+        stages = dict(method._stage_s)
+        clock = iter(range(100))  # the plugin's clock ticks one second a reading: each call takes 1 s
+        monkeypatch.setattr(harness_finetune.methods, "time", SimpleNamespace(perf_counter=lambda: float(next(clock))))
+        method._stage_s.pop("predict_s", None)
+        try:
+            for _ in range(3):  # as the cell: predict(test), predict_scores(valid), predict_scores(test)
+                method.predict_scores(["the issue with dataset"])
+            assert method.details()["stage_s"]["predict_s"] == 3.0
+        finally:
+            method._stage_s = stages
+
 
 class TestAdaptFineTuneContract(MethodContract):
     method_class = AdaptFineTune

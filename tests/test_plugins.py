@@ -95,3 +95,52 @@ def test_unknown_hook_implementation_is_caught():
     pm.register(Typo(), name="typo")
     with pytest.raises(Exception, match="register_method"):
         pm.check_pending()
+
+
+def test_a_plugin_whose_registration_raises_is_reported_and_left_out(tmp_path, monkeypatch):
+    """A real plugin module on $HARNESS_PLUGINS registers a method and a report format, then
+    raises: `harness ls plugins` names it with its error, and every other command works."""
+    import harness.plugins
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+    from harness.records import iter_records
+    from harness.testing import TINY_DATASET, write_tiny_dataset
+
+    (tmp_path / "raising_plugin.py").write_text(textwrap.dedent("""
+        from harness import hookimpl
+        from harness.methods import Method
+
+        class Half(Method):
+            name = "half_registered"
+
+        @hookimpl
+        def register_methods(register):
+            register(Half)
+            raise RuntimeError("the licence server is down")
+
+        @hookimpl
+        def register_report_formats(register):
+            register("half", lambda table, path: None)
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("HARNESS_PLUGINS", "raising_plugin")
+    monkeypatch.setenv("HARNESS_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.setattr(harness.plugins, "_default_pm", None)  # the CLI builds its manager afresh
+    monkeypatch.delitem(sys.modules, "raising_plugin", raising=False)
+    listed = CliRunner().invoke(cli, ["ls", "plugins"])
+    assert listed.exit_code == 0, listed.output
+    (line,) = [line for line in listed.output.splitlines() if line.startswith("raising_plugin")]
+    assert line.endswith("FAILED: register_methods raised RuntimeError: the licence server is down")
+    assert "half" not in line  # nothing it registered before raising is kept
+    assert "harness_nb" in listed.output and "FAILED" not in listed.output.replace(line, "")
+    methods = CliRunner().invoke(cli, ["ls", "methods"])
+    assert methods.exit_code == 0 and "half_registered" not in methods.output and "\nnb  version" in methods.output
+    cfg_dir, data_dir = write_tiny_dataset(tmp_path / "data")
+    run = CliRunner().invoke(cli, ["run", "--methods", "nb", "--datasets", TINY_DATASET, "--slices", "8",
+                                   "--results", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache"),
+                                   "--datasets-cfg", str(cfg_dir), "--data-dir", str(data_dir)])
+    assert run.exit_code == 0, run.output
+    assert "Traceback" not in run.output and "error" not in run.output
+    assert [r.status for r in iter_records(tmp_path / "results")] == ["ok"]
+    assert (tmp_path / "results" / "leaderboard.md").is_file() and not (tmp_path / "results" / "leaderboard.half").exists()

@@ -300,3 +300,57 @@ def test_a_multiclass_dataset_gets_one_tag_per_issue(tmp_path):
     records = list(iter_records(tmp_path / "results"))
     assert records and all(r.status == "ok" and r.dataset.task == "multiclass" for r in records)
     assert all(r.metrics.accuracy is not None for r in records)
+
+
+SCORED_BASE = '''
+from harness import hookimpl
+from harness_nb import NaiveBayes
+
+
+class ScoredBase(NaiveBayes):
+    name = "scored_base"
+    version = "{version}"
+
+
+@hookimpl
+def register_methods(register):
+    register(ScoredBase)
+'''
+
+
+def test_a_new_version_of_the_base_runs_self_trains_cells_again(tmp_path, monkeypatch):
+    """self_train's key holds its base's version and full parameters: a real plugin module
+    (on $HARNESS_PLUGINS) at version 1, then 2, reruns self_train's cell and not nb's."""
+    import sys
+
+    import harness.plugins
+    from harness.driver import run_plan
+    from harness.plan import plan_run
+    from harness.plugins import get_plugin_manager
+    from harness.records import read_record
+    from harness.testing import tiny_run_settings
+
+    def install(version: str) -> None:
+        (tmp_path / "scored_base.py").write_text(SCORED_BASE.format(version=version))
+        sys.modules.pop("scored_base", None)
+        monkeypatch.setattr(harness.plugins, "_default_pm", None)  # self_train resolves its base there
+
+    def plan():
+        return plan_run(get_plugin_manager(), settings, ["self_train", "nb"], [TINY_DATASET], [0], [8],
+                        overrides=["self_train.base=scored_base", "self_train.rounds=1"])
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("HARNESS_PLUGINS", "scored_base")
+    monkeypatch.setenv("HARNESS_DISABLE_PLUGIN_AUTOLOAD", "1")
+    settings = tiny_run_settings(tmp_path / "run")
+    install("1")
+    assert run_plan(get_plugin_manager(), plan())["ok"] == 2
+    assert plan().todo == []  # nothing changed: nothing to do
+    install("2")
+    again = plan()
+    assert [spec.method for spec in again.todo] == ["self_train"]
+    assert run_plan(get_plugin_manager(), again) == {"planned": 2, "skipped": 1, "ok": 1, "failed": 0}
+    (spec,) = again.todo
+    base = read_record(spec.path()).key["dependencies"]["base"]
+    assert base == {"method": "scored_base", "version": "2", "params": NaiveBayes.Params().model_dump(mode="json")}
+    sys.modules.pop("scored_base")

@@ -54,7 +54,7 @@ def test_rest_of_train_is_the_train_split_outside_the_slice_with_no_label(no_unl
     dataset = load_dataset("tiny", no_unlabeled_rows, pm.registry.readers)
     assert len(dataset.split_rows["unlabeled"]) == 0
     Spy.seen.clear()
-    record = run_cell(_spec(pm, no_unlabeled_rows, ["rest_of_train"]), pm)
+    record = run_cell(_spec(pm, no_unlabeled_rows, ["rest_of_train"]), pm).record
     assert record.ok, record.error
     (seen,) = Spy.seen
     train_texts = set(dataset.labeled("train").texts)
@@ -97,7 +97,7 @@ def test_the_pool_sources_combine_and_default_to_rows_without_tags(tmp_path):
     sizes = {}
     for unlabeled in (None, ["rest_of_train"], ["unlabeled_rows", "rest_of_train"], []):
         Spy.seen.clear()
-        assert run_cell(_spec(pm, settings, unlabeled), pm).ok
+        assert run_cell(_spec(pm, settings, unlabeled), pm).record.ok
         sizes[str(unlabeled)] = len(Spy.seen[0]["unlabeled"])
     assert sizes["None"] == 20
     assert sizes["['unlabeled_rows', 'rest_of_train']"] == 20 + sizes["['rest_of_train']"]
@@ -154,8 +154,8 @@ def test_run_refuses_a_bad_unlabeled_option_in_one_line(no_unlabeled_rows):
 def test_self_train_gets_a_pool_from_the_rest_of_train(no_unlabeled_rows):
     pm = get_plugin_manager()
     overrides = ["self_train.base=nb"]
-    without = run_cell(_spec(pm, no_unlabeled_rows, None, "self_train", overrides), pm)
-    with_pool = run_cell(_spec(pm, no_unlabeled_rows, ["rest_of_train"], "self_train", overrides), pm)
+    without = run_cell(_spec(pm, no_unlabeled_rows, None, "self_train", overrides), pm).record
+    with_pool = run_cell(_spec(pm, no_unlabeled_rows, ["rest_of_train"], "self_train", overrides), pm).record
     assert without.ok and with_pool.ok, (without.error, with_pool.error)
     assert without.details["pool_texts"] == 0 and without.details["stop"] == "empty pool"
     assert with_pool.details["pool_texts"] == with_pool.dataset.pool_size > 0
@@ -183,4 +183,4 @@ def test_a_dataset_config_can_make_rest_of_train_its_pool(no_unlabeled_rows):
     spec = _spec(pm, no_unlabeled_rows, None)
     assert spec.label == "spy" and spec.key["unlabeled"] == ["rest_of_train"]
     Spy.seen.clear()
-    assert run_cell(spec, pm).ok and len(Spy.seen[0]["unlabeled"]) > 0
+    assert run_cell(spec, pm).record.ok and len(Spy.seen[0]["unlabeled"]) > 0

@@ -1,6 +1,6 @@
 """Prepare what a GPU machine without network needs to run the main-job benchmark: run here.
 
-That machine (../shared/docs/GPU.md; docs/running.md) has Python 3.12 with torch,
+That machine (docs/training.md) has Python 3.12 with torch,
 transformers, sentence-transformers, numpy, pandas, scikit-learn and the rest, but lacks a few
 pure dependencies, the data and the model, and takes at most 64 MiB of files along with the
 checkout. This writes them into one ignored folder of the checkout, ``.gpu_bundle/``:
@@ -29,7 +29,7 @@ from pathlib import Path
 
 BUNDLE = Path(".gpu_bundle")
 LIMIT_MB = 64
-# what the GPU machine lacks (GPU.md), at the versions installed here
+# what the GPU machine lacks (docs/training.md), at the versions installed here
 MISSING = ("scikit-multilearn", "pydantic", "pydantic-core", "annotated-types", "typing-inspection", "pooch", "platformdirs")
 DATA_FILE = "github-issues-datasets.jsonl.gz"
 

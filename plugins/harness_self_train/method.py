@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field, ValidationInfo, field_validator
 
 from harness.errors import unknown_name_message
-from harness.methods import FitContext, LabeledTexts, Method, MethodParams
+from harness.methods import FitContext, LabeledTexts, Method, MethodParams, dependency_key
 
 # the measured choice (README, self_train): with nb as the base no self-training round ever beat
 # round 0 on valid in 18 cells; with knn_embed rounds helped at 32, 128 and all issues
@@ -113,6 +113,16 @@ class SelfTrain(Method):
         "book": {"base": "finetune", "base_preset": "book"},
     }
     params: SelfTrainParams
+
+    @classmethod
+    def key_dependencies(cls, params: SelfTrainParams) -> dict[str, Any]:  # type: ignore[override]
+        """The base's (and student's) version and parameters in full, its preset applied: a new
+        version of either, or a change of its preset, runs self_train's cells again."""
+        dependencies = {"base": dependency_key(*resolve_method("base", params.base, params.base_preset, params.base_params))}
+        if params.student is not None:
+            dependencies["student"] = dependency_key(
+                *resolve_method("student", params.student, params.base_preset, params.student_params))
+        return dependencies
 
     def fit(self, train: LabeledTexts, valid: LabeledTexts, unlabeled: list[str], context: FitContext) -> None:
         from harness_self_train.loop import SelfTraining
