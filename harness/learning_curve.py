@@ -15,8 +15,11 @@ from typing import Literal
 
 import numpy as np
 
-Reach = Literal["interpolated", "below smallest slice", "extrapolated", "not reached", "label-free", "no fit"]
+Reach = Literal["interpolated", "below smallest slice", "extrapolated", "far beyond", "not reached", "label-free", "no fit"]
 MIN_POINTS = 3  # three parameters
+# beyond this many times the largest slice a fitted size is no estimate: a nearly flat curve puts
+# it anywhere up to 1e13, and its digits change with the CPU's floating-point round-off
+FARTHEST_EXTRAPOLATION = 100
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,8 @@ def labels_needed(n: np.ndarray, f1: np.ndarray, target: float) -> LabelsNeeded:
     needed = curve.n_for(target)
     if needed is None:
         return LabelsNeeded(None, "not reached", curve, smallest, largest)
+    if needed > FARTHEST_EXTRAPOLATION * largest:
+        return LabelsNeeded(None, "far beyond", curve, smallest, largest)
     if needed > largest:
         reach: Reach = "extrapolated"
     elif needed < smallest:

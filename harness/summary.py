@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from harness.evaluation import prediction_under_rule
-from harness.learning_curve import LabelsNeeded, labels_needed
+from harness.learning_curve import FARTHEST_EXTRAPOLATION, LabelsNeeded, labels_needed
 from harness.predictions import PredictionsError
 from harness.report import (
     ReportedCell, cells_under_rule, count_phrase, dataset_labels, leaderboard, rule_suffix, seeds_phrase, slice_order,
@@ -255,6 +255,8 @@ def _labels_table(summary: DatasetSummary, options: SummaryOptions, table_id: st
             "none below 1" if needed.curve.plateau >= PLATEAU_BOUND else f"{needed.curve.plateau:.3f}")
         if needed.reach == "label-free":
             text = "0 (label-free)" if needed.n is not None else "not reached (label-free)"
+        elif needed.reach == "far beyond":
+            text = f"> {FARTHEST_EXTRAPOLATION * needed.largest_n:,.0f} (over {FARTHEST_EXTRAPOLATION}x the largest slice)"
         elif needed.n is None:
             text = needed.reach
         elif needed.reach == "below smallest slice":  # the curve below the data says little more than that

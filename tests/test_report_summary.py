@@ -211,3 +211,10 @@ def test_cells_of_two_data_versions_are_summarised_apart(two_datasets, tmp_path)
     tiny = [d for d in summary.datasets if d.dataset.startswith(f"{TINY_DATASET} [config")]
     assert len(tiny) == 2 and all(not d.table.empty and d.slices == ["8", "16", "all"] for d in tiny)
     assert {d.seeds for d in tiny} == {"1 seed", "2 seeds"}
+
+
+def test_a_size_far_beyond_the_largest_slice_is_shown_as_a_bound_only():
+    n = np.array([6.0, 12.0, 30.0, 61.0, 127.0, 818.0])
+    slow = 0.71 - 0.5 * n ** -0.3  # reaches 0.7 at (0.5 / 0.01) ** (1 / 0.3), about 460,000 issues
+    needed = labels_needed(n, slow, 0.7)
+    assert needed.reach == "far beyond" and needed.n is None and needed.largest_n == 818.0
