@@ -85,10 +85,6 @@ class RequestCache:
             self._db.execute("INSERT OR REPLACE INTO responses (key, body) VALUES (?, ?)", (key, json.dumps(body)))
             self._db.commit()  # at once: a killed run keeps every answer that arrived
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
 
 def retry_after_seconds(value: str | None) -> float | None:
     """Seconds a ``Retry-After`` header asks for (a number or an HTTP date); None if absent or unreadable."""
@@ -241,9 +237,6 @@ class Endpoint:
             return iter(list(pool.map(work, items)))
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-
-    def close(self) -> None:
-        self._http.close()
 
 
 def _short_error(response: Any) -> str:
