@@ -33,7 +33,7 @@ from harness.report import (
     write_figure,
 )
 from harness.rules import OWN
-from harness.splits import NO_SLICE
+from harness.splits import NO_SLICE, slice_order
 from harness.summary import Summary, SummaryOptions, aggregate_tables, build_summary, dataset_caption, dataset_tables, legend, render_html
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "site_templates"
@@ -240,10 +240,6 @@ def _fmt_std(value: float) -> str:
     return "" if math.isnan(value) else _fmt(value)  # one seed: no spread to show
 
 
-def _slice_sort_value(name: str) -> float:
-    return 1e12 if name == "all" else float(name)  # 'all' sorts after every numbered slice
-
-
 def _summary_tables(summary: Summary, dataset: str) -> list[dict[str, Any]]:
     """The summary's tables of one dataset as escaped, sortable HTML (harness.summary.render_html)."""
     (shown,) = [d for d in summary.datasets if d.dataset == dataset] or [None]
@@ -261,12 +257,14 @@ def _dataset_page(dataset: str, items: list[SourcedRecord], conflicts: list[Conf
     for item in sorted(ok, key=lambda i: i.record.seed):
         links[(item.record.method.label, item.record.slice.name)].append(item)
     disputed = {(c.cell[1], c.cell[2]) for c in conflicts}
+    # the site sorts on a slice's place in harness.splits' order ('none' first, 'all' last)
+    positions = {name: place for place, name in enumerate(sorted(set(table["slice"]), key=slice_order))}
     rows = []
     for row in table.itertuples(index=False):
         # label-free methods ran once ('none' slice) and are repeated on every slice
         key = (row.method, row.slice) if (row.method, row.slice) in links else (row.method, NO_SLICE)
         rows.append({
-            "method": row.method, "slice": row.slice, "slice_sort": _slice_sort_value(row.slice),
+            "method": row.method, "slice": row.slice, "slice_sort": positions[row.slice],
             "n": f"{row.n:.1f}".removesuffix(".0"), "n_sort": row.n, "seeds": int(row.seeds),
             "micro": _fmt(row.micro_f1_mean), "micro_sort": row.micro_f1_mean, "micro_std": _fmt_std(row.micro_f1_std),
             "macro": _fmt(row.macro_f1_mean), "macro_sort": row.macro_f1_mean, "macro_std": _fmt_std(row.macro_f1_std),
@@ -327,6 +325,12 @@ def _under_rule(kept: list[SourcedRecord], rule: str, problems: list[str]) -> li
     return cells
 
 
+def _source_name(folder: Path) -> str:
+    """How the site names a results folder: as given when relative; an absolute path would show
+    the publishing machine's file system, so only its last part."""
+    return folder.name if folder.is_absolute() and folder.name else folder.as_posix()
+
+
 def _render_site(records: list[SourcedRecord], kept: list[SourcedRecord], conflicts: list[Conflict],
                  results_dirs: list[Path], out_dir: Path, rule: str, options: SummaryOptions) -> Site:
     from harness import __version__
@@ -349,7 +353,7 @@ def _render_site(records: list[SourcedRecord], kept: list[SourcedRecord], confli
     datasets = sorted(by_dataset)
     pages = _page_names(datasets)
     generated = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    sources = [(number, str(folder)) for number, folder in enumerate(results_dirs, start=1)]
+    sources = [(number, _source_name(folder)) for number, folder in enumerate(results_dirs, start=1)]
     summaries = []
     for dataset in datasets:
         items = by_dataset[dataset]
