@@ -20,7 +20,7 @@ from typing import Callable
 import pandas as pd
 from tabulate import tabulate
 
-from harness import hookimpl
+from harness.hookspecs import hookimpl
 from harness.ensembles import fresh
 from harness.evaluation import metrics_under_rule
 from harness.predictions import PredictionsError
