@@ -4,8 +4,10 @@ Several folders merge into one leaderboard. One leaderboard cell is (dataset, me
 slice, seed); when folders hold different records for it (other metrics for the same cell key,
 or another cell key: parameters, method version or data) the record of the earliest folder is
 used, and the conflict is warned about and listed on the dataset's page. Every record is copied
-into the site so that it can be downloaded. Tables and figures come from ``harness.report``.
-Pages are rendered by Jinja2 with autoescaping: dataset, tag and method names are escaped.
+into the site so that it can be downloaded. One way down, as ``harness report`` goes
+(harness/rebuild.py): each folder loaded once (harness.results), the records merged, the summary
+computed from the cells kept (harness.summary), then the pages rendered from it. Pages are
+rendered by Jinja2 with autoescaping: dataset, tag and method names are escaped.
 """
 
 from __future__ import annotations
@@ -26,15 +28,15 @@ from urllib.parse import quote
 from markupsafe import Markup
 
 from harness.ensembles import fresh
-from harness.predictions import PredictionsError
-from harness.records import CELLS_DIR, CellRecord, read_record, record_files
-from harness.report import (
-    ReportedCell, count_phrase, dataset_labels, leaderboard, mixed_data_notes, under_rule, write_aggregate_figure,
-    write_figure,
-)
+from harness.records import CELLS_DIR, CellRecord
+from harness.report import cells_under_rule, count_phrase, dataset_labels, mixed_data_notes, write_aggregate_figure, write_figure
+from harness.results import StoredCell, load_results
 from harness.rules import OWN
 from harness.splits import NO_SLICE, slice_order
-from harness.summary import Summary, SummaryOptions, aggregate_tables, build_summary, dataset_caption, dataset_tables, legend, render_html
+from harness.summary import (
+    DatasetSummary, Summary, SummaryOptions, aggregate_tables, build_summary, dataset_caption, dataset_tables, legend,
+    render_html,
+)
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "site_templates"
 SITE_MARKER = ".harness-site"  # marks a folder this module wrote, so it may be replaced
@@ -46,12 +48,19 @@ class PublishError(ValueError):
 
 @dataclass
 class SourcedRecord:
-    """A cell record, the results folder it came from (1-based) and its copy in the site."""
+    """A loaded cell, the results folder it came from (1-based) and its copy in the site."""
 
-    record: CellRecord
+    stored: StoredCell
     source: int
-    file: Path
     site_path: str  # relative to the site root, with '/' separators
+
+    @property
+    def record(self) -> CellRecord:
+        return self.stored.record
+
+    @property
+    def file(self) -> Path:
+        return self.stored.path
 
     @property
     def cell(self) -> tuple[str, str, str, int]:
@@ -98,10 +107,9 @@ def collect_records(results_dirs: list[Path], on_problem: Callable[[str], None] 
     for source, folder in enumerate(results_dirs, start=1):
         if not (folder / CELLS_DIR).is_dir():
             raise PublishError(f"--results {folder}: no cell records (expected a '{CELLS_DIR}' folder); run 'harness run' first")
-        loaded = [(path, record) for path in record_files(folder) if (record := read_record(path)) is not None]
-        for path, record in fresh(loaded, on_problem):
-            relative = path.relative_to(folder / CELLS_DIR).as_posix()
-            collected.append(SourcedRecord(record, source, path, f"records/{source}/{relative}"))
+        for stored in fresh(load_results(folder), on_problem):
+            relative = stored.path.relative_to(folder / CELLS_DIR).as_posix()
+            collected.append(SourcedRecord(stored, source, f"records/{source}/{relative}"))
     if not collected:
         raise PublishError(f"no cell records found in {', '.join(map(str, results_dirs))}")
     return collected
@@ -240,9 +248,8 @@ def _fmt_std(value: float) -> str:
     return "" if math.isnan(value) else _fmt(value)  # one seed: no spread to show
 
 
-def _summary_tables(summary: Summary, dataset: str) -> list[dict[str, Any]]:
+def _summary_tables(summary: Summary, shown: DatasetSummary | None) -> list[dict[str, Any]]:
     """The summary's tables of one dataset as escaped, sortable HTML (harness.summary.render_html)."""
-    (shown,) = [d for d in summary.datasets if d.dataset == dataset] or [None]
     if shown is None:
         return []
     return [{"title": t.title, "html": Markup(render_html(t)), "caption": dataset_caption(shown)}
@@ -252,7 +259,9 @@ def _summary_tables(summary: Summary, dataset: str) -> list[dict[str, Any]]:
 def _dataset_page(dataset: str, items: list[SourcedRecord], conflicts: list[Conflict], figures: list[str],
                   shown: dict[int, CellRecord], summary: Summary) -> dict[str, Any]:
     ok = [i for i in items if i.ok and id(i) in shown]
-    table = leaderboard([shown[id(i)] for i in ok])
+    # the summary's rows of this page's dataset (none where every cell failed or was left out)
+    (mine,) = [d for d in summary.datasets if d.dataset == dataset] or [None]
+    table = mine.table if mine is not None else summary.table.iloc[0:0]
     links: dict[tuple[str, str], list[SourcedRecord]] = defaultdict(list)
     for item in sorted(ok, key=lambda i: i.record.seed):
         links[(item.record.method.label, item.record.slice.name)].append(item)
@@ -281,7 +290,7 @@ def _dataset_page(dataset: str, items: list[SourcedRecord], conflicts: list[Conf
         "figures": figures,
         "rule": summary.rule,
         "legend": legend(summary),
-        "summary_tables": _summary_tables(summary, dataset),
+        "summary_tables": _summary_tables(summary, mine),
         "provenance": _provenance(items),
         "conflicts": [
             {"cell": c.cell, "kept": c.kept, "kept_link": quote(c.kept.site_path),
@@ -313,18 +322,6 @@ def publish_site(results_dirs: list[Path], out_dir: Path, rule: str = OWN, optio
     return site
 
 
-def _under_rule(kept: list[SourcedRecord], rule: str, problems: list[str]) -> list[tuple[SourcedRecord, ReportedCell]]:
-    """Each kept record with its cell under ``rule``; one whose stored arrays are missing or
-    corrupted is left out (and said so) when another rule than own needs them."""
-    cells = []
-    for item in kept:
-        try:
-            cells.append((item, ReportedCell(item.record, item.file, under_rule(item.record, item.file, rule))))
-        except PredictionsError as exc:
-            problems.append(f"{exc}; cell left out of the '{rule}' leaderboard")
-    return cells
-
-
 def _source_name(folder: Path) -> str:
     """How the site names a results folder: as given when relative; an absolute path would show
     the publishing machine's file system, so only its last part."""
@@ -339,13 +336,14 @@ def _render_site(records: list[SourcedRecord], kept: list[SourcedRecord], confli
     for item in records:  # all of them, conflicting ones included, so each can be downloaded
         target = out_dir / item.site_path
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(item.file, target)
+        target.write_bytes(item.stored.data)  # the bytes as loaded: no record is read twice
 
     env = _environment()
     problems: list[str] = []
-    cells = _under_rule(kept, rule, problems)
-    shown = {id(item): cell.shown for item, cell in cells}
-    summary = build_summary([cell for _, cell in cells], rule, options, problems.append)
+    cells = cells_under_rule([item.stored for item in kept], rule, problems.append)
+    by_path = {item.file: item for item in kept}  # one kept record per leaderboard cell, each its own file
+    shown = {id(by_path[cell.path]): cell.shown for cell in cells}
+    summary = build_summary(cells, rule, options, problems.append)
     by_dataset: dict[str, list[SourcedRecord]] = defaultdict(list)
     # a dataset whose records come from different data gets one page per version (never averaged)
     for item, label in zip(kept, dataset_labels([item.record for item in kept])):

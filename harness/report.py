@@ -11,8 +11,7 @@ tex, html) through ``register_report_formats``, the hook a third-party format us
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -20,11 +19,11 @@ from typing import Callable
 import pandas as pd
 from tabulate import tabulate
 
-from harness.hookspecs import hookimpl
-from harness.ensembles import fresh
 from harness.evaluation import metrics_under_rule
+from harness.hookspecs import hookimpl
 from harness.predictions import PredictionsError
-from harness.records import CellRecord, Metrics, read_record, record_files, safe_name
+from harness.records import CellRecord, Metrics, safe_name
+from harness.results import StoredCell
 from harness.rules import OWN
 from harness.splits import NO_SLICE, slice_order
 
@@ -65,27 +64,18 @@ def under_rule(record: CellRecord, path: Path, rule: str) -> CellRecord:
 
 
 def cells_under_rule(
-    results_dir: Path, rule: str = OWN, on_problem: Callable[[str], None] = lambda message: None
+    cells: Sequence[StoredCell], rule: str = OWN, on_problem: Callable[[str], None] = lambda message: None
 ) -> list[ReportedCell]:
-    """The valid records in ``results_dir``, each also under ``rule``. A cell whose stored
-    arrays are missing or corrupted, or a derived cell whose members changed since it was
-    built, is left out, and ``on_problem`` is told why."""
-    loaded = [(path, record) for path in record_files(results_dir) if (record := read_record(path)) is not None]
-    cells = []
-    for path, record in fresh(loaded, on_problem):
+    """Each of the loaded ``cells`` (``harness.results.load_results``, less the stale derived
+    ones: ``harness.ensembles.fresh``) also under ``rule``. A cell whose stored arrays are
+    missing or corrupted is left out, and ``on_problem`` is told why."""
+    reported = []
+    for cell in cells:
         try:
-            cells.append(ReportedCell(record, path, under_rule(record, path, rule)))
+            reported.append(ReportedCell(cell.record, cell.path, under_rule(cell.record, cell.path, rule)))
         except PredictionsError as exc:
             on_problem(f"{exc}; cell left out of the '{rule}' leaderboard")
-    return cells
-
-
-def records_under_rule(
-    results_dir: Path, rule: str = OWN, on_problem: Callable[[str], None] = lambda message: None
-) -> list[CellRecord]:
-    """The valid records in ``results_dir``; under a rule other than ``own`` each ok record's
-    ``metrics`` and ``rule`` are those under ``rule`` (see ``cells_under_rule``)."""
-    return [cell.shown for cell in cells_under_rule(results_dir, rule, on_problem)]
+    return reported
 
 
 def rule_suffix(rule: str) -> str:
@@ -354,23 +344,19 @@ def _save(figure, folder: Path, stem: str) -> list[Path]:
 
 def write_reports(
     results_dir: Path,
+    table: pd.DataFrame,
+    records: Sequence[CellRecord],
     formats: Mapping[str, Writer] = WRITERS,
     rule: str = OWN,
-    on_problem: Callable[[str], None] = lambda message: None,
 ) -> list[Path]:
-    """Write ``leaderboard.<format>`` for each of ``formats`` (a plugin manager's
-    ``registry.report_formats``) and ``figures/<dataset>.{png,svg}`` from the records in
-    results_dir, under decision rule ``rule`` (``on_problem`` hears of cells left out). Under
-    a rule other than ``own`` the names end in ``-<rule>`` (``leaderboard-per_tag.md``).
-
-    Warns (``MixedDataWarning``) about each dataset whose records come from different data."""
-    records = records_under_rule(results_dir, rule, on_problem)
+    """Write ``leaderboard.<format>`` of ``table`` (``leaderboard(records)``) for each of
+    ``formats`` (a plugin manager's ``registry.report_formats``) and
+    ``figures/<dataset>.{png,svg}`` of ``records``, the cells under decision rule ``rule``.
+    Under a rule other than ``own`` the names end in ``-<rule>`` (``leaderboard-per_tag.md``)."""
+    records = list(records)
     figures = results_dir / "figures"
     if figures.exists() and not figures.is_dir():
         raise ValueError(f"{figures}: is a file, but the report writes its figures into a folder of that name; move the file away")
-    for note in mixed_data_notes(records):
-        warnings.warn(note, MixedDataWarning, stacklevel=2)
-    table = leaderboard(records)
     written = []
     for fmt, writer in formats.items():
         path = results_dir / f"leaderboard{rule_suffix(rule)}.{fmt}"

@@ -19,9 +19,9 @@ import pandas as pd
 from harness.evaluation import prediction_under_rule
 from harness.learning_curve import LabelsNeeded, labels_needed
 from harness.predictions import PredictionsError
+from harness.records import CellRecord
 from harness.report import (
-    ReportedCell, cells_under_rule, count_phrase, dataset_labels, leaderboard, rule_suffix, seeds_phrase, slice_order,
-    write_aggregate_figure,
+    ReportedCell, count_phrase, dataset_labels, leaderboard, rule_suffix, seeds_phrase, slice_order, write_aggregate_figure,
 )
 from harness.rules import OWN
 from harness.splits import NO_SLICE
@@ -61,8 +61,13 @@ class DatasetSummary:
 
 @dataclass
 class Summary:
+    """What every report of a results folder is rendered from: the leaderboard, its ok cells
+    under the rule, the summary of each dataset and across them."""
+
     rule: str
     options: SummaryOptions
+    records: list[CellRecord]  # the ok cells, under ``rule``
+    table: pd.DataFrame  # their leaderboard (harness.report.leaderboard)
     datasets: list[DatasetSummary]
     aggregate: pd.DataFrame | None  # None with fewer than two datasets
     notes: list[str] = field(default_factory=list)  # what the tables leave out and why (e.g. ensemble cells)
@@ -145,15 +150,16 @@ def build_summary(cells: Sequence[ReportedCell], rule: str = OWN, options: Summa
                   on_problem: Callable[[str], None] = lambda message: None) -> Summary:
     """The summary of the ok cells (as ``harness.report.cells_under_rule`` gives them)."""
     ok = [c for c in cells if c.shown.ok and c.shown.metrics is not None]
-    labels = dataset_labels([c.shown for c in ok])  # the names the leaderboard gives them
-    table = leaderboard([c.shown for c in ok])
+    records = [c.shown for c in ok]
+    labels = dataset_labels(records)  # the names the leaderboard gives them
+    table = leaderboard(records)
     datasets = [
         _dataset_summary(name, table[table["dataset"] == name], [c for c, label in zip(ok, labels) if label == name],
                          rule, options, on_problem)
         for name in sorted(set(labels))
     ]
     aggregate = aggregate_table(table) if len(datasets) > 1 else None
-    return Summary(rule, options, datasets, aggregate)
+    return Summary(rule, options, records, table, datasets, aggregate)
 
 
 # ------------------------------------------------------------------ rendering
@@ -386,13 +392,10 @@ def to_latex(summary: Summary) -> str:
 RENDERERS = {"md": to_markdown, "html": to_html, "tex": to_latex}
 
 
-def write_summary(results_dir: Path, rule: str = OWN, options: SummaryOptions = SummaryOptions(),
-                  on_problem: Callable[[str], None] = lambda message: None, notes: Sequence[str] = ()) -> list[Path]:
-    """Write ``summary{-rule}.{md,html,tex}`` and, with several datasets,
-    ``figures/aggregate{-rule}.{png,svg}`` from the records in ``results_dir``; ``notes`` end the
-    summary (e.g. where an ensemble has no cell, and why)."""
-    summary = build_summary(cells_under_rule(results_dir, rule, on_problem), rule, options, on_problem)
-    summary.notes = list(notes)
+def write_summary(results_dir: Path, summary: Summary) -> list[Path]:
+    """Write ``summary{-rule}.{md,html,tex}`` of ``summary`` into ``results_dir`` and, with
+    several datasets, ``figures/aggregate{-rule}.{png,svg}``."""
+    rule = summary.rule
     written = []
     for fmt in SUMMARY_FORMATS:
         path = results_dir / f"summary{rule_suffix(rule)}.{fmt}"
