@@ -605,7 +605,7 @@ def publish(results_dirs, out_dir: Path, rule: str, **summary) -> None:
         click.echo(f"warning: {conflict.describe()}", err=True)
     for note in [*site.mixed_data, *dict.fromkeys(site.problems)]:
         click.echo(f"warning: {note}", err=True)
-    from harness.report import count_phrase
+    from harness.summary import count_phrase
 
     click.echo(f"wrote {site.index} ({count_phrase(len(site.datasets), 'dataset')}, "
                f"{count_phrase(site.n_records, 'cell record')})")

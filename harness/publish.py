@@ -18,7 +18,6 @@ import math
 import os
 import secrets
 import shutil
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,14 +28,12 @@ from markupsafe import Markup
 
 from harness.ensembles import fresh
 from harness.records import CELLS_DIR, CellRecord
-from harness.report import cells_under_rule, count_phrase, dataset_labels, mixed_data_notes, write_aggregate_figure, write_figure
+from harness.figures import aggregate_figure, write_figure
+from harness.report import cells_under_rule, dataset_labels, mixed_data_notes
 from harness.results import StoredCell, load_results
 from harness.rules import OWN
 from harness.splits import NO_SLICE, slice_order
-from harness.summary import (
-    DatasetSummary, Summary, SummaryOptions, aggregate_tables, build_summary, dataset_caption, dataset_tables, legend,
-    render_html,
-)
+from harness.summary import HtmlParts, Summary, SummaryOptions, build_summary, count_phrase, html_parts
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "site_templates"
 SITE_MARKER = ".harness-site"  # marks a folder this module wrote, so it may be replaced
@@ -248,20 +245,10 @@ def _fmt_std(value: float) -> str:
     return "" if math.isnan(value) else _fmt(value)  # one seed: no spread to show
 
 
-def _summary_tables(summary: Summary, shown: DatasetSummary | None) -> list[dict[str, Any]]:
-    """The summary's tables of one dataset as escaped, sortable HTML (harness.summary.render_html)."""
-    if shown is None:
-        return []
-    return [{"title": t.title, "html": Markup(render_html(t)), "caption": dataset_caption(shown)}
-            for t in dataset_tables(summary, shown, prefix="summary-")]
-
-
 def _dataset_page(dataset: str, items: list[SourcedRecord], conflicts: list[Conflict], figures: list[str],
-                  shown: dict[int, CellRecord], summary: Summary) -> dict[str, Any]:
+                  shown: dict[int, CellRecord], summary: Summary, parts: HtmlParts) -> dict[str, Any]:
     ok = [i for i in items if i.ok and id(i) in shown]
-    # the summary's rows of this page's dataset (none where every cell failed or was left out)
-    (mine,) = [d for d in summary.datasets if d.dataset == dataset] or [None]
-    table = mine.table if mine is not None else summary.table.iloc[0:0]
+    table = summary.table[summary.table["dataset"] == dataset]  # none where every cell failed or was left out
     links: dict[tuple[str, str], list[SourcedRecord]] = defaultdict(list)
     for item in sorted(ok, key=lambda i: i.record.seed):
         links[(item.record.method.label, item.record.slice.name)].append(item)
@@ -289,8 +276,9 @@ def _dataset_page(dataset: str, items: list[SourcedRecord], conflicts: list[Conf
         "rows": rows,
         "figures": figures,
         "rule": summary.rule,
-        "legend": legend(summary),
-        "summary_tables": _summary_tables(summary, mine),
+        "legend": parts.legend,
+        "summary_tables": [{"title": t.title, "html": Markup(t.html), "caption": t.caption}
+                           for t in parts.datasets.get(dataset, [])],
         "provenance": _provenance(items),
         "conflicts": [
             {"cell": c.cell, "kept": c.kept, "kept_link": quote(c.kept.site_path),
@@ -317,7 +305,6 @@ def publish_site(results_dirs: list[Path], out_dir: Path, rule: str = OWN, optio
         if staging.exists():
             shutil.rmtree(staging)
     site.index = out_dir / site.index.name
-    site.mixed_data = mixed_data_notes([item.record for item in kept])
     site.problems = stale + site.problems
     return site
 
@@ -341,13 +328,15 @@ def _render_site(records: list[SourcedRecord], kept: list[SourcedRecord], confli
     env = _environment()
     problems: list[str] = []
     cells = cells_under_rule([item.stored for item in kept], rule, problems.append)
-    by_path = {item.file: item for item in kept}  # one kept record per leaderboard cell, each its own file
-    shown = {id(by_path[cell.path]): cell.shown for cell in cells}
-    summary = build_summary(cells, rule, options, problems.append)
     by_dataset: dict[str, list[SourcedRecord]] = defaultdict(list)
     # a dataset whose records come from different data gets one page per version (never averaged)
     for item, label in zip(kept, dataset_labels([item.record for item in kept])):
         by_dataset[label].append(item)
+    mixed_data = mixed_data_notes([item.record for item in kept])
+    by_path = {item.file: item for item in kept}  # one kept record per leaderboard cell, each its own file
+    shown = {id(by_path[cell.path]): cell.shown for cell in cells}
+    summary = build_summary(cells, rule, options, problems.append)
+    parts = html_parts(summary)
     datasets = sorted(by_dataset)
     pages = _page_names(datasets)
     generated = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -356,9 +345,11 @@ def _render_site(records: list[SourcedRecord], kept: list[SourcedRecord], confli
     for dataset in datasets:
         items = by_dataset[dataset]
         name = items[0].record.dataset.name  # the records of one page share one data version
-        figures = _write_figures([shown[id(i)] for i in items if i.ok and id(i) in shown], name, out_dir / "figures", pages[dataset])
+        mine = summary.cell_rows["dataset"] == dataset
+        figures = [f"figures/{quote(path.name)}" for path in write_figure(
+            summary.cell_rows[mine], summary.table[summary.table["dataset"] == dataset], name, out_dir / "figures", pages[dataset])]
         dataset_conflicts = [c for c in conflicts if any(c.kept is item for item in items)]
-        page = _dataset_page(dataset, items, dataset_conflicts, figures, shown, summary)
+        page = _dataset_page(dataset, items, dataset_conflicts, figures, shown, summary, parts)
         html = env.get_template("dataset.html").render(
             title=f"{dataset} leaderboard", generated=generated, harness_version=__version__, sources=sources, **page
         )
@@ -372,11 +363,8 @@ def _render_site(records: list[SourcedRecord], kept: list[SourcedRecord], confli
             "seeds": f"{count_phrase(len(seeds), 'seed')}: {', '.join(str(s) for s in seeds)}", "n_seeds": len(seeds),
             "last_run": dates[-1] if dates else "", "conflicts": len(dataset_conflicts),
         })
-    aggregate, aggregate_figures = [], []
-    if summary.aggregate is not None:
-        aggregate = [{"title": t.title, "html": Markup(render_html(t))} for t in aggregate_tables(summary)]
-        n_datasets = int(summary.aggregate["n_datasets"].max())
-        aggregate_figures = [f"figures/{quote(p.name)}" for p in write_aggregate_figure(summary.aggregate, n_datasets, out_dir / "figures")]
+    aggregate = [{"title": t.title, "html": Markup(t.html)} for t in parts.aggregate]
+    aggregate_figures = [f"figures/{quote(p.name)}" for p in aggregate_figure(summary, out_dir / "figures")]
     index = out_dir / "index.html"
     index.write_text(
         env.get_template("index.html").render(
@@ -386,16 +374,5 @@ def _render_site(records: list[SourcedRecord], kept: list[SourcedRecord], confli
         ),
         encoding="utf-8",
     )
-    return Site(index=index, datasets=datasets, n_records=len(records), conflicts=conflicts, problems=problems)
-
-
-def _write_figures(records: list[CellRecord], dataset: str, folder: Path, stem: str) -> list[str]:
-    """The report's figure for one dataset, saved under a file-name-safe stem; site-relative paths."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as scratch:
-        written = []
-        for path in write_figure(records, dataset, Path(scratch)):
-            target = folder / f"{stem}{path.suffix}"
-            shutil.move(path, target)
-            written.append(f"figures/{quote(target.name)}")
-    return written
+    return Site(index=index, datasets=datasets, n_records=len(records), conflicts=conflicts, mixed_data=mixed_data,
+                problems=problems)

@@ -5,8 +5,8 @@
    leaves no stale derived cell behind;
 3. compute: the cells under the decision rule and the summary model, leaderboard included
    (harness.report, harness.summary);
-4. render: ``leaderboard.<format>`` and the figures (harness.report), ``summary.{md,html,tex}``
-   and the aggregate figure (harness.summary).
+4. render: ``leaderboard.<format>`` (harness.report), the figures (harness.figures) and
+   ``summary.{md,html,tex}`` (harness.summary).
 
 ``harness publish`` (harness/publish.py) goes the same way down for the site.
 """
@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.ensembles import EnsembleSpec, refresh_ensembles
-from harness.report import WRITERS, MixedDataWarning, Writer, cells_under_rule, mixed_data_notes, write_reports
+from harness.figures import aggregate_figure, dataset_figures
+from harness.report import WRITERS, MixedDataWarning, Writer, cells_under_rule, mixed_data_notes, rule_suffix, write_leaderboards
 from harness.results import load_results
 from harness.rules import OWN
 from harness.summary import SummaryOptions, build_summary, write_summary
@@ -44,6 +45,9 @@ def rebuild_reports(
     ``on_problem`` hears of every cell left out and why; where an ensemble has no cell is also
     written at the end of the summary. Warns (``MixedDataWarning``) about each dataset whose
     records come from different data."""
+    figures = results_dir / "figures"
+    if figures.exists() and not figures.is_dir():
+        raise ValueError(f"{figures}: is a file, but the report writes its figures into a folder of that name; move the file away")
     notes: list[str] = []
 
     def ensemble_note(note: str) -> None:
@@ -51,9 +55,12 @@ def rebuild_reports(
         on_problem(note)
 
     refreshed = refresh_ensembles(results_dir, load_results(results_dir), ensembles, ensemble_note)
-    summary = build_summary(cells_under_rule(refreshed.cells, rule, on_problem), rule, options, on_problem)
-    summary.notes = notes
-    for note in mixed_data_notes(summary.records):
+    cells = cells_under_rule(refreshed.cells, rule, on_problem)
+    for note in mixed_data_notes([cell.shown for cell in cells]):
         warnings.warn(note, MixedDataWarning, stacklevel=2)
-    files = write_reports(results_dir, summary.table, summary.records, formats, rule) + write_summary(results_dir, summary)
+    summary = build_summary(cells, rule, options, on_problem)
+    summary.notes = notes
+    suffix = rule_suffix(rule)
+    files = write_leaderboards(results_dir, summary.table, formats, rule) + dataset_figures(summary, figures, suffix)
+    files += write_summary(results_dir, summary) + aggregate_figure(summary, figures, suffix)
     return Rebuilt(refreshed.written, files)
