@@ -2,7 +2,7 @@
 
 The public API a plugin is written against: ``hookimpl`` and the method contract here, what
 plugins share in ``harness.toolkit``, and ``harness.testing`` for a plugin's tests. Every other
-module is internal (docs/development.md draws the line, and tests/test_layers.py holds it).
+module is internal (docs/development.md draws the line, and tests/test_layout.py holds it).
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -154,3 +154,13 @@ def test_no_import_cycle_in_harness():
 def test_executors_know_nothing_of_the_driver():
     assert "driver" not in _imports(PACKAGE / "executors.py")
     assert '"serial"' not in (PACKAGE / "driver.py").read_text(encoding="utf-8")
+
+
+def test_the_public_api_imports_no_torch_until_a_name_needs_it():
+    import subprocess
+    import sys
+
+    code = ("import sys; from harness import Method, hookimpl; from harness.toolkit import cached_artifact, stable_hash; "
+            "print('torch' in sys.modules); from harness.toolkit import train; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
