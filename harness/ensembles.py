@@ -425,8 +425,8 @@ def _refresh_one(results_dir: Path, spec: EnsembleSpec, cells: Cells, existing: 
             continue
         path = record_path(results_dir, dataset, spec.label, slice_name, seed)
         stored = current.get(path)
-        if stored is not None and stored.record.key_hash == stable_hash(derived_key(spec, dataset, slice_name, seed, members)) \
-                and predictions_path(path).exists():
+        key_hash = stable_hash(derived_key(spec, dataset, slice_name, seed, members))
+        if stored is not None and stored.record.key_hash == key_hash and predictions_path(path).exists():
             kept[path] = (stored, False)
             continue
         try:

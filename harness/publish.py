@@ -27,8 +27,8 @@ from urllib.parse import quote
 from markupsafe import Markup
 
 from harness.ensembles import fresh
-from harness.records import CELLS_DIR, CellRecord
 from harness.figures import aggregate_figure, write_figure
+from harness.records import CELLS_DIR, CellRecord
 from harness.report import cells_under_rule, dataset_labels, mixed_data_notes
 from harness.results import StoredCell, load_results
 from harness.rules import OWN
@@ -345,9 +345,9 @@ def _render_site(records: list[SourcedRecord], kept: list[SourcedRecord], confli
     for dataset in datasets:
         items = by_dataset[dataset]
         name = items[0].record.dataset.name  # the records of one page share one data version
-        mine = summary.cell_rows["dataset"] == dataset
-        figures = [f"figures/{quote(path.name)}" for path in write_figure(
-            summary.cell_rows[mine], summary.table[summary.table["dataset"] == dataset], name, out_dir / "figures", pages[dataset])]
+        drawn = write_figure(summary.cell_rows[summary.cell_rows["dataset"] == dataset],
+                             summary.table[summary.table["dataset"] == dataset], name, out_dir / "figures", pages[dataset])
+        figures = [f"figures/{quote(path.name)}" for path in drawn]
         dataset_conflicts = [c for c in conflicts if any(c.kept is item for item in items)]
         page = _dataset_page(dataset, items, dataset_conflicts, figures, shown, summary, parts)
         html = env.get_template("dataset.html").render(

@@ -20,7 +20,9 @@ from pathlib import Path
 
 from harness.ensembles import EnsembleSpec, refresh_ensembles
 from harness.figures import aggregate_figure, dataset_figures
-from harness.report import WRITERS, MixedDataWarning, Writer, cells_under_rule, mixed_data_notes, rule_suffix, write_leaderboards
+from harness.report import (
+    WRITERS, MixedDataWarning, Writer, cells_under_rule, mixed_data_notes, rule_suffix, write_leaderboards,
+)
 from harness.results import load_results
 from harness.rules import OWN
 from harness.summary import SummaryOptions, build_summary, write_summary
@@ -47,7 +49,8 @@ def rebuild_reports(
     records come from different data."""
     figures = results_dir / "figures"
     if figures.exists() and not figures.is_dir():
-        raise ValueError(f"{figures}: is a file, but the report writes its figures into a folder of that name; move the file away")
+        raise ValueError(f"{figures}: is a file, but the report writes its figures into a folder of that name; "
+                         "move the file away")
     notes: list[str] = []
 
     def ensemble_note(note: str) -> None:

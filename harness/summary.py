@@ -19,7 +19,6 @@ import pandas as pd
 from harness.evaluation import prediction_under_rule
 from harness.learning_curve import LabelsNeeded, labels_needed
 from harness.predictions import PredictionsError
-from harness.records import CellRecord
 from harness.report import ReportedCell, cell_table, dataset_labels, leaderboard, rule_suffix, slice_order
 from harness.rules import OWN
 from harness.splits import NO_SLICE
@@ -59,13 +58,12 @@ class DatasetSummary:
 
 @dataclass
 class Summary:
-    """What every report of a results folder is rendered from: the leaderboard, its ok cells
-    under the rule, the summary of each dataset and across them."""
+    """What every report of a results folder is rendered from: the ok cells under the rule, their
+    leaderboard, the summary of each dataset and across them."""
 
     rule: str
     options: SummaryOptions
-    records: list[CellRecord]  # the ok cells, under ``rule``
-    cell_rows: pd.DataFrame  # one row per ok cell, label-free ones on every slice (harness.report.cell_table)
+    cell_rows: pd.DataFrame  # one row per ok cell under ``rule``, label-free ones on every slice (harness.report.cell_table)
     table: pd.DataFrame  # their leaderboard (harness.report.leaderboard)
     datasets: list[DatasetSummary]
     aggregate: pd.DataFrame | None  # None with fewer than two datasets
@@ -171,7 +169,7 @@ def build_summary(cells: Sequence[ReportedCell], rule: str = OWN, options: Summa
         for name in sorted(set(labels))
     ]
     aggregate = aggregate_table(table) if len(datasets) > 1 else None
-    return Summary(rule, options, records, cell_rows, table, datasets, aggregate)
+    return Summary(rule, options, cell_rows, table, datasets, aggregate)
 
 
 # ------------------------------------------------------------------ rendering

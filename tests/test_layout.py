@@ -69,7 +69,8 @@ def read_layers(text: str) -> dict[str, int]:
 
 def layer_violations(module: str, source: str, layers: dict[str, int]) -> list[str]:
     """Each import in core module ``module`` of a module later in the layers, as one line."""
-    return [f"harness/{module}.py:{line} imports {imported} (row {layers[target] + 1}), later than its own row {layers[module] + 1}"
+    return [f"harness/{module}.py:{line} imports {imported} (row {layers[target] + 1}), "
+            f"later than its own row {layers[module] + 1}"
             for imported, _, line in _imported(ast.parse(source), set(layers))
             if (target := imported.split(".")[1] if "." in imported else FACE) in layers and layers[target] > layers[module]]
 
@@ -118,7 +119,8 @@ def test_plugins_import_only_the_public_api():
 
 
 def test_the_public_api_check_finds_an_internal_import():
-    assert public_api_violations("p.py", "import harness\nfrom harness import Method, hookimpl\nfrom harness.toolkit import train\n") == []
+    public = "import harness\nfrom harness import Method, hookimpl\nfrom harness.toolkit import train\n"
+    assert public_api_violations("p.py", public) == []
     found = public_api_violations("p.py", "from harness.cell import seed_everything\nimport harness.records\n"
                                           "from harness import plan\nfrom harness import nothing_public\n"
                                           "def f():\n    from harness.toolkit import run_cell\n")
