@@ -21,7 +21,8 @@ from pathlib import Path
 import pandas as pd
 
 from harness.ensembles import SCALINGS, parse_ensemble, refresh_ensembles
-from harness.report import leaderboard, records_under_rule, slice_order
+from harness.report import cells_under_rule, leaderboard, slice_order
+from harness.results import load_results
 
 RULES = ("own", "per_tag")
 
@@ -31,11 +32,11 @@ def measure(results: Path, members: str, scaling: str) -> tuple[pd.DataFrame, fl
         copy = Path(scratch) / "results"
         shutil.copytree(results / "cells", copy / "cells")
         tick = time.perf_counter()
-        refresh_ensembles(copy, [parse_ensemble(f"m={members}", scaling)], print)
+        cells = refresh_ensembles(copy, load_results(copy), [parse_ensemble(f"m={members}", scaling)], print).cells
         seconds = time.perf_counter() - tick
         tables = []
         for rule in RULES:
-            table = leaderboard(records_under_rule(copy, rule))
+            table = leaderboard([cell.shown for cell in cells_under_rule(cells, rule)])
             tables.append(table.assign(report_rule=rule))
     return pd.concat(tables, ignore_index=True), seconds
 

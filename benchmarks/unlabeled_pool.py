@@ -31,7 +31,8 @@ import numpy as np
 import yaml
 
 from harness.config import BUILTIN_CFG_DIR
-from harness.report import records_under_rule
+from harness.report import cells_under_rule
+from harness.results import load_results
 
 SOURCE = "github-issues-datasets"
 DATASET = f"{SOURCE}-labeled"
@@ -66,7 +67,8 @@ def run(args: list[str]) -> None:
 
 def report(results: Path, slices: list[str], seeds: list[int]) -> None:
     for rule in ("own", "per_tag"):
-        cells = {(r.method.label, r.slice.name, r.seed): r for r in records_under_rule(results, rule) if r.ok}
+        shown = [cell.shown for cell in cells_under_rule(load_results(results), rule)]
+        cells = {(r.method.label, r.slice.name, r.seed): r for r in shown if r.ok}
         print(f"\nrule {rule}: slice | knn_embed micro / macro | gain of self_train (empty pool) | gain of {POOLED}")
         for slice_name in slices:
             base = [cells[("knn_embed", slice_name, seed)] for seed in seeds]

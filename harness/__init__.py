@@ -1,15 +1,18 @@
-"""fewlabels-harness: benchmark text classifiers when labels are few or missing."""
+"""fewlabels-harness: benchmark text classifiers when labels are few or missing.
+
+The public API a plugin is written against: ``hookimpl`` and the method contract here, what
+plugins share in ``harness.toolkit``, and ``harness.testing`` for a plugin's tests. Every other
+module is internal (docs/development.md draws the line, and tests/test_layout.py holds it).
+"""
 
 from importlib.metadata import PackageNotFoundError, version
 
-import pluggy
-
-hookimpl = pluggy.HookimplMarker("harness")
-"""Decorator for plugin hook implementations: ``from harness import hookimpl``."""
+from harness.hookspecs import hookimpl
+from harness.methods import FitContext, LabeledTexts, Method, MethodParams
 
 try:
     __version__ = version("fewlabels-harness")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
-__all__ = ["hookimpl", "__version__"]
+__all__ = ["FitContext", "LabeledTexts", "Method", "MethodParams", "hookimpl", "__version__"]

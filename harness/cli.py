@@ -244,8 +244,9 @@ def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed
         cell_executor = make_executor(executor, jobs, scheduler, cell_timeout)
         if ensemble_specs:  # before any cell runs: a member is a method of this run or of the folder's cells
             from harness.ensembles import check_members, method_labels
+            from harness.results import load_results
 
-            check_members(ensemble_specs, {spec.label for spec in plan.cells} | method_labels(results_dir))
+            check_members(ensemble_specs, {spec.label for spec in plan.cells} | method_labels(load_results(results_dir)))
     except USER_ERRORS as exc:
         _fail(exc)
     say = (lambda line: None) if quiet or json_progress else (lambda line: click.echo(line, err=True))
@@ -288,34 +289,26 @@ def _warn(message: str) -> None:
 
 def _write_reports(pm, results_dir: Path, rule: str, say=lambda line: click.echo(line, err=True),
                    options=None, ensembles=()) -> None:
-    from harness.ensembles import refresh_ensembles
     from harness.locks import FileLock
-    from harness.report import write_reports
+    from harness.rebuild import rebuild_reports
     from harness.records import LOCKS_DIR
-    from harness.summary import SummaryOptions, write_summary
+    from harness.summary import SummaryOptions
 
-    told: set[str] = set()  # the leaderboard and the summary both read the records: each problem once
+    told: set[str] = set()  # the leaderboard and the significance tests may leave out one cell: said once
 
     def warn_once(message: str) -> None:
         if message not in told:
             told.add(message)
             _warn(message)
 
-    ensemble_notes: list[str] = []  # where an ensemble has no cell: warned, and written at the end of the summary
-
-    def ensemble_note(note: str) -> None:
-        ensemble_notes.append(note)
-        warn_once(note)
-
     try:
         with FileLock(results_dir / LOCKS_DIR / "report.lock"):  # runs sharing the folder take turns
-            built = refresh_ensembles(results_dir, ensembles, ensemble_note)
-            if built:
-                say(f"wrote {len(built)} ensemble cell record(s) under {results_dir / 'cells'}")
-            for path in write_reports(results_dir, pm.registry.report_formats, rule, warn_once):
-                say(f"wrote {path}")
-            for path in write_summary(results_dir, rule, options or SummaryOptions(), warn_once, ensemble_notes):
-                say(f"wrote {path}")
+            rebuilt = rebuild_reports(results_dir, pm.registry.report_formats, rule, options or SummaryOptions(),
+                                      ensembles, warn_once)
+        if rebuilt.ensemble_records:
+            say(f"wrote {len(rebuilt.ensemble_records)} ensemble cell record(s) under {results_dir / 'cells'}")
+        for path in rebuilt.files:
+            say(f"wrote {path}")
     except OSError as exc:
         _fail(ValueError(f"{results_dir}: cannot write the reports: {exc.strerror} ({exc.filename})"))
     except HarnessError as exc:
@@ -613,7 +606,7 @@ def publish(results_dirs, out_dir: Path, rule: str, **summary) -> None:
         click.echo(f"warning: {conflict.describe()}", err=True)
     for note in [*site.mixed_data, *dict.fromkeys(site.problems)]:
         click.echo(f"warning: {note}", err=True)
-    from harness.report import count_phrase
+    from harness.summary import count_phrase
 
     click.echo(f"wrote {site.index} ({count_phrase(len(site.datasets), 'dataset')}, "
                f"{count_phrase(site.n_records, 'cell record')})")

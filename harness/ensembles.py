@@ -25,9 +25,9 @@ report rebuilds the ensembles already in the folder.
 
 from __future__ import annotations
 
+import json
 import re
 import time
-import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -42,9 +42,10 @@ from harness.hashing import stable_hash
 from harness.methods import LabeledTexts
 from harness.predictions import PredictionsError, predictions_path, read_predictions, write_predictions
 from harness.records import (
-    CellRecord, Derived, DerivedMember, MethodInfo, Metrics, PredictionsFile, finished_now, read_record, record_files,
-    record_path, write_record,
+    CellRecord, Derived, DerivedMember, MethodInfo, Metrics, PredictionsFile, finished_now, parse_record, record_path,
+    write_record,
 )
+from harness.results import StoredCell
 from harness.splits import NO_SLICE, slice_order
 
 ENSEMBLE_VERSION = "1"  # bump when the combination changes: every derived cell is then rebuilt
@@ -319,19 +320,14 @@ def build_derived(spec: EnsembleSpec, members: Sequence[Member], path: Path) -> 
 Cells = dict[tuple[str, str, str, int], tuple[Path, CellRecord]]  # (dataset, label, slice, seed) -> record
 
 
-def _load(results_dir: Path) -> list[tuple[Path, CellRecord]]:
-    with warnings.catch_warnings():  # invalid records are reported by the report's own pass
-        warnings.simplefilter("ignore")
-        return [(p, r) for p in record_files(results_dir) if (r := read_record(p)) is not None]
+def method_labels(cells: Iterable[StoredCell]) -> set[str]:
+    """The labels of the methods whose cells these are (ensembles' not included)."""
+    return {cell.record.method.label for cell in cells if cell.record.derived is None}
 
 
-def method_labels(results_dir: Path) -> set[str]:
-    """The labels of the methods whose cells are in ``results_dir`` (ensembles' not included)."""
-    return {record.method.label for _, record in _load(results_dir) if record.derived is None}
-
-
-def _index(loaded: Iterable[tuple[Path, CellRecord]]) -> Cells:
-    return {(r.dataset.name, r.method.label, r.slice.name, r.seed): (p, r) for p, r in loaded if r.derived is None}
+def _index(cells: Iterable[StoredCell]) -> Cells:
+    return {(c.record.dataset.name, c.record.method.label, c.record.slice.name, c.record.seed): (c.path, c.record)
+            for c in cells if c.record.derived is None}
 
 
 def _lookup(cells: Cells, dataset: str, label: str, slice_name: str, seed: int) -> tuple[Path, CellRecord] | None:
@@ -350,16 +346,16 @@ def is_fresh(record: CellRecord, cells: Cells) -> bool:
     return True
 
 
-def fresh(loaded: list[tuple[Path, CellRecord]], on_note: Note = lambda message: None) -> list[tuple[Path, CellRecord]]:
-    """``loaded`` without the derived records whose members changed since they were built."""
-    cells = _index(loaded)
+def fresh(cells: list[StoredCell], on_note: Note = lambda message: None) -> list[StoredCell]:
+    """``cells`` without the derived records whose members changed since they were built."""
+    index = _index(cells)
     kept = []
-    for path, record in loaded:
-        if record.derived is not None and not is_fresh(record, cells):
-            on_note(f"{path}: a member cell of {record.method.label} changed since it was built; left out "
+    for cell in cells:
+        if cell.record.derived is not None and not is_fresh(cell.record, index):
+            on_note(f"{cell.path}: a member cell of {cell.record.method.label} changed since it was built; left out "
                     "(run 'harness report' to rebuild it)")
             continue
-        kept.append((path, record))
+        kept.append(cell)
     return kept
 
 
@@ -373,38 +369,50 @@ def _where(pairs: list[tuple[str, int]]) -> str:
     return ", ".join(f"slice {s} seed {k}" for s, k in sorted(pairs, key=lambda p: (slice_order(p[0]), p[1])))
 
 
-def refresh_ensembles(results_dir: Path, specs: Sequence[EnsembleSpec] = (), on_note: Note = lambda message: None) -> list[Path]:
-    """Bring the derived records in ``results_dir`` up to date: those of ``specs`` and of every
-    ensemble already there (a spec given here replaces one of the same name). A cell whose
-    members are all stored and unchanged is kept as is; one whose members changed is rebuilt;
-    one with a member missing is removed, and ``on_note`` says where and which. Returns the
-    records written. ValueError (one line) for a member that no record in the folder has, or
-    a name that a method uses."""
+@dataclass(frozen=True)
+class Refreshed:
+    cells: list[StoredCell]  # the folder's cells as they now are on disk, derived ones included
+    written: list[Path]  # the derived records written
+
+
+def refresh_ensembles(results_dir: Path, cells: list[StoredCell], specs: Sequence[EnsembleSpec] = (),
+                      on_note: Note = lambda message: None) -> Refreshed:
+    """Bring the derived records among ``cells`` (``harness.results.load_results(results_dir)``)
+    up to date: those of ``specs`` and of every ensemble already there (a spec given here
+    replaces one of the same name). A cell whose members are all stored and unchanged is kept
+    as is; one whose members changed is rebuilt; one with a member missing is removed, and
+    ``on_note`` says where and which. Reads no record: returns the cells as they now are.
+    ValueError (one line) for a member that no record in the folder has, or a name that a
+    method uses."""
     check_unique_names(specs)
-    loaded = _load(results_dir)
-    cells = _index(loaded)
-    labels = {label for _, label, _, _ in cells}
-    on_disk: dict[str, list[tuple[Path, CellRecord]]] = defaultdict(list)
-    for path, record in loaded:
-        if record.derived is not None:
-            on_disk[record.method.label].append((path, record))
+    index = _index(cells)
+    labels = {label for _, label, _, _ in index}
+    on_disk: dict[str, list[StoredCell]] = defaultdict(list)
+    for cell in cells:
+        if cell.record.derived is not None:
+            on_disk[cell.record.method.label].append(cell)
     check_members(specs, labels)
     wanted = {spec.label: spec for spec in specs}
     for label, items in sorted(on_disk.items()):
-        wanted.setdefault(label, _spec_of(items[0][1]))
+        wanted.setdefault(label, _spec_of(items[0].record))
+    kept = [cell for cell in cells if cell.record.derived is None]
     written = []
     for spec in wanted.values():
-        written += _refresh_one(results_dir, spec, cells, on_disk.get(spec.label, []), on_note)
-    return written
+        derived = _refresh_one(results_dir, spec, index, on_disk.get(spec.label, []), on_note)
+        kept += [cell for cell, _ in derived]
+        written += [cell.path for cell, new in derived if new]
+    return Refreshed(sorted(kept, key=lambda cell: cell.path), written)
 
 
-def _refresh_one(results_dir: Path, spec: EnsembleSpec, cells: Cells, existing: list[tuple[Path, CellRecord]],
-                 on_note: Note) -> list[Path]:
+def _refresh_one(results_dir: Path, spec: EnsembleSpec, cells: Cells, existing: list[StoredCell],
+                 on_note: Note) -> list[tuple[StoredCell, bool]]:
+    """The ensemble's cells after the refresh, each with whether it was written now."""
     places = sorted({(d, s, k) for (d, label, s, k) in cells if label in spec.members and s != NO_SLICE})
     if not places:  # every member label-free: one cell per seed, like theirs
         places = sorted({(d, s, k) for (d, label, s, k) in cells if label in spec.members})
     missing: dict[tuple[str, str], list[tuple[str, int]]] = defaultdict(list)
-    kept, written = set(), []
+    current = {cell.path: cell for cell in existing}
+    kept: dict[Path, tuple[StoredCell, bool]] = {}
     for dataset, slice_name, seed in places:
         found = [_lookup(cells, dataset, label, slice_name, seed) for label in spec.members]
         reason = _unusable(spec, found)
@@ -416,25 +424,26 @@ def _refresh_one(results_dir: Path, spec: EnsembleSpec, cells: Cells, existing: 
             missing[(dataset, reason)].append((slice_name, seed))
             continue
         path = record_path(results_dir, dataset, spec.label, slice_name, seed)
-        kept.add(path)
-        current = read_record(path) if path.exists() else None
-        if current is not None and current.key_hash == stable_hash(derived_key(spec, dataset, slice_name, seed, members)) \
-                and predictions_path(path).exists():
+        stored = current.get(path)
+        key_hash = stable_hash(derived_key(spec, dataset, slice_name, seed, members))
+        if stored is not None and stored.record.key_hash == key_hash and predictions_path(path).exists():
+            kept[path] = (stored, False)
             continue
         try:
-            write_record(path, build_derived(spec, members, path))
+            record = build_derived(spec, members, path)
         except PredictionsError as exc:
-            kept.discard(path)
             missing[(dataset, str(exc))].append((slice_name, seed))
             continue
-        written.append(path)
+        data = write_record(path, record)
+        # held as a later read would give it (JSON types, not numpy's), without reading it back
+        kept[path] = (StoredCell(path, parse_record(json.loads(data)), data), True)
     for (dataset, reason), pairs in sorted(missing.items()):
         on_note(f"ensemble {spec.name!r} ({', '.join(spec.members)}) on {dataset}: no ensemble at {_where(pairs)}: {reason}")
-    for path, _ in existing:
-        if path not in kept:
-            path.unlink(missing_ok=True)
-            predictions_path(path).unlink(missing_ok=True)
-    return written
+    for cell in existing:
+        if cell.path not in kept:
+            cell.path.unlink(missing_ok=True)
+            predictions_path(cell.path).unlink(missing_ok=True)
+    return list(kept.values())
 
 
 def _unusable(spec: EnsembleSpec, found: list[tuple[Path, CellRecord] | None]) -> str | None:

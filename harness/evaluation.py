@@ -17,34 +17,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from harness.methods import LabeledTexts, Method, PredictionError, validate_prediction
+from harness.methods import LabeledTexts, Method, PredictionError, has_own_predict, has_scores, validate_prediction, validate_scores
 from harness.metrics import score
 from harness.predictions import PredictionsError, read_predictions
 from harness.records import CellRecord
 from harness.rules import MULTILABEL_RULES, OWN, ChosenRules, argmax_predictions, choose_rules
 
 Task = Literal["multilabel", "multiclass"]
-
-
-def has_scores(method: Method) -> bool:
-    return callable(getattr(method, "predict_scores", None))
-
-
-def has_own_predict(method: Method) -> bool:
-    return type(method).predict is not Method.predict
-
-
-def validate_scores(method_name: str, scores: Any, n_texts: int, n_tags: int) -> np.ndarray:
-    """Check a method's score matrix and return it as float64, or raise PredictionError."""
-    array = np.asarray(scores)
-    if array.shape != (n_texts, n_tags):
-        raise PredictionError(f"method {method_name!r} gave scores of shape {array.shape}, expected ({n_texts}, {n_tags})")
-    if array.dtype.kind not in "biuf":
-        raise PredictionError(f"method {method_name!r} gave scores of dtype {array.dtype}, expected numbers")
-    array = array.astype(np.float64)
-    if not np.isfinite(array).all():
-        raise PredictionError(f"method {method_name!r} gave NaN or infinite scores")
-    return array
 
 
 def check_one_tag_per_row(method_name: str, prediction: np.ndarray) -> None:

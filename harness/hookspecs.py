@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from harness.sources import Reader
 
 hookspec = pluggy.HookspecMarker("harness")
+hookimpl = pluggy.HookimplMarker("harness")  # a plugin takes it from the package: ``from harness import hookimpl``
 
 
 @hookspec

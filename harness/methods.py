@@ -56,7 +56,8 @@ class FitContext:
 
 
 class Method:
-    """Base class for a method. Subclasses set ``name``, ``version`` and ``Params``.
+    """Base class for a method. Subclasses set ``name``, ``version`` and ``Params``, define
+    ``fit``, and ``predict`` (0/1 tags), the optional ``predict_scores`` (scores) or both.
 
     ``uses_labels = False`` marks a method that learns nothing from the training slice
     (zero-shot): it runs once per dataset and seed and is reported as a flat line.
@@ -88,6 +89,13 @@ class Method:
         """Return a 0/1 matrix of shape (len(texts), number of tags)."""
         raise NotImplementedError
 
+    predict_scores: Callable[[list[str]], np.ndarray] | None = None
+    """Optional: define ``predict_scores(self, texts) -> np.ndarray`` to give scores, a float matrix
+    of shape (len(texts), number of tags), higher = more likely. The core then chooses decision
+    rules on valid (``--rule``), ranks with them and keeps them for ensembles; a method may define
+    ``predict``, ``predict_scores`` or both (``has_own_predict``, ``has_scores``). None here, so
+    that a subclass can also drop the scores of a method it extends by setting it to None."""
+
     def details(self) -> dict[str, Any]:
         """Choices made during fit worth keeping in the cell record (a tuned k, a threshold)."""
         return {}
@@ -105,6 +113,17 @@ class Method:
         as ``dependencies``, so that a change there runs the cells again; empty (the default)
         leaves the key as it was before dependencies existed."""
         return {}
+
+
+def has_scores(method: Method | type[Method]) -> bool:
+    """Whether a method (an instance or its class) defines ``predict_scores``."""
+    return callable(getattr(method, "predict_scores", None))
+
+
+def has_own_predict(method: Method | type[Method]) -> bool:
+    """Whether a method (an instance or its class) defines its own ``predict``."""
+    cls = method if isinstance(method, type) else type(method)
+    return cls.predict is not Method.predict
 
 
 def params_hash(params: MethodParams) -> str:
@@ -147,3 +166,16 @@ def validate_prediction(method_name: str, prediction: Any, n_texts: int, n_tags:
             f"method {method_name!r} predicted values {bad}; expected only 0 and 1"
         )
     return array.astype(np.uint8)
+
+
+def validate_scores(method_name: str, scores: Any, n_texts: int, n_tags: int) -> np.ndarray:
+    """Check a method's score matrix and return it as float64, or raise PredictionError."""
+    array = np.asarray(scores)
+    if array.shape != (n_texts, n_tags):
+        raise PredictionError(f"method {method_name!r} gave scores of shape {array.shape}, expected ({n_texts}, {n_tags})")
+    if array.dtype.kind not in "biuf":
+        raise PredictionError(f"method {method_name!r} gave scores of dtype {array.dtype}, expected numbers")
+    array = array.astype(np.float64)
+    if not np.isfinite(array).all():
+        raise PredictionError(f"method {method_name!r} gave NaN or infinite scores")
+    return array

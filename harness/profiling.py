@@ -13,7 +13,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from harness.data import SPLITS, PreparedDataset
-from harness.report import count_phrase
+from harness.summary import count_phrase
 from harness.splits import nested_slices
 
 PROFILE_SEED = 0  # the slices shown are those of seed 0, the book's

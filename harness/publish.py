@@ -4,8 +4,10 @@ Several folders merge into one leaderboard. One leaderboard cell is (dataset, me
 slice, seed); when folders hold different records for it (other metrics for the same cell key,
 or another cell key: parameters, method version or data) the record of the earliest folder is
 used, and the conflict is warned about and listed on the dataset's page. Every record is copied
-into the site so that it can be downloaded. Tables and figures come from ``harness.report``.
-Pages are rendered by Jinja2 with autoescaping: dataset, tag and method names are escaped.
+into the site so that it can be downloaded. One way down, as ``harness report`` goes
+(harness/rebuild.py): each folder loaded once (harness.results), the records merged, the summary
+computed from the cells kept (harness.summary), then the pages rendered from it. Pages are
+rendered by Jinja2 with autoescaping: dataset, tag and method names are escaped.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import math
 import os
 import secrets
 import shutil
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,15 +27,13 @@ from urllib.parse import quote
 from markupsafe import Markup
 
 from harness.ensembles import fresh
-from harness.predictions import PredictionsError
-from harness.records import CELLS_DIR, CellRecord, read_record, record_files
-from harness.report import (
-    ReportedCell, count_phrase, dataset_labels, leaderboard, mixed_data_notes, under_rule, write_aggregate_figure,
-    write_figure,
-)
+from harness.figures import aggregate_figure, write_figure
+from harness.records import CELLS_DIR, CellRecord
+from harness.report import cells_under_rule, dataset_labels, mixed_data_notes
+from harness.results import StoredCell, load_results
 from harness.rules import OWN
-from harness.splits import NO_SLICE
-from harness.summary import Summary, SummaryOptions, aggregate_tables, build_summary, dataset_caption, dataset_tables, legend, render_html
+from harness.splits import NO_SLICE, slice_order
+from harness.summary import HtmlParts, Summary, SummaryOptions, build_summary, count_phrase, html_parts
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "site_templates"
 SITE_MARKER = ".harness-site"  # marks a folder this module wrote, so it may be replaced
@@ -46,12 +45,19 @@ class PublishError(ValueError):
 
 @dataclass
 class SourcedRecord:
-    """A cell record, the results folder it came from (1-based) and its copy in the site."""
+    """A loaded cell, the results folder it came from (1-based) and its copy in the site."""
 
-    record: CellRecord
+    stored: StoredCell
     source: int
-    file: Path
     site_path: str  # relative to the site root, with '/' separators
+
+    @property
+    def record(self) -> CellRecord:
+        return self.stored.record
+
+    @property
+    def file(self) -> Path:
+        return self.stored.path
 
     @property
     def cell(self) -> tuple[str, str, str, int]:
@@ -98,10 +104,9 @@ def collect_records(results_dirs: list[Path], on_problem: Callable[[str], None] 
     for source, folder in enumerate(results_dirs, start=1):
         if not (folder / CELLS_DIR).is_dir():
             raise PublishError(f"--results {folder}: no cell records (expected a '{CELLS_DIR}' folder); run 'harness run' first")
-        loaded = [(path, record) for path in record_files(folder) if (record := read_record(path)) is not None]
-        for path, record in fresh(loaded, on_problem):
-            relative = path.relative_to(folder / CELLS_DIR).as_posix()
-            collected.append(SourcedRecord(record, source, path, f"records/{source}/{relative}"))
+        for stored in fresh(load_results(folder), on_problem):
+            relative = stored.path.relative_to(folder / CELLS_DIR).as_posix()
+            collected.append(SourcedRecord(stored, source, f"records/{source}/{relative}"))
     if not collected:
         raise PublishError(f"no cell records found in {', '.join(map(str, results_dirs))}")
     return collected
@@ -240,33 +245,22 @@ def _fmt_std(value: float) -> str:
     return "" if math.isnan(value) else _fmt(value)  # one seed: no spread to show
 
 
-def _slice_sort_value(name: str) -> float:
-    return 1e12 if name == "all" else float(name)  # 'all' sorts after every numbered slice
-
-
-def _summary_tables(summary: Summary, dataset: str) -> list[dict[str, Any]]:
-    """The summary's tables of one dataset as escaped, sortable HTML (harness.summary.render_html)."""
-    (shown,) = [d for d in summary.datasets if d.dataset == dataset] or [None]
-    if shown is None:
-        return []
-    return [{"title": t.title, "html": Markup(render_html(t)), "caption": dataset_caption(shown)}
-            for t in dataset_tables(summary, shown, prefix="summary-")]
-
-
 def _dataset_page(dataset: str, items: list[SourcedRecord], conflicts: list[Conflict], figures: list[str],
-                  shown: dict[int, CellRecord], summary: Summary) -> dict[str, Any]:
+                  shown: dict[int, CellRecord], summary: Summary, parts: HtmlParts) -> dict[str, Any]:
     ok = [i for i in items if i.ok and id(i) in shown]
-    table = leaderboard([shown[id(i)] for i in ok])
+    table = summary.table[summary.table["dataset"] == dataset]  # none where every cell failed or was left out
     links: dict[tuple[str, str], list[SourcedRecord]] = defaultdict(list)
     for item in sorted(ok, key=lambda i: i.record.seed):
         links[(item.record.method.label, item.record.slice.name)].append(item)
     disputed = {(c.cell[1], c.cell[2]) for c in conflicts}
+    # the site sorts on a slice's place in harness.splits' order ('none' first, 'all' last)
+    positions = {name: place for place, name in enumerate(sorted(set(table["slice"]), key=slice_order))}
     rows = []
     for row in table.itertuples(index=False):
         # label-free methods ran once ('none' slice) and are repeated on every slice
         key = (row.method, row.slice) if (row.method, row.slice) in links else (row.method, NO_SLICE)
         rows.append({
-            "method": row.method, "slice": row.slice, "slice_sort": _slice_sort_value(row.slice),
+            "method": row.method, "slice": row.slice, "slice_sort": positions[row.slice],
             "n": f"{row.n:.1f}".removesuffix(".0"), "n_sort": row.n, "seeds": int(row.seeds),
             "micro": _fmt(row.micro_f1_mean), "micro_sort": row.micro_f1_mean, "micro_std": _fmt_std(row.micro_f1_std),
             "macro": _fmt(row.macro_f1_mean), "macro_sort": row.macro_f1_mean, "macro_std": _fmt_std(row.macro_f1_std),
@@ -282,8 +276,9 @@ def _dataset_page(dataset: str, items: list[SourcedRecord], conflicts: list[Conf
         "rows": rows,
         "figures": figures,
         "rule": summary.rule,
-        "legend": legend(summary),
-        "summary_tables": _summary_tables(summary, dataset),
+        "legend": parts.legend,
+        "summary_tables": [{"title": t.title, "html": Markup(t.html), "caption": t.caption}
+                           for t in parts.datasets.get(dataset, [])],
         "provenance": _provenance(items),
         "conflicts": [
             {"cell": c.cell, "kept": c.kept, "kept_link": quote(c.kept.site_path),
@@ -310,21 +305,14 @@ def publish_site(results_dirs: list[Path], out_dir: Path, rule: str = OWN, optio
         if staging.exists():
             shutil.rmtree(staging)
     site.index = out_dir / site.index.name
-    site.mixed_data = mixed_data_notes([item.record for item in kept])
     site.problems = stale + site.problems
     return site
 
 
-def _under_rule(kept: list[SourcedRecord], rule: str, problems: list[str]) -> list[tuple[SourcedRecord, ReportedCell]]:
-    """Each kept record with its cell under ``rule``; one whose stored arrays are missing or
-    corrupted is left out (and said so) when another rule than own needs them."""
-    cells = []
-    for item in kept:
-        try:
-            cells.append((item, ReportedCell(item.record, item.file, under_rule(item.record, item.file, rule))))
-        except PredictionsError as exc:
-            problems.append(f"{exc}; cell left out of the '{rule}' leaderboard")
-    return cells
+def _source_name(folder: Path) -> str:
+    """How the site names a results folder: as given when relative; an absolute path would show
+    the publishing machine's file system, so only its last part."""
+    return folder.name if folder.is_absolute() and folder.name else folder.as_posix()
 
 
 def _render_site(records: list[SourcedRecord], kept: list[SourcedRecord], conflicts: list[Conflict],
@@ -335,28 +323,33 @@ def _render_site(records: list[SourcedRecord], kept: list[SourcedRecord], confli
     for item in records:  # all of them, conflicting ones included, so each can be downloaded
         target = out_dir / item.site_path
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(item.file, target)
+        target.write_bytes(item.stored.data)  # the bytes as loaded: no record is read twice
 
     env = _environment()
     problems: list[str] = []
-    cells = _under_rule(kept, rule, problems)
-    shown = {id(item): cell.shown for item, cell in cells}
-    summary = build_summary([cell for _, cell in cells], rule, options, problems.append)
+    cells = cells_under_rule([item.stored for item in kept], rule, problems.append)
     by_dataset: dict[str, list[SourcedRecord]] = defaultdict(list)
     # a dataset whose records come from different data gets one page per version (never averaged)
     for item, label in zip(kept, dataset_labels([item.record for item in kept])):
         by_dataset[label].append(item)
+    mixed_data = mixed_data_notes([item.record for item in kept])
+    by_path = {item.file: item for item in kept}  # one kept record per leaderboard cell, each its own file
+    shown = {id(by_path[cell.path]): cell.shown for cell in cells}
+    summary = build_summary(cells, rule, options, problems.append)
+    parts = html_parts(summary)
     datasets = sorted(by_dataset)
     pages = _page_names(datasets)
     generated = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    sources = [(number, str(folder)) for number, folder in enumerate(results_dirs, start=1)]
+    sources = [(number, _source_name(folder)) for number, folder in enumerate(results_dirs, start=1)]
     summaries = []
     for dataset in datasets:
         items = by_dataset[dataset]
         name = items[0].record.dataset.name  # the records of one page share one data version
-        figures = _write_figures([shown[id(i)] for i in items if i.ok and id(i) in shown], name, out_dir / "figures", pages[dataset])
+        drawn = write_figure(summary.cell_rows[summary.cell_rows["dataset"] == dataset],
+                             summary.table[summary.table["dataset"] == dataset], name, out_dir / "figures", pages[dataset])
+        figures = [f"figures/{quote(path.name)}" for path in drawn]
         dataset_conflicts = [c for c in conflicts if any(c.kept is item for item in items)]
-        page = _dataset_page(dataset, items, dataset_conflicts, figures, shown, summary)
+        page = _dataset_page(dataset, items, dataset_conflicts, figures, shown, summary, parts)
         html = env.get_template("dataset.html").render(
             title=f"{dataset} leaderboard", generated=generated, harness_version=__version__, sources=sources, **page
         )
@@ -370,11 +363,8 @@ def _render_site(records: list[SourcedRecord], kept: list[SourcedRecord], confli
             "seeds": f"{count_phrase(len(seeds), 'seed')}: {', '.join(str(s) for s in seeds)}", "n_seeds": len(seeds),
             "last_run": dates[-1] if dates else "", "conflicts": len(dataset_conflicts),
         })
-    aggregate, aggregate_figures = [], []
-    if summary.aggregate is not None:
-        aggregate = [{"title": t.title, "html": Markup(render_html(t))} for t in aggregate_tables(summary)]
-        n_datasets = int(summary.aggregate["n_datasets"].max())
-        aggregate_figures = [f"figures/{quote(p.name)}" for p in write_aggregate_figure(summary.aggregate, n_datasets, out_dir / "figures")]
+    aggregate = [{"title": t.title, "html": Markup(t.html)} for t in parts.aggregate]
+    aggregate_figures = [f"figures/{quote(p.name)}" for p in aggregate_figure(summary, out_dir / "figures")]
     index = out_dir / "index.html"
     index.write_text(
         env.get_template("index.html").render(
@@ -384,16 +374,5 @@ def _render_site(records: list[SourcedRecord], kept: list[SourcedRecord], confli
         ),
         encoding="utf-8",
     )
-    return Site(index=index, datasets=datasets, n_records=len(records), conflicts=conflicts, problems=problems)
-
-
-def _write_figures(records: list[CellRecord], dataset: str, folder: Path, stem: str) -> list[str]:
-    """The report's figure for one dataset, saved under a file-name-safe stem; site-relative paths."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as scratch:
-        written = []
-        for path in write_figure(records, dataset, Path(scratch)):
-            target = folder / f"{stem}{path.suffix}"
-            shutil.move(path, target)
-            written.append(f"figures/{quote(target.name)}")
-    return written
+    return Site(index=index, datasets=datasets, n_records=len(records), conflicts=conflicts, mixed_data=mixed_data,
+                problems=problems)

@@ -18,7 +18,7 @@ from typing import Any, Iterator, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.errors import validation_problems
-from harness.store import write_json_atomic
+from harness.store import json_bytes, write_atomic
 
 SCHEMA_VERSION = 2
 CELLS_DIR = "cells"
@@ -163,13 +163,19 @@ def read_record(path: Path) -> CellRecord | None:
         data = path.read_bytes()
     except FileNotFoundError:
         return None
+    return decode_record(path, data)
+
+
+def decode_record(path: Path, data: bytes) -> CellRecord | None:
+    """The record in ``data``, the bytes of the file at ``path``; None, with a one-line warning
+    that names ``path``, when they are not a valid record."""
     try:  # decoded here, so that bytes that are not UTF-8 are reported like any invalid record
         return parse_record(json.loads(data.decode("utf-8")))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         reason = f"not JSON ({exc})"
     except ValueError as exc:
         reason = str(exc)
-    warnings.warn(f"{path}: not a valid cell record ({reason}); treated as missing", InvalidRecordWarning, stacklevel=2)
+    warnings.warn(f"{path}: not a valid cell record ({reason}); treated as missing", InvalidRecordWarning, stacklevel=3)
     return None
 
 
@@ -178,8 +184,11 @@ def finished_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def write_record(path: Path, record: CellRecord) -> None:
-    write_json_atomic(path, record.to_json())
+def write_record(path: Path, record: CellRecord) -> bytes:
+    """Write ``record`` at ``path`` atomically; returns the bytes written."""
+    data = json_bytes(record.to_json())
+    write_atomic(path, lambda handle: handle.write(data))
+    return data
 
 
 def safe_name(part: str) -> str:

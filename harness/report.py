@@ -1,4 +1,4 @@
-"""Leaderboards and figures, rebuilt from cell records and their stored arrays (no model runs here).
+"""Leaderboards, rebuilt from cell records and their stored arrays (no model runs here).
 
 Under the default rule ``own`` the records' metrics are used as they are; under another
 decision rule the metrics are recomputed from each cell's stored test scores and the rule's
@@ -6,13 +6,13 @@ parameters chosen on valid (harness/evaluation.py). A cell whose rule does not a
 keeps its own rule: the ``rule`` column says which rule each row is under.
 
 This module is also the core plugin that registers the built-in leaderboard formats (md, csv,
-tex, html) through ``register_report_formats``, the hook a third-party format uses.
+tex, html) through ``register_report_formats``, the hook a third-party format uses. The figures
+are drawn in harness/figures.py.
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -20,12 +20,11 @@ from typing import Callable
 import pandas as pd
 from tabulate import tabulate
 
-from harness import hookimpl
-from harness.ensembles import fresh
-from harness.errors import HarnessError
 from harness.evaluation import metrics_under_rule
+from harness.hookspecs import hookimpl
 from harness.predictions import PredictionsError
-from harness.records import CellRecord, Metrics, read_record, record_files, safe_name
+from harness.records import CellRecord, Metrics, safe_name
+from harness.results import StoredCell
 from harness.rules import OWN
 from harness.splits import NO_SLICE, slice_order
 
@@ -69,27 +68,18 @@ def under_rule(record: CellRecord, path: Path, rule: str) -> CellRecord:
 
 
 def cells_under_rule(
-    results_dir: Path, rule: str = OWN, on_problem: Callable[[str], None] = lambda message: None
+    cells: Sequence[StoredCell], rule: str = OWN, on_problem: Callable[[str], None] = lambda message: None
 ) -> list[ReportedCell]:
-    """The valid records in ``results_dir``, each also under ``rule``. A cell whose stored
-    arrays are missing or corrupted, or a derived cell whose members changed since it was
-    built, is left out, and ``on_problem`` is told why."""
-    loaded = [(path, record) for path in record_files(results_dir) if (record := read_record(path)) is not None]
-    cells = []
-    for path, record in fresh(loaded, on_problem):
+    """Each of the loaded ``cells`` (``harness.results.load_results``, less the stale derived
+    ones: ``harness.ensembles.fresh``) also under ``rule``. A cell whose stored arrays are
+    missing or corrupted is left out, and ``on_problem`` is told why."""
+    reported = []
+    for cell in cells:
         try:
-            cells.append(ReportedCell(record, path, under_rule(record, path, rule)))
+            reported.append(ReportedCell(cell.record, cell.path, under_rule(cell.record, cell.path, rule)))
         except PredictionsError as exc:
             on_problem(f"{exc}; cell left out of the '{rule}' leaderboard")
-    return cells
-
-
-def records_under_rule(
-    results_dir: Path, rule: str = OWN, on_problem: Callable[[str], None] = lambda message: None
-) -> list[CellRecord]:
-    """The valid records in ``results_dir``; under a rule other than ``own`` each ok record's
-    ``metrics`` and ``rule`` are those under ``rule`` (see ``cells_under_rule``)."""
-    return [cell.shown for cell in cells_under_rule(results_dir, rule, on_problem)]
+    return reported
 
 
 def rule_suffix(rule: str) -> str:
@@ -246,143 +236,14 @@ def register_report_formats(register: Callable[[str, Writer], None]) -> None:
         register(fmt, writer)
 
 
-def count_phrase(count: int, noun: str) -> str:
-    """'1 seed', '3 seeds': counts read as counts everywhere a report shows one."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-def seeds_phrase(per_method: pd.Series) -> str:
-    """How many seeds each method averages: '5 seeds', '1 seed', '3 to 5 seeds'."""
-    low, high = int(per_method.min()), int(per_method.max())
-    return count_phrase(low, "seed") if low == high else f"{low} to {high} seeds"
-
-
-def slice_ranks(table: pd.DataFrame, metric: str = "micro_f1_mean") -> pd.DataFrame:
-    """The leaderboard with a ``rank`` column: each method's rank on ``metric`` among the
-    methods of its (dataset, slice), 1 the best, ties sharing their mean rank."""
-    ranked = table[table["slice"] != NO_SLICE].copy()
-    ranked["rank"] = ranked.groupby(["dataset", "slice"])[metric].rank(ascending=False, method="average")
-    return ranked
-
-
-def _slice_axis(axis, positions: dict[str, float]) -> None:
-    axis.set_xscale("log", base=2)
-    ticks = sorted(positions.items(), key=lambda item: item[1])
-    axis.set_xticks([x for _, x in ticks], [name for name, _ in ticks])
-    axis.set_xlabel("Number of training samples")
-    axis.grid(alpha=0.3)
-
-
-def write_figure(records: list[CellRecord], dataset: str, folder: Path, suffix: str = "") -> list[Path]:
-    """Micro and macro F1 against training samples, one line per method, band over seeds, and
-    each method's rank (on mean micro F1) at every slice."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    cells = cell_table(records)
-    cells = cells[(cells["dataset"] == dataset) & (cells["slice"] != NO_SLICE)].copy()  # 'none' alone has no x
-    if cells.empty:
-        return []
-    # x = the slice's nominal size, as the book plots it; "all" at the mean actual train size
-    all_n = cells.loc[cells["slice"] == "all", "n"].mean()
-    cells["samples"] = [all_n if s == "all" else float(s) for s in cells["slice"]]
-    positions = dict(zip(cells["slice"], cells["samples"]))
-    methods = sorted(cells["method"].unique())
-    figure, axes = plt.subplots(1, 3, figsize=(17, 4.2), gridspec_kw={"width_ratios": [1, 1, 0.8]})
-    for axis, metric, title in ((axes[0], "micro_f1", "Micro F1"), (axes[1], "macro_f1", "Macro F1")):
-        sns.lineplot(data=cells, x="samples", y=metric, hue="method", errorbar="sd", marker="o", ax=axis,
-                     hue_order=methods)
-        _slice_axis(axis, positions)
-        axis.set_ylabel(title)
-        axis.set_title(title)
-        axis.get_legend().remove()
-    ranks = slice_ranks(leaderboard(records))
-    ranks = ranks[ranks["dataset"] == dataset].assign(samples=lambda t: t["slice"].map(positions))
-    sns.lineplot(data=ranks, x="samples", y="rank", hue="method", marker="o", ax=axes[2], hue_order=methods)
-    _slice_axis(axes[2], positions)
-    axes[2].set_ylim(len(methods) + 0.5, 0.5)  # rank 1 on top
-    axes[2].set_yticks(range(1, len(methods) + 1))
-    axes[2].set_ylabel("Rank (1 = best)")
-    axes[2].set_title("Rank on mean micro F1")
-    axes[2].legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", title="method")
-    seeds = seeds_phrase(cells.groupby("method")["seed"].nunique())
-    rules = sorted(cells["rule"].unique())
-    ruled = "" if rules == [OWN] else f"; decision rule: {', '.join(rules)}"
-    figure.suptitle(f"{dataset}: test F1 vs training samples ({seeds} per method; band = ±1 sd{ruled})")
-    figure.tight_layout()
-    return _save(figure, folder, f"{safe_name(dataset)}{suffix}")
-
-
-def write_aggregate_figure(aggregate: pd.DataFrame, n_datasets: int, folder: Path, suffix: str = "") -> list[Path]:
-    """Mean rank over datasets against the slice, one line per method (``aggregate`` as
-    harness.summary.aggregate_table makes it)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    shown = aggregate[aggregate["slice"] != NO_SLICE].copy()
-    if shown.empty:
-        return []
-    order = sorted(shown["slice"].unique(), key=slice_order)
-    shown["position"] = shown["slice"].map({name: i for i, name in enumerate(order)})
-    methods = sorted(shown["method"].unique())
-    figure, axis = plt.subplots(figsize=(8, 4.2))
-    sns.lineplot(data=shown, x="position", y="micro_f1_rank", hue="method", marker="o", ax=axis, hue_order=methods)
-    axis.set_xticks(range(len(order)), order)
-    axis.set_xlabel("Number of training samples (slice)")
-    axis.set_ylim(len(methods) + 0.5, 0.5)
-    axis.set_ylabel("Mean rank on micro F1 (1 = best)")
-    axis.grid(alpha=0.3)
-    axis.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", title="method")
-    axis.set_title(f"Mean rank over {count_phrase(n_datasets, 'dataset')}")
-    figure.tight_layout()
-    return _save(figure, folder, f"aggregate{suffix}")
-
-
-def _save(figure, folder: Path, stem: str) -> list[Path]:
-    """PNG and SVG; the same records give the same bytes (an SVG carries no date, and its
-    element ids are drawn from a fixed salt rather than a random one)."""
-    import matplotlib
-    import matplotlib.pyplot as plt
-
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / f"{stem}.png", folder / f"{stem}.svg"]
-    with matplotlib.rc_context({"svg.hashsalt": "fewlabels-harness"}):
-        figure.savefig(paths[0], dpi=120)
-        figure.savefig(paths[1], dpi=120, metadata={"Date": None})
-    plt.close(figure)
-    return paths
-
-
-def write_reports(
-    results_dir: Path,
-    formats: Mapping[str, Writer] = WRITERS,
-    rule: str = OWN,
-    on_problem: Callable[[str], None] = lambda message: None,
-) -> list[Path]:
-    """Write ``leaderboard.<format>`` for each of ``formats`` (a plugin manager's
-    ``registry.report_formats``) and ``figures/<dataset>.{png,svg}`` from the records in
-    results_dir, under decision rule ``rule`` (``on_problem`` hears of cells left out). Under
-    a rule other than ``own`` the names end in ``-<rule>`` (``leaderboard-per_tag.md``).
-
-    Warns (``MixedDataWarning``) about each dataset whose records come from different data."""
-    records = records_under_rule(results_dir, rule, on_problem)
-    figures = results_dir / "figures"
-    if figures.exists() and not figures.is_dir():
-        raise HarnessError(f"{figures}: is a file, but the report writes its figures into a folder of that name; move the file away")
-    for note in mixed_data_notes(records):
-        warnings.warn(note, MixedDataWarning, stacklevel=2)
-    table = leaderboard(records)
+def write_leaderboards(results_dir: Path, table: pd.DataFrame, formats: Mapping[str, Writer] = WRITERS,
+                       rule: str = OWN) -> list[Path]:
+    """Write ``leaderboard.<format>`` of ``table`` (``leaderboard``) for each of ``formats`` (a
+    plugin manager's ``registry.report_formats``) into ``results_dir``. Under a rule other than
+    ``own`` the names end in ``-<rule>`` (``leaderboard-per_tag.md``)."""
     written = []
     for fmt, writer in formats.items():
         path = results_dir / f"leaderboard{rule_suffix(rule)}.{fmt}"
         writer(table, path)
         written.append(path)
-    for dataset in sorted(table["dataset"].unique()):
-        written += write_figure(records, dataset, figures, rule_suffix(rule))
     return written

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable
 
 import pandas as pd
 
-from harness import hookimpl
+from harness.hookspecs import hookimpl
 from harness.config import DatasetConfig, SourceConfig
 from harness.errors import HarnessError
 from harness.hashing import sha256_of

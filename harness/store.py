@@ -39,9 +39,14 @@ def _create_temporary(path: Path) -> tuple[int, str]:
             continue
 
 
+def json_bytes(obj: Any) -> bytes:
+    """``obj`` as the harness writes JSON: sorted keys, one space of indent, UTF-8."""
+    return json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False).encode("utf-8")
+
+
 def write_json_atomic(path: Path, obj: Any) -> None:
-    text = json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False)
-    write_atomic(path, lambda handle: handle.write(text.encode("utf-8")))
+    data = json_bytes(obj)
+    write_atomic(path, lambda handle: handle.write(data))
 
 
 def write_npy_atomic(path: Path, array: np.ndarray) -> None:

@@ -19,10 +19,7 @@ import pandas as pd
 from harness.evaluation import prediction_under_rule
 from harness.learning_curve import FARTHEST_EXTRAPOLATION, LabelsNeeded, labels_needed
 from harness.predictions import PredictionsError
-from harness.report import (
-    ReportedCell, cells_under_rule, count_phrase, dataset_labels, leaderboard, rule_suffix, seeds_phrase, slice_order,
-    write_aggregate_figure,
-)
+from harness.report import ReportedCell, cell_table, dataset_labels, leaderboard, rule_suffix, slice_order
 from harness.rules import OWN
 from harness.splits import NO_SLICE
 from harness.significance import METRICS, BootstrapSettings, Comparison, column_resamples, compare_to_best
@@ -61,14 +58,32 @@ class DatasetSummary:
 
 @dataclass
 class Summary:
+    """What every report of a results folder is rendered from: the ok cells under the rule, their
+    leaderboard, the summary of each dataset and across them."""
+
     rule: str
     options: SummaryOptions
+    cell_rows: pd.DataFrame  # one row per ok cell under ``rule``, label-free ones on every slice (harness.report.cell_table)
+    table: pd.DataFrame  # their leaderboard (harness.report.leaderboard)
     datasets: list[DatasetSummary]
     aggregate: pd.DataFrame | None  # None with fewer than two datasets
     notes: list[str] = field(default_factory=list)  # what the tables leave out and why (e.g. ensemble cells)
 
 
 # ------------------------------------------------------------------ building
+
+
+def count_phrase(count: int, noun: str) -> str:
+    """'1 seed', '3 seeds': counts read as counts everywhere a report shows one."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def seeds_phrase(per_method: pd.Series) -> str:
+    """How many seeds each method averages: '5 seeds', '1 seed', '3 to 5 seeds'."""
+    low, high = int(per_method.min()), int(per_method.max())
+    return count_phrase(low, "seed") if low == high else f"{low} to {high} seeds"
+
+
 
 
 def _column_predictions(cells: list[ReportedCell], rule: str, on_problem: Callable[[str], None]):
@@ -145,15 +160,16 @@ def build_summary(cells: Sequence[ReportedCell], rule: str = OWN, options: Summa
                   on_problem: Callable[[str], None] = lambda message: None) -> Summary:
     """The summary of the ok cells (as ``harness.report.cells_under_rule`` gives them)."""
     ok = [c for c in cells if c.shown.ok and c.shown.metrics is not None]
-    labels = dataset_labels([c.shown for c in ok])  # the names the leaderboard gives them
-    table = leaderboard([c.shown for c in ok])
+    records = [c.shown for c in ok]
+    labels = dataset_labels(records)  # the names the leaderboard gives them
+    table, cell_rows = leaderboard(records), cell_table(records)
     datasets = [
         _dataset_summary(name, table[table["dataset"] == name], [c for c, label in zip(ok, labels) if label == name],
                          rule, options, on_problem)
         for name in sorted(set(labels))
     ]
     aggregate = aggregate_table(table) if len(datasets) > 1 else None
-    return Summary(rule, options, datasets, aggregate)
+    return Summary(rule, options, cell_rows, table, datasets, aggregate)
 
 
 # ------------------------------------------------------------------ rendering
@@ -410,19 +426,37 @@ def to_latex(summary: Summary) -> str:
 RENDERERS = {"md": to_markdown, "html": to_html, "tex": to_latex}
 
 
-def write_summary(results_dir: Path, rule: str = OWN, options: SummaryOptions = SummaryOptions(),
-                  on_problem: Callable[[str], None] = lambda message: None, notes: Sequence[str] = ()) -> list[Path]:
-    """Write ``summary{-rule}.{md,html,tex}`` and, with several datasets,
-    ``figures/aggregate{-rule}.{png,svg}`` from the records in ``results_dir``; ``notes`` end the
-    summary (e.g. where an ensemble has no cell, and why)."""
-    summary = build_summary(cells_under_rule(results_dir, rule, on_problem), rule, options, on_problem)
-    summary.notes = list(notes)
+def write_summary(results_dir: Path, summary: Summary) -> list[Path]:
+    """Write ``summary{-rule}.{md,html,tex}`` of ``summary`` into ``results_dir``."""
     written = []
     for fmt in SUMMARY_FORMATS:
-        path = results_dir / f"summary{rule_suffix(rule)}.{fmt}"
+        path = results_dir / f"summary{rule_suffix(summary.rule)}.{fmt}"
         path.write_text(RENDERERS[fmt](summary), encoding="utf-8")
         written.append(path)
-    if summary.aggregate is not None:
-        written += write_aggregate_figure(summary.aggregate, int(summary.aggregate["n_datasets"].max()),
-                                          results_dir / "figures", rule_suffix(rule))
     return written
+
+
+@dataclass(frozen=True)
+class HtmlTable:
+    title: str
+    html: str  # escaped, sortable (``render_html``)
+    caption: str = ""
+
+
+@dataclass(frozen=True)
+class HtmlParts:
+    """The summary as the site shows it: its legend, each dataset's tables and the aggregate's."""
+
+    legend: str
+    datasets: dict[str, list[HtmlTable]]  # dataset (as the leaderboard names it) -> its tables
+    aggregate: list[HtmlTable]
+
+
+def html_parts(summary: Summary, prefix: str = "summary-") -> HtmlParts:
+    """The parts of ``summary`` a page shows, table ids starting with ``prefix``."""
+    datasets = {
+        dataset.dataset: [HtmlTable(t.title, render_html(t), dataset_caption(dataset))
+                          for t in dataset_tables(summary, dataset, prefix)]
+        for dataset in summary.datasets
+    }
+    return HtmlParts(legend(summary), datasets, [HtmlTable(t.title, render_html(t)) for t in aggregate_tables(summary)])

@@ -4,6 +4,8 @@ Fixtures: ``harness_pm`` (fresh plugin manager, no autoload), ``tiny_data`` (tra
 test of a small multi-label set), ``fit_context``, ``tiny_settings`` (the same kind of data
 written to disk as a dataset named ``tiny``, for runs through the real runner).
 
+``make_plugin_manager`` (from harness.plugins): a plugin's tests build their own manager with it.
+
 ``MethodContract``: the test suite every method should pass, whether it gives 0/1 tags
 (``predict``), scores (``predict_scores``) or both. Subclass it in a test module::
 
@@ -33,8 +35,11 @@ from typing import Any, ClassVar, Iterator
 import numpy as np
 import pytest
 
-from harness import hookimpl
-from harness.methods import FitContext, LabeledTexts, Method, params_hash, validate_prediction
+from harness.hookspecs import hookimpl
+from harness.methods import (
+    FitContext, LabeledTexts, Method, MethodParams, has_own_predict, has_scores, params_hash, validate_prediction,
+    validate_scores,
+)
 from harness.plugins import HarnessPluginManager, make_plugin_manager
 
 TINY_TAGS = ["bug", "docs", "feature"]
@@ -275,16 +280,12 @@ class MethodContract:
     def fitted(self, contract_params, contract_data, tmp_path_factory) -> tuple[Method, np.ndarray | None]:
         """The method fitted once on the tiny train split, and its raw prediction on test (None
         for a method that gives scores only)."""
-        from harness.evaluation import has_own_predict
-
         train, valid, test = contract_data
         method = self.fit(contract_params, train, valid, tmp_path_factory.mktemp("contract-cache"))
         return method, method.predict(test.texts) if has_own_predict(method) else None
 
     def outputs(self, method: Method, texts: list[str], n_tags: int) -> dict[str, np.ndarray]:
         """What the method gives for ``texts``: its checked own prediction and/or scores."""
-        from harness.evaluation import has_own_predict, has_scores, validate_scores
-
         given = {}
         if has_own_predict(method):
             given["predict"] = validate_prediction(self.method_class.name, method.predict(texts), len(texts), n_tags)
@@ -299,8 +300,6 @@ class MethodContract:
     # ------------------------------------------------ declaration and parameters
 
     def test_declares_name_version_and_params(self):
-        from harness.methods import MethodParams
-
         cls = self.method_class
         assert isinstance(getattr(cls, "name", None), str) and re.fullmatch(METHOD_NAME_PATTERN, cls.name), (
             f"{cls.__name__}.name must match {METHOD_NAME_PATTERN}, got {getattr(cls, 'name', None)!r}"
@@ -346,8 +345,6 @@ class MethodContract:
     # ------------------------------------------------ fit and predict
 
     def test_gives_predictions_or_scores(self, fitted):
-        from harness.evaluation import has_own_predict, has_scores
-
         method, _ = fitted
         assert has_own_predict(method) or has_scores(method), "define predict(texts), predict_scores(texts) or both"
 
@@ -360,8 +357,6 @@ class MethodContract:
         assert prediction.shape == (len(test), len(test.tags))
 
     def test_scores_are_a_finite_matrix_of_the_right_shape(self, fitted, contract_data):
-        from harness.evaluation import has_scores, validate_scores
-
         method, _ = fitted
         if not has_scores(method):
             pytest.skip("the method gives no scores")
@@ -446,8 +441,6 @@ class MethodContract:
         class ScoresTooFewTags(base):  # type: ignore[misc, valid-type]
             def predict_scores(self, texts):
                 return np.asarray(super().predict_scores(texts))[:, :-1]
-
-        from harness.evaluation import has_own_predict, has_scores
 
         method = self.build(contract_params)
         cases = [(FitFails, "fit failed on purpose")]

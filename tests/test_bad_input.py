@@ -242,15 +242,16 @@ def mixed_results(tmp_path):
 def test_report_never_averages_records_of_different_data(mixed_results):
     import pandas as pd
 
-    from harness.report import MixedDataWarning, write_reports
+    from harness.rebuild import rebuild_reports
+    from harness.report import MixedDataWarning
 
     with pytest.warns(MixedDataWarning, match=r"dataset 'tiny': cell records come from 2 versions of its config or data"):
-        write_reports(mixed_results)
+        rebuild_reports(mixed_results)
     table = pd.read_csv(mixed_results / "leaderboard.csv")
     assert len(table) == 2 and table["seeds"].tolist() == [1, 1]
     assert all(name.startswith("tiny [config ") and ", data " in name for name in table["dataset"])
     assert table["dataset"].nunique() == 2
-    assert len(list((mixed_results / "figures").glob("*.png"))) == 2
+    assert len(list((mixed_results / "figures").glob("tiny*.png"))) == 2  # one per data version
 
 
 def test_publish_shows_each_data_version_apart(mixed_results, tmp_path):

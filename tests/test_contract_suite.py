@@ -174,3 +174,32 @@ def test_contract_passes_a_good_method_and_fails_each_broken_one(pytester):
         "TestNanScores::test_learns_the_tiny_set",
         "TestNanScores::test_runs_as_a_cell_of_the_runner",
     }
+
+
+def test_predict_scores_is_declared_optional_on_method():
+    """``Method.predict_scores`` is None: a method gives scores by defining it, and a subclass
+    of a scoring method drops them by setting it back to None; the core asks ``has_scores``."""
+    import numpy as np
+
+    from harness import Method
+    from harness.methods import has_own_predict, has_scores
+
+    class Tags(Method):
+        name = "tags"
+
+        def predict(self, texts):
+            return np.zeros((len(texts), 1), dtype=np.uint8)
+
+    class Scores(Method):
+        name = "scores"
+
+        def predict_scores(self, texts):
+            return np.zeros((len(texts), 1))
+
+    class ScoresDropped(Scores):
+        predict_scores = None
+
+    assert Method.predict_scores is None and not has_scores(Method) and not has_own_predict(Method)
+    assert (has_scores(Tags()), has_own_predict(Tags())) == (False, True)
+    assert (has_scores(Scores), has_scores(Scores()), has_own_predict(Scores())) == (True, True, False)
+    assert not has_scores(ScoresDropped())

@@ -19,6 +19,7 @@ from harness.hashing import stable_hash
 from harness.methods import LabeledTexts
 from harness.predictions import predictions_path, read_predictions, write_predictions
 from harness.records import CellRecord, Metrics, PredictionsFile, read_record, record_files, record_path, write_record
+from harness.results import load_results
 
 TAGS = ["bug", "docs", "feature"]
 N_VALID, N_TEST = 80, 90
@@ -32,6 +33,11 @@ def _labels(n: int, seed: int) -> np.ndarray:
 
 
 VALID_LABELS, TEST_LABELS = _labels(N_VALID, 1), _labels(N_TEST, 2)
+
+
+def _refresh(results_dir: Path, *args, **kwargs):
+    """The ensembles of ``results_dir`` refreshed from its records, loaded for the purpose."""
+    return refresh_ensembles(results_dir, load_results(results_dir), *args, **kwargs)
 
 
 def _scores(labels: np.ndarray, noise: float, seed: int, scale: float = 1.0) -> np.ndarray:
@@ -80,8 +86,8 @@ def test_weights_are_chosen_on_valid_only(tmp_path):
         write_member(tmp_path / "clean", label, noise=noise)
         write_member(tmp_path / "corrupt", label, noise=noise, test_labels=1 - TEST_LABELS)
     spec = parse_ensemble("pair=a,b,c")
-    refresh_ensembles(tmp_path / "clean", [spec])
-    refresh_ensembles(tmp_path / "corrupt", [spec])
+    _refresh(tmp_path / "clean", [spec])
+    _refresh(tmp_path / "corrupt", [spec])
     clean, clean_arrays = _derived(tmp_path / "clean")
     corrupt, corrupt_arrays = _derived(tmp_path / "corrupt")
     assert clean.derived.weights == corrupt.derived.weights
@@ -97,7 +103,7 @@ def test_two_identical_members_equal_the_member(tmp_path):
     member's own, so every rule on scores gives the member's test metrics."""
     member = write_member(tmp_path, "a", score_seed=7)
     write_member(tmp_path, "b", score_seed=7)
-    refresh_ensembles(tmp_path, [parse_ensemble("pair=a,b")])
+    _refresh(tmp_path, [parse_ensemble("pair=a,b")])
     derived, arrays = _derived(tmp_path)
     stored = read_record(member)
     member_arrays = read_predictions(predictions_path(member), stored.predictions.sha256)
@@ -138,7 +144,7 @@ def test_same_inputs_give_the_same_ensemble(tmp_path):
     for folder in ("one", "two"):
         for label, noise in (("a", 0.5), ("b", 0.9)):
             write_member(tmp_path / folder, label, noise=noise)
-        refresh_ensembles(tmp_path / folder, [parse_ensemble("pair=a,b")])
+        _refresh(tmp_path / folder, [parse_ensemble("pair=a,b")])
     one, one_arrays = _derived(tmp_path / "one")
     two, two_arrays = _derived(tmp_path / "two")
     assert one.key_hash == two.key_hash and one.derived == two.derived
@@ -152,7 +158,7 @@ def test_missing_member_means_no_ensemble_there_and_a_note(tmp_path):
         write_member(tmp_path, "a", seed=seed)
     write_member(tmp_path, "b", seed=0)
     notes: list[str] = []
-    refresh_ensembles(tmp_path, [parse_ensemble("pair=a,b")], notes.append)
+    _refresh(tmp_path, [parse_ensemble("pair=a,b")], notes.append)
     assert record_path(tmp_path, "toy", "ensemble-pair", "8", 0).exists()
     assert not record_path(tmp_path, "toy", "ensemble-pair", "8", 1).exists()
     assert notes == ["ensemble 'pair' (a, b) on toy: no ensemble at slice 8 seed 1: no cell of b"]
@@ -161,23 +167,23 @@ def test_missing_member_means_no_ensemble_there_and_a_note(tmp_path):
 def test_derived_record_names_its_members_and_is_rebuilt_when_one_changes(tmp_path):
     write_member(tmp_path, "a")
     b_path = write_member(tmp_path, "b")
-    refresh_ensembles(tmp_path, [parse_ensemble("pair=a,b")])
+    _refresh(tmp_path, [parse_ensemble("pair=a,b")])
     before, _ = _derived(tmp_path)
     assert before.method.label == "ensemble-pair" and before.derived.kind == "ensemble"
     assert [m.key_hash for m in before.derived.members] == [
         read_record(record_path(tmp_path, "toy", label, "8", 0)).key_hash for label in ("a", "b")]
     write_member(tmp_path, "b", noise=0.3, version="2")  # b is computed again, with another key
-    loaded = [(p, read_record(p)) for p in record_files(tmp_path)]
+    loaded = load_results(tmp_path)
     notes: list[str] = []
-    assert [r.method.label for _, r in fresh(loaded, notes.append)] == ["a", "b"]  # the stale one is left out
+    assert [c.record.method.label for c in fresh(loaded, notes.append)] == ["a", "b"]  # the stale one is left out
     assert "changed since it was built" in notes[0]
-    refresh_ensembles(tmp_path)  # no spec given: the ensemble in the folder is rebuilt
+    _refresh(tmp_path)  # no spec given: the ensemble in the folder is rebuilt
     after, _ = _derived(tmp_path)
     assert after.key_hash != before.key_hash
     assert after.derived.members[1].key_hash == read_record(b_path).key_hash
     b_path.unlink()  # a member gone: its ensemble cell goes too
     notes.clear()
-    refresh_ensembles(tmp_path, on_note=notes.append)
+    _refresh(tmp_path, on_note=notes.append)
     assert not record_path(tmp_path, "toy", "ensemble-pair", "8", 0).exists()
     assert "no cell of b" in notes[0]
 
@@ -186,7 +192,7 @@ def test_label_free_member_stands_in_every_slice(tmp_path):
     for slice_name in ("8", "16"):
         write_member(tmp_path, "a", slice_name=slice_name)
     write_member(tmp_path, "zs", slice_name="none")
-    refresh_ensembles(tmp_path, [parse_ensemble("pair=a,zs")])
+    _refresh(tmp_path, [parse_ensemble("pair=a,zs")])
     assert {p.stem for p in (tmp_path / "cells" / "toy" / "ensemble-pair").glob("*.json")} == {
         "slice-8_seed-0", "slice-16_seed-0"}
 
@@ -239,7 +245,7 @@ def test_report_refuses_a_bad_ensemble_in_one_line(tmp_path, args, message):
 def test_derived_record_round_trips_as_json(tmp_path):
     write_member(tmp_path, "a")
     write_member(tmp_path, "b")
-    refresh_ensembles(tmp_path, [parse_ensemble("pair=a,b", "rank")])
+    _refresh(tmp_path, [parse_ensemble("pair=a,b", "rank")])
     path = record_path(tmp_path, "toy", "ensemble-pair", "8", 0)
     raw = json.loads(path.read_text())
     assert raw["derived"]["scaling"] == "rank" and raw["method"]["name"] == "ensemble"
@@ -249,7 +255,7 @@ def test_derived_record_round_trips_as_json(tmp_path):
 def test_single_label_ensemble_decides_by_argmax(tmp_path):
     for label, noise in (("a", 0.5), ("b", 0.9)):
         write_member(tmp_path, label, noise=noise, task="multiclass")
-    refresh_ensembles(tmp_path, [parse_ensemble("pair=a,b")])
+    _refresh(tmp_path, [parse_ensemble("pair=a,b")])
     derived, arrays = _derived(tmp_path)
     assert derived.rule == "argmax" and derived.rules is None and derived.dataset.task == "multiclass"
     assert (arrays["test_prediction"].sum(axis=1) == 1).all()
@@ -261,7 +267,7 @@ def test_the_site_shows_the_ensemble_and_leaves_a_stale_one_out(tmp_path):
     results = tmp_path / "results"
     for label in ("a", "b"):
         write_member(results, label)
-    refresh_ensembles(results, [parse_ensemble("pair=a,b")])
+    _refresh(results, [parse_ensemble("pair=a,b")])
     site = publish_site([results], tmp_path / "site")
     assert "ensemble-pair" in (tmp_path / "site" / "toy.html").read_text() and not site.problems
     write_member(results, "b", version="2")  # changed after the ensemble was built, no report since

@@ -17,7 +17,7 @@ from harness.methods import Method
 from harness.plan import RunPlan, plan_run
 from harness.plugins import PluginError, make_plugin_manager
 from harness.records import CellRecord
-from harness.report import write_reports
+from harness.rebuild import rebuild_reports
 from harness.testing import TINY_DATASET, write_tiny_dataset
 
 HOOKS = sorted(name for name in dir(hookspecs) if hasattr(getattr(hookspecs, name), "harness_spec"))
@@ -100,7 +100,7 @@ def test_hook_register_report_formats(tmp_path):
     assert pm.registry.report_formats.origins == {"md": "harness.report", "csv": "harness.report", "tex": "harness.report",
                                                   "html": "harness.report", "json": "plugin_0"}
     (tmp_path / "cells").mkdir()
-    written = write_reports(tmp_path, pm.registry.report_formats)
+    written = rebuild_reports(tmp_path, pm.registry.report_formats).files
     assert tmp_path / "leaderboard.json" in written and json.loads((tmp_path / "leaderboard.json").read_text()) == []
 
     class CsvAgain:

@@ -12,7 +12,9 @@ from click.testing import CliRunner
 
 from harness.cli import cli
 from harness.predictions import PredictionsError, read_predictions, write_predictions
-from harness.report import COST_COLUMNS, LEADERBOARD_COLUMNS, leaderboard, records_under_rule, write_reports
+from harness.rebuild import rebuild_reports
+from harness.report import COST_COLUMNS, LEADERBOARD_COLUMNS, cells_under_rule, leaderboard
+from harness.results import load_results
 from harness.driver import run_plan
 from harness.plan import plan_run
 from harness.records import iter_records, read_record, record_files
@@ -82,10 +84,14 @@ def test_each_cell_stores_its_arrays_beside_its_record(tiny_results):
         assert set(record.ranking) == {"macro_average_precision", "label_ranking_average_precision"}
 
 
+def _records_under_rule(results: Path, rule: str, on_problem=lambda message: None) -> list:
+    return [cell.shown for cell in cells_under_rule(load_results(results), rule, on_problem)]
+
+
 def test_report_under_a_rule_recomputes_the_records_metrics_from_stored_arrays(tiny_results):
     records = {r.key_hash: r for r in iter_records(tiny_results)}
     for rule in ("threshold", "per_tag", "top_k"):
-        for record in records_under_rule(tiny_results, rule):
+        for record in _records_under_rule(tiny_results, rule):
             assert record.rule == rule
             assert record.metrics == records[record.key_hash].rule_metrics[rule]
 
@@ -115,10 +121,10 @@ def test_a_corrupted_file_fails_its_cell_in_the_report_not_the_report(tiny_resul
     npz = first.with_suffix(".npz")
     npz.write_bytes(npz.read_bytes()[:-10])
     problems: list[str] = []
-    records = records_under_rule(results, "per_tag", problems.append)
+    records = _records_under_rule(results, "per_tag", problems.append)
     assert len(records) == len(record_files(results)) - 1
     assert len(problems) == 1 and npz.name in problems[0] and "left out of the 'per_tag' leaderboard" in problems[0]
-    assert len(records_under_rule(results, "own", problems.append)) == len(record_files(results))  # own needs no arrays
+    assert len(_records_under_rule(results, "own", problems.append)) == len(record_files(results))  # own needs no arrays
 
     result = CliRunner().invoke(cli, ["report", "--results", str(results), "--rule", "per_tag"])
     assert result.exit_code == 0, result.output
@@ -134,14 +140,14 @@ def test_report_rebuilds_figures_from_records_and_arrays_without_a_model(tiny_re
     results = tmp_path / "results"
     shutil.copytree(tiny_results, results)
     shutil.rmtree(results / "figures", ignore_errors=True)
-    written = write_reports(results, rule="per_tag")
+    written = rebuild_reports(results, rule="per_tag").files
     assert (results / "figures" / f"{TINY_DATASET}-per_tag.png") in written
     # no model is loaded by a report: in a fresh process the model libraries stay unimported
     import subprocess
 
     code = (
-        "import sys; from pathlib import Path; from harness.report import write_reports; "
-        f"write_reports(Path({str(results)!r}), rule='per_tag'); "
+        "import sys; from pathlib import Path; from harness.rebuild import rebuild_reports; "
+        f"rebuild_reports(Path({str(results)!r}), rule='per_tag'); "
         "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -216,6 +216,32 @@ def test_names_from_datasets_labels_and_methods_are_escaped(results, tmp_path):
     assert site.datasets == [HOSTILE_DATASET]
 
 
+def test_a_run_of_label_free_cells_only_publishes(tmp_path):
+    """``--methods zeroshot`` alone: every cell is on the slice 'none', and the site shows it."""
+    results_dir = _run(tmp_path / "zeroshot", ["zeroshot"], [0])
+    out = tmp_path / "site"
+    result = CliRunner().invoke(cli, ["publish", "--results", str(results_dir), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    page = (out / f"{TINY_DATASET}.html").read_text(encoding="utf-8")
+    rows = page.split('id="leaderboard"')[1].split("<tbody>")[1].split("</tbody>")[0].split("<tr>")[1:]
+    assert [row.split('<td data-sort="0">')[1].split("<")[0] for row in rows] == ["none"]
+    assert "zeroshot" in page and 'id="summary-micro"' in page
+    assert f'href="{TINY_DATASET}.html"' in (out / "index.html").read_text(encoding="utf-8")
+
+
+def test_the_footer_names_each_folder_as_given_and_no_absolute_path(results, tmp_path, monkeypatch):
+    first, second = results
+    publish_site([first, second], tmp_path / "absolute")
+    footer = (tmp_path / "absolute" / "index.html").read_text(encoding="utf-8").split("<footer>")[1]
+    assert str(first.parent) not in footer and str(second.parent) not in footer
+    assert "[1] results, [2] results." in footer
+    monkeypatch.chdir(first.parent.parent)
+    given = Path(first.parent.name) / "results"
+    publish_site([given, second], tmp_path / "relative")
+    footer = (tmp_path / "relative" / f"{TINY_DATASET}.html").read_text(encoding="utf-8").split("<footer>")[1]
+    assert f"[1] {given.as_posix()}, [2] results." in footer and str(second.parent) not in footer
+
+
 # ---------------------------------------------------------------- in a real browser
 
 @pytest.fixture
@@ -292,7 +318,7 @@ def test_site_in_chromium_shows_table_and_figure_and_sorts(results, tmp_path, ch
     header.click()
     assert [float(v) for v in column(4)] == sorted(ascending, reverse=True)
     table.find_element(By.XPATH, ".//th[normalize-space()='slice']").click()
-    assert column(1)[:3] == ["8.0"] * 3 and column(1)[-1] == "1000000000000.0"  # 8 < 16 < all
+    assert column(1) == ["0"] * 3 + ["1"] * 3 + ["2"] * 3  # 8 < 16 < all
     table.find_element(By.XPATH, ".//th[normalize-space()='method']").click()
     assert column(0) == sorted(column(0))
 

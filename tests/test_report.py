@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from harness.records import CellRecord, parse_record, record_path, write_record
-from harness.report import COST_COLUMNS, LEADERBOARD_COLUMNS, leaderboard, write_reports
+from harness.rebuild import rebuild_reports
+from harness.report import COST_COLUMNS, LEADERBOARD_COLUMNS, leaderboard
 
 
 def _record(method, slice_name, seed, micro, macro, n, dataset="toy", status="ok") -> CellRecord:
@@ -49,15 +50,15 @@ def test_label_free_method_alone_keeps_its_row_and_draws_no_figure(tmp_path):
     table = leaderboard(records)
     assert table[["method", "slice", "micro_f1_mean"]].values.tolist() == [["zs", "none", 0.45]]
     write_record(record_path(tmp_path, "toy", "zs", "none", 0), records[0])
-    written = {p.name for p in write_reports(tmp_path)}
-    assert written == {"leaderboard.md", "leaderboard.csv", "leaderboard.tex", "leaderboard.html"}
+    written = {p.name for p in rebuild_reports(tmp_path).files}
+    assert written == {"leaderboard.md", "leaderboard.csv", "leaderboard.tex", "leaderboard.html", "summary.md", "summary.html", "summary.tex"}
 
 
 def test_write_reports_from_records_only(tmp_path):
     for i, record in enumerate(RECORDS):
         write_record(record_path(tmp_path, "toy", record.method.label, record.slice.name, record.seed), record)
-    written = {p.name for p in write_reports(tmp_path)}
-    assert written == {"leaderboard.md", "leaderboard.csv", "leaderboard.tex", "leaderboard.html", "toy.png", "toy.svg"}
+    written = {p.name for p in rebuild_reports(tmp_path).files}
+    assert written == {"leaderboard.md", "leaderboard.csv", "leaderboard.tex", "leaderboard.html", "toy.png", "toy.svg", "summary.md", "summary.html", "summary.tex"}
     csv = pd.read_csv(tmp_path / "leaderboard.csv", dtype={"slice": str})
     assert list(csv.columns) == LEADERBOARD_COLUMNS + COST_COLUMNS and len(csv) == 4
     assert "0.5500 ± 0.0707" in (tmp_path / "leaderboard.md").read_text()
@@ -70,7 +71,7 @@ def test_one_seed_shows_no_spread(tmp_path):
     assert one_seed["seeds"] == 1 and pd.isna(one_seed["micro_f1_std"])  # unknown, not 0
     for record in records:
         write_record(record_path(tmp_path, "toy", record.method.label, "8", record.seed), record)
-    write_reports(tmp_path)
+    rebuild_reports(tmp_path)
     rows = {line.split("|")[2].strip(): line for line in (tmp_path / "leaderboard.md").read_text().splitlines()[2:]}
     assert "| 0.5000 " in rows["ft"] and "±" not in rows["ft"]
     assert "0.5500 ± 0.0707" in rows["nb"]
@@ -81,6 +82,6 @@ def test_names_are_escaped_in_html_and_latex(tmp_path):
     records = [_record("nb@<b>x</b>", "8", 0, 0.5, 0.2, 6, dataset="a&b_c")]
     for record in records:
         write_record(record_path(tmp_path, "a&b_c", record.method.label, "8", 0), record)
-    write_reports(tmp_path)
+    rebuild_reports(tmp_path)
     assert "&lt;b&gt;x&lt;/b&gt;" in (tmp_path / "leaderboard.html").read_text()
     assert r"a\&b\_c" in (tmp_path / "leaderboard.tex").read_text()

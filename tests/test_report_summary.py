@@ -17,9 +17,11 @@ from harness.learning_curve import labels_needed
 from harness.metrics import f1
 from harness.plan import plan_run
 from harness.plugins import make_plugin_manager
+from harness.rebuild import rebuild_reports
 from harness.report import cells_under_rule
+from harness.results import load_results
 from harness.significance import BootstrapSettings, column_resamples, compare_to_best, resample_weights, resampled_f1
-from harness.summary import SummaryOptions, build_summary, write_summary
+from harness.summary import SummaryOptions, build_summary
 from harness.testing import TINY_DATASET, tiny_run_settings
 
 SECOND_DATASET = "tiny-filtered"
@@ -144,7 +146,7 @@ def two_datasets(tmp_path_factory) -> Path:
 
 
 def test_summary_of_real_records_marks_the_best_and_the_tied(two_datasets):
-    summary = build_summary(cells_under_rule(two_datasets), options=SummaryOptions(BootstrapSettings(200)))
+    summary = build_summary(cells_under_rule(load_results(two_datasets)), options=SummaryOptions(BootstrapSettings(200)))
     tiny = next(d for d in summary.datasets if d.dataset == TINY_DATASET)
     assert tiny.methods == ["nb", "nb@smooth"] and tiny.slices == ["8", "16", "all"]
     for (metric, slice_name), found in tiny.comparisons.items():
@@ -186,16 +188,16 @@ def test_report_writes_the_summary_under_each_rule_beside_the_other(two_datasets
 def test_summary_is_deterministic_and_names_are_escaped(two_datasets, tmp_path):
     results = Path(shutil.copytree(two_datasets, tmp_path / "results"))
     options = SummaryOptions(BootstrapSettings(100, 0.05, 3))
-    write_summary(results, options=options)
+    rebuild_reports(results, options=options)
     first = {fmt: (results / f"summary.{fmt}").read_text(encoding="utf-8") for fmt in ("md", "html", "tex")}
-    write_summary(results, options=options)
+    rebuild_reports(results, options=options)
     assert first == {fmt: (results / f"summary.{fmt}").read_text(encoding="utf-8") for fmt in ("md", "html", "tex")}
     # a hostile method label is escaped in HTML and LaTeX
     for path in (results / "cells").glob("tiny/nb@smooth/*.json"):
         record = json.loads(path.read_text())
         record["method"]["label"] = "nb@<b>&_x"
         path.write_text(json.dumps(record))
-    write_summary(results, options=options)
+    rebuild_reports(results, options=options)
     assert "nb@&lt;b&gt;&amp;_x" in (results / "summary.html").read_text(encoding="utf-8")
     assert "<b>&_x" not in (results / "summary.html").read_text(encoding="utf-8")
     assert r"nb@<b>\&\_x" in (results / "summary.tex").read_text(encoding="utf-8")
@@ -207,7 +209,7 @@ def test_cells_of_two_data_versions_are_summarised_apart(two_datasets, tmp_path)
         record = json.loads(path.read_text())
         record["dataset"]["config_hash"] = "0" * 16
         path.write_text(json.dumps(record))
-    summary = build_summary(cells_under_rule(results), options=SummaryOptions(BootstrapSettings(50)))
+    summary = build_summary(cells_under_rule(load_results(results)), options=SummaryOptions(BootstrapSettings(50)))
     tiny = [d for d in summary.datasets if d.dataset.startswith(f"{TINY_DATASET} [config")]
     assert len(tiny) == 2 and all(not d.table.empty and d.slices == ["8", "16", "all"] for d in tiny)
     assert {d.seeds for d in tiny} == {"1 seed", "2 seeds"}

@@ -19,9 +19,18 @@ import numpy as np
 import torch
 from transformers import AutoModelForMaskedLM
 
-from harness.artifacts import build_folder, cached_artifact
-from harness.models import quiet_transformers
-from harness.training import Batch, OptimizerSettings, Precision, autocast, epoch_groups, tokenize, train
+from harness.toolkit import (
+    Batch,
+    OptimizerSettings,
+    Precision,
+    autocast,
+    build_folder,
+    cached_artifact,
+    epoch_groups,
+    quiet_transformers,
+    tokenize,
+    train,
+)
 
 from .runtime import explain_out_of_memory, fresh_pretrained_model, tokenizer_for
 

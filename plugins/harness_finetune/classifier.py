@@ -19,13 +19,13 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from harness.methods import LabeledTexts
-from harness.metrics import f1
-from harness.rules import best_grid_threshold
-from harness.training import (
+from harness import LabeledTexts
+from harness.toolkit import (
     OptimizerSettings,
     Precision,
+    best_grid_threshold,
     epoch_groups,
+    f1,
     freeze_word_embeddings,
     predict,
     tokenize,

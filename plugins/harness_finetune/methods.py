@@ -14,8 +14,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from harness.hashing import stable_hash
-from harness.methods import FitContext, LabeledTexts, Method, MethodParams
+from harness import FitContext, LabeledTexts, Method, MethodParams
+from harness.toolkit import stable_hash
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -101,8 +101,7 @@ class FineTune(Method):
     presets = {"default": {}, "book": BOOK_FINETUNE}
 
     def fit(self, train: LabeledTexts, valid: LabeledTexts, unlabeled: list[str], context: FitContext) -> None:
-        from harness.devices import resolve_device
-        from harness.training import choose_precision
+        from harness.toolkit import choose_precision, resolve_device
 
         from .classifier import ClassifierSettings, fine_tune
         from .runtime import local_model_folder, prepare_torch

@@ -13,9 +13,7 @@ from typing import Any, Iterator
 import torch
 import transformers
 
-from harness.cores import fit_threads
-from harness.models import quiet_transformers, resolve_model
-from harness.training import fresh_model
+from harness.toolkit import fit_threads, fresh_model, quiet_transformers, resolve_model
 
 
 class FineTuneMemoryError(MemoryError):

@@ -17,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-from harness.metrics import f1_from_counts
+from harness.toolkit import f1_from_counts
 
 Average = Literal["micro", "macro"]
 

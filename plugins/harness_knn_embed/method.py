@@ -7,8 +7,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from harness.embeddings import EmbeddingCache, EncoderSpec
-from harness.methods import FitContext, LabeledTexts, Method, MethodParams
+from harness import FitContext, LabeledTexts, Method, MethodParams
+from harness.toolkit import EmbeddingCache, EncoderSpec
 
 from harness_knn_embed.grid import cumulative_votes, grid_scores, vote_predictions
 from harness_knn_embed.search import ExactIndex

@@ -7,7 +7,7 @@ from typing import Iterator, Literal
 
 import numpy as np
 
-from harness.embeddings import unit_rows
+from harness.toolkit import unit_rows
 
 Metric = Literal["l2", "ip"]
 

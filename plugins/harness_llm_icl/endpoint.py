@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from harness.hashing import stable_hash
+from harness.toolkit import stable_hash
 
 T = TypeVar("T")
 R = TypeVar("R")

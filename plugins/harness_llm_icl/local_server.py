@@ -27,7 +27,7 @@ class LocalServer:
 
 def gguf_file(model: str) -> str:
     """The ``.gguf`` file for a model name (PyPI-shipped) or a path."""
-    from harness.models import resolve_causal_lm
+    from harness.toolkit import resolve_causal_lm
 
     location = resolve_causal_lm(model, parameter="model")
     if not location.gguf_file:

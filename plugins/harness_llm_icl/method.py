@@ -16,9 +16,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from harness.methods import FitContext, LabeledTexts, Method, MethodParams
-from harness.metrics import f1
-from harness.rules import argmax_predictions, best_threshold
+from harness import FitContext, LabeledTexts, Method, MethodParams
+from harness.toolkit import argmax_predictions, best_threshold, f1
 
 from harness_llm_icl.prompt import PromptBuilder, Task, check_descriptions, fixed_demonstrations, nearest_demonstrations
 
@@ -67,8 +66,7 @@ def load_causal_lm(name: str, device: str) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from harness.devices import resolve_device
-    from harness.models import resolve_causal_lm
+    from harness.toolkit import resolve_causal_lm, resolve_device
 
     location = resolve_causal_lm(name, parameter="model")
     device = resolve_device(device)
@@ -155,7 +153,7 @@ class LlmIcl(Method):
             self.prefix += self.prompt.demonstrations_ids([self.train.texts[i] for i in shown], self.train.labels[shown])
 
     def _is_gguf(self) -> bool:
-        from harness.models import resolve_causal_lm
+        from harness.toolkit import resolve_causal_lm
 
         return bool(resolve_causal_lm(self.params.model, parameter="model").gguf_file)
 
@@ -242,7 +240,7 @@ class LlmIcl(Method):
         return used
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        from harness.embeddings import EmbeddingCache, EncoderSpec
+        from harness.toolkit import EmbeddingCache, EncoderSpec
 
         cache = EmbeddingCache(self.context.cache_dir, EncoderSpec(model=self.params.embedding_model))
         return cache.embed(texts, device=self.context.device, progress=self.context.progress)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness import hookimpl
-from harness.methods import FitContext, LabeledTexts, Method, MethodParams
+from harness import FitContext, LabeledTexts, Method, MethodParams, hookimpl
 
 
 class NaiveBayesParams(MethodParams):

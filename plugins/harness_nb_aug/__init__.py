@@ -15,8 +15,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator
 
-from harness import hookimpl
-from harness.methods import FitContext, LabeledTexts
+from harness import FitContext, LabeledTexts, hookimpl
 from harness_nb import NaiveBayes, NaiveBayesParams
 from harness_nb_aug.augmenters import AugmenterKind, AugmenterSpec, Runtime, augment
 from harness_nb_aug.text_cache import AugmentedTextCache

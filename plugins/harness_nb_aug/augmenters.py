@@ -18,8 +18,7 @@ from typing import Any, Callable, Iterator, Literal
 
 import numpy as np
 
-from harness.devices import resolve_device
-from harness.hashing import stable_hash, text_key
+from harness.toolkit import resolve_device, stable_hash, text_key
 from harness_nb_aug.resources import MissingResourceError, penn_pos_tags, require_module, use_offline_wordnet
 
 AugmenterKind = Literal["synonym", "random_swap", "random_delete", "contextual", "back_translation"]
@@ -145,7 +144,7 @@ def _random_word(spec: AugmenterSpec, device: str) -> Any:
 
 
 def _contextual(spec: AugmenterSpec, device: str) -> Any:
-    from harness.models import resolve_model
+    from harness.toolkit import resolve_model
 
     require_module("transformers", "pip install transformers torch (or pip install 'fewlabels-harness[transformers]')",
                    "contextual augmentation")
@@ -169,7 +168,7 @@ def _contextual(spec: AugmenterSpec, device: str) -> Any:
 
 
 def _back_translation(spec: AugmenterSpec, device: str) -> Any:
-    from harness.models import resolve_model
+    from harness.toolkit import resolve_model
 
     require_module("transformers", "pip install transformers torch sentencepiece", "back-translation")
     forward = resolve_model(spec.translate_model, parameter="translate_model")

@@ -23,7 +23,7 @@ import torch
 from nlpaug.augmenter.word import ContextualWordEmbsAug
 from nlpaug.model.lang_models import FmTransformers
 
-from harness.hashing import stable_hash
+from harness.toolkit import stable_hash
 
 
 class MaskedPositionsFillMask(FmTransformers):

@@ -11,9 +11,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from harness.artifacts import cached_artifact
-from harness.hashing import text_key
-from harness.store import write_json_atomic
+from harness.toolkit import cached_artifact, text_key, write_json_atomic
 
 
 class AugmentedTextCache:

@@ -15,14 +15,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from harness.artifacts import cached_artifact
-from harness.cell import seed_everything
-from harness.evaluation import has_own_predict, validate_scores
-from harness.hashing import stable_hash, text_key
-from harness.methods import FitContext, LabeledTexts, Method, MethodParams
-from harness.metrics import f1
-from harness.rules import ChosenRules, argmax_predictions, choose_rules
-from harness.store import write_npy_atomic
+from harness import FitContext, LabeledTexts, Method, MethodParams
+from harness.toolkit import (
+    ChosenRules,
+    argmax_predictions,
+    cached_artifact,
+    choose_rules,
+    f1,
+    has_own_predict,
+    seed_everything,
+    stable_hash,
+    text_key,
+    validate_scores,
+    write_npy_atomic,
+)
 
 from harness_self_train.pseudo import PseudoLabels, select_pseudo_labels, tag_quotas
 

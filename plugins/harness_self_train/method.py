@@ -14,8 +14,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, ValidationInfo, field_validator
 
-from harness.errors import unknown_name_message
-from harness.methods import FitContext, LabeledTexts, Method, MethodParams, dependency_key
+from harness import FitContext, LabeledTexts, Method, MethodParams
+from harness.toolkit import dependency_key, unknown_name_message
 
 # the measured choice (README, self_train): with nb as the base no self-training round ever beat
 # round 0 on valid in 18 cells; with knn_embed rounds helped at 32, 128 and all issues
@@ -24,7 +24,7 @@ DEFAULT_BASE = "knn_embed"
 
 def registered_methods() -> Mapping[str, type[Method]]:
     """The methods of this process's plugin manager (a worker rebuilds the same one)."""
-    from harness.plugins import get_plugin_manager
+    from harness.toolkit import get_plugin_manager
 
     return get_plugin_manager().registry.methods
 
@@ -32,7 +32,7 @@ def registered_methods() -> Mapping[str, type[Method]]:
 def resolve_method(role: str, name: str, preset: str, overrides: dict[str, Any]) -> tuple[type[Method], MethodParams]:
     """The registered class named ``name`` and its parameters (``preset`` then ``overrides``);
     ValueError with one line when it is unknown, gives no scores or rejects a parameter."""
-    from harness.params import DEFAULT_PRESET, ParamError, build_params
+    from harness.toolkit import DEFAULT_PRESET, ParamError, build_params
 
     methods = registered_methods()
     if name not in methods:
@@ -139,8 +139,7 @@ class SelfTrain(Method):
     def predict(self, texts: list[str]) -> np.ndarray:
         """The best round's model's own prediction (when the model gives scores only: its
         ``threshold`` rule chosen on valid, or argmax for a multiclass task)."""
-        from harness.evaluation import has_own_predict
-        from harness.rules import argmax_predictions
+        from harness.toolkit import argmax_predictions, has_own_predict
 
         if has_own_predict(self.model):
             return self.model.predict(texts)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.rules import argmax_predictions
+from harness.toolkit import argmax_predictions
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from harness.training import Batch, Encoded, OptimizerSettings, predict, train
+from harness.toolkit import Batch, Encoded, OptimizerSettings, predict, train
 from harness_setfit.pairs import Pairs
 
 WEIGHT_DECAY = 0.01  # sentence-transformers' and SetFit's default (not on biases and norms)

@@ -9,9 +9,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from harness.cores import fit_threads
-from harness.methods import FitContext, LabeledTexts, Method, MethodParams
-from harness.models import quiet_transformers
+from harness import FitContext, LabeledTexts, Method, MethodParams
+from harness.toolkit import fit_threads, quiet_transformers
 
 from harness_setfit.head import Task, decide
 
@@ -65,9 +64,7 @@ class SetFit(Method):
         import torch
         import transformers
 
-        from harness.devices import resolve_device
-        from harness.metrics import f1  # scikit-learn: imported when a head is fitted
-        from harness.rules import best_grid_threshold
+        from harness.toolkit import best_grid_threshold, f1, resolve_device  # f1's scikit-learn: when a head is fitted
         from harness_setfit.body import BodySettings, embed, train_body
         from harness_setfit.head import LogisticHead
         from harness_setfit.pairs import contrastive_pairs, pair_budget
@@ -141,7 +138,7 @@ class SetFit(Method):
         return self._scored[key].copy()  # a copy: a caller may change its scores in place
 
     def _tokenize(self, texts: list[str]) -> Any:
-        from harness.training import tokenize
+        from harness.toolkit import tokenize
 
         return tokenize(self.model.tokenizer, texts, self.model.max_seq_length, self.device)
 
@@ -168,7 +165,7 @@ def _fresh_body(name: str, device: str, max_length: int | None) -> Any:
     """A fresh SentenceTransformer (trained in place, so a copy of the one read from disk)."""
     from sentence_transformers import SentenceTransformer
 
-    from harness.models import ModelResolutionError, resolve_model
+    from harness.toolkit import ModelResolutionError, resolve_model
 
     folder = resolve_model(name, parameter="model")
     if (folder, device) not in _bodies:

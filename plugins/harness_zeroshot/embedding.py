@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from harness.embeddings import EmbeddingCache, EncoderSpec, unit_rows
+from harness.toolkit import EmbeddingCache, EncoderSpec, unit_rows
 
 DEFAULT_MAX_LENGTH = EncoderSpec().max_length  # the core encoder's default, so its cache is shared
 

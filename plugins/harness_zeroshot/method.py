@@ -14,10 +14,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator
 
-from harness.hashing import stable_hash, text_key
-from harness.artifacts import cached_artifact
-from harness.methods import FitContext, LabeledTexts, Method, MethodParams
-from harness.store import write_npy_atomic
+from harness import FitContext, LabeledTexts, Method, MethodParams
+from harness.toolkit import cached_artifact, stable_hash, text_key, write_npy_atomic
 
 from harness_zeroshot.rules import RuleChoice, SelectBy, choose_rule
 

@@ -17,8 +17,7 @@ from typing import Any, Callable, Iterator, Literal, Mapping
 
 import numpy as np
 
-from harness.devices import resolve_device
-from harness.models import resolve_model
+from harness.toolkit import resolve_device, resolve_model
 
 
 def entailment_index(label2id: Mapping[str, int], model: str) -> int:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.models import resolve_model
+from harness.toolkit import resolve_model
 
 NLI_LABELS = {"contradiction": 0, "neutral": 1, "entailment": 2}  # bart-large-mnli's order
 

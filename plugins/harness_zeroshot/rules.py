@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from harness.metrics import f1
+from harness.toolkit import f1
 
 TOP_KS = (1, 2, 3, 4)
 THRESHOLDS = tuple(float(t) for t in np.round(np.linspace(0.01, 1.0, 100), 2))

@@ -11,8 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from harness import hookimpl
-from harness.methods import FitContext, LabeledTexts, Method, MethodParams
+from harness import FitContext, LabeledTexts, Method, MethodParams, hookimpl
 
 THRESHOLDS = np.round(np.linspace(0.05, 0.95, 19), 2)  # candidates tried on the valid split
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.plugins import make_plugin_manager
-from harness.testing import MethodContract
+from harness.testing import MethodContract, make_plugin_manager
 from harness_tfidf_logreg import THRESHOLDS, TfidfLogReg
 
 
