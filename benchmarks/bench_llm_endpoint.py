@@ -82,28 +82,30 @@ def main() -> int:
           f"{len(tags)} tags, model {args.model}\n")
 
     base = dict(model=args.model, valid_size=args.valid_size)
-    results: dict[str, tuple[float, np.ndarray, np.ndarray, dict]] = {}
+    print(f"{'way':<34} {'seconds':>8} {'micro F1':>9} {'macro F1':>9} {'requests':>9} {'max |diff|':>11} {'corr':>6}")
+    reference: list[np.ndarray] = []  # the first way's test scores
+
+    def measure(label: str, params: LlmIclParams, cache: str) -> None:
+        seconds, scores, predictions, usage = run_cell(params, train, valid, test, tags, work / cache)
+        reference.append(scores)
+        diff = float(np.abs(scores - reference[0]).max())
+        corr = float(np.corrcoef(scores.ravel(), reference[0].ravel())[0, 1])
+        print(f"{label:<34} {seconds:>8.1f} {f1(test.labels, predictions, 'micro'):>9.3f} "
+              f"{f1(test.labels, predictions, 'macro'):>9.3f} {usage.get('requests', 0):>9} {diff:>11.3f} {corr:>6.3f}",
+              flush=True)
+
     if not args.skip_in_process:
         run_cell(LlmIclParams(**base), train, valid, LabeledTexts(test.texts[:1], test.labels[:1], tags), tags,
                  work / "warm")  # loads the model once, as a worker process keeps it for every cell
-        results["in-process transformers"] = run_cell(LlmIclParams(**base), train, valid, test, tags, work / "in-process")
+        measure("in-process transformers", LlmIclParams(**base), "in-process")
     levels = [int(c) for c in args.concurrency.split(",")]
     server = start_server(args.model, parallel=max(levels))
     for concurrency in levels:
-        params = LlmIclParams(**base, endpoint=server.base_url, scoring="forced", concurrency=concurrency)
-        results[f"llama.cpp server, concurrency {concurrency}"] = run_cell(
-            params, train, valid, test, tags, work / f"server-{concurrency}")
+        measure(f"llama.cpp server, concurrency {concurrency}",
+                LlmIclParams(**base, endpoint=server.base_url, scoring="forced", concurrency=concurrency), f"server-{concurrency}")
     for form in ("letters", "yesno") if args.choice else ():
-        params = LlmIclParams(**base, endpoint=server.base_url, scoring="choice", choice_form=form, concurrency=max(levels))
-        results[f"server, choice {form}, conc. {max(levels)}"] = run_cell(params, train, valid, test, tags, work / form)
-
-    reference = next(iter(results.values()))[1]
-    print(f"{'way':<34} {'seconds':>8} {'micro F1':>9} {'macro F1':>9} {'requests':>9} {'max |diff|':>11} {'corr':>6}")
-    for label, (seconds, scores, predictions, usage) in results.items():
-        diff = float(np.abs(scores - reference).max())
-        corr = float(np.corrcoef(scores.ravel(), reference.ravel())[0, 1])
-        print(f"{label:<34} {seconds:>8.1f} {f1(test.labels, predictions, 'micro'):>9.3f} "
-              f"{f1(test.labels, predictions, 'macro'):>9.3f} {usage.get('requests', 0):>9} {diff:>11.3f} {corr:>6.3f}")
+        measure(f"server, choice {form}, conc. {max(levels)}", LlmIclParams(
+            **base, endpoint=server.base_url, scoring="choice", choice_form=form, concurrency=max(levels)), form)
     print("\nmax |diff| and corr compare each way's test scores with the first row's (summed log-probabilities; "
           "choice rows score otherwise)")
     return 0
