@@ -28,7 +28,7 @@ pytestmark = pytest.mark.skipif(
 )
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 FAKE_KEY = "sk-fake-5f0c1d2e3a4b"
-SMALL = ["--set", "llm_icl.valid_size=4", "--set", "llm_icl.k=2", "--set", "llm_icl.max_text_tokens=16"]
+SMALL = ["--set", "llm_icl.valid_size=4", "--set", "llm_icl.k=1", "--set", "llm_icl.max_text_tokens=12"]
 
 
 def _free_port() -> int:
@@ -68,7 +68,7 @@ def server():
 
 @pytest.fixture
 def tiny(tmp_path):
-    cfg_dir, data_dir = write_tiny_dataset(tmp_path / "data", n=60)
+    cfg_dir, data_dir = write_tiny_dataset(tmp_path / "data", n=40)
     return ["--datasets", TINY_DATASET, "--datasets-cfg", str(cfg_dir), "--data-dir", str(data_dir),
             "--results", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache")]
 
@@ -118,7 +118,7 @@ def test_records_cost_and_a_rerun_from_the_cache_alone(server, tiny, tmp_path):
 
 def test_a_server_killed_mid_run_fails_the_cells_in_flight_and_the_rerun_completes(server, tiny, tmp_path):
     results = tmp_path / "results"
-    run = ["run", "--methods", "llm_icl", "--slices", "8,16", "--seeds", "0,1", "--set", f"llm_icl.endpoint={server.url}",
+    run = ["run", "--methods", "llm_icl", "--slices", "8,16", "--set", f"llm_icl.endpoint={server.url}",
            "--set", "llm_icl.max_retries=1", *SMALL, *tiny]
     process = subprocess.Popen([sys.executable, "-m", "harness", *run], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True)
@@ -132,15 +132,15 @@ def test_a_server_killed_mid_run_fails_the_cells_in_flight_and_the_rerun_complet
     assert all(f"EndpointError: {server.url}/" in line and "cannot be reached" in line for line in failed), failed
     assert "Traceback" not in output
     done_before = {r["key_hash"] for r in _records(results, "llm_icl") if r["status"] == "ok"}
-    assert 1 <= len(done_before) < 4
+    assert len(done_before) == 1
 
     server.start()  # the same address again
     rerun = _harness(*run[:-len(tiny)], "--retry-failed", *tiny)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     records = _records(results, "llm_icl")
-    assert len(records) == 4 and all(r["status"] == "ok" for r in records)
-    assert len({r["key_hash"] for r in records}) == 4 and done_before <= {r["key_hash"] for r in records}
-    assert {(r["slice"]["name"], r["seed"]) for r in records} == {("8", 0), ("16", 0), ("8", 1), ("16", 1)}
+    assert len(records) == 2 and all(r["status"] == "ok" for r in records)
+    assert len({r["key_hash"] for r in records}) == 2 and done_before <= {r["key_hash"] for r in records}
+    assert {(r["slice"]["name"], r["seed"]) for r in records} == {("8", 0), ("16", 0)}
     (variant,) = (results / "cells" / TINY_DATASET).glob("llm_icl@*")
     assert all((variant / r["predictions"]["file"]).is_file() for r in records)
 
