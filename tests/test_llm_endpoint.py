@@ -236,12 +236,13 @@ def test_auto_skips_echo_on_a_server_that_ignores_it_and_says_nothing_silently()
             return httpx.Response(404, text="not found")
         return httpx.Response(200, json=LLAMACPP_COMPLETION)
 
-    handler, _ = _serving(answer)
+    handler, seen = _serving(answer)
     endpoint, _ = _endpoint(handler)
     scorer = RemoteTagScorer(endpoint, _parts(), "auto")
     assert scorer.mode == "choice"
     scores = scorer.score([([("it crashes", np.array([1, 0, 0], dtype=np.uint8))], "the docs are wrong")])
     assert scores.tolist() == [[-1.9, -0.2, -4.0]]
+    assert sum(r.url.path.endswith("/tokenize") for r in seen) == 1  # a server without /tokenize is asked once
     with pytest.raises(EndpointError, match=rf"^{URL}/completions gives no prompt log-probabilities with echo"):
         RemoteTagScorer(endpoint, _parts(), "echo")
 

@@ -69,17 +69,21 @@ class RemoteTagScorer:
         self.unparsed_answers = 0  # generate: answers that were not the JSON asked for (scored as no tag)
         self._tag_ids: list[list[int]] | None = None
         self._cut: dict[str, str] = {}  # text -> cut text: demonstrations recur in every prompt
+        self._can_tokenize = True  # False once /tokenize failed: a server without it is not asked per text
         self.mode = self._choose(scoring)
 
     # -------------------------------------------------------------- text
 
     def _tokenize(self, text: str) -> list[int] | None:
         """The server's token ids for ``text`` (llama.cpp's and vLLM's ``/tokenize``); None without it."""
+        if not self._can_tokenize:
+            return None
         try:
             # llama.cpp reads 'content', vLLM 'prompt'; each ignores the other's field
             body = self.endpoint.post("/tokenize", {"content": text, "prompt": text, "add_special": False,
                                                     "add_special_tokens": False}, under_root=True)
         except EndpointError:
+            self._can_tokenize = False
             return None
         tokens = body.get("tokens")
         return [int(t["id"] if isinstance(t, dict) else t) for t in tokens] if isinstance(tokens, list) else None
