@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Callable, Literal
 
 import numpy as np
+from pydantic import Field
 
 from harness.artifacts import cached_artifact
 from harness.hashing import stable_hash, text_key
+from harness.methods import MethodParams
 from harness.models import resolve_model
 from harness.store import write_json_atomic, write_npy_atomic
 
@@ -33,6 +35,20 @@ class EncoderSpec:
 
     def key(self) -> str:
         return stable_hash(asdict(self))
+
+
+class EncoderParams(MethodParams):
+    """The encoder parameters of a method on cached embeddings; subclass it and add the method's own.
+    Together the first four key the shared cache (``spec()``)."""
+
+    model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    pooling: Literal["sentence-transformers", "mean"] = "sentence-transformers"
+    max_length: int = Field(128, ge=1)
+    normalize: bool = False  # unit-length vectors from the encoder (MiniLM's own pipeline already does it)
+    batch_size: int = Field(64, ge=1)
+
+    def spec(self) -> EncoderSpec:
+        return EncoderSpec(model=self.model, pooling=self.pooling, max_length=self.max_length, normalize=self.normalize)
 
 
 class EmbeddingCache:

@@ -6,6 +6,7 @@ these names are the toolkit's API: the modules they live in are internal and may
 
 - the training engine (harness.training): tokenise once, a plain loop, predictions, precision;
 - embeddings (harness.embeddings) and model resolution (harness.models), offline first;
+- a logistic-regression head on fixed features and its own rule (harness.linear_head);
 - cached artifacts (harness.artifacts), atomic writes (harness.store), stable hashes (harness.hashing);
 - devices (harness.devices), threads per fit (harness.cores), seeding (harness.cell);
 - score checks (harness.methods), decision rules (harness.rules) and F1 (harness.metrics);
@@ -27,8 +28,9 @@ _HOMES = {  # name -> the internal module that defines it
     **dict.fromkeys(["seed_everything"], "harness.cell"),
     **dict.fromkeys(["fit_threads"], "harness.cores"),
     **dict.fromkeys(["resolve_device"], "harness.devices"),
-    **dict.fromkeys(["EmbeddingCache", "EncoderSpec", "unit_rows"], "harness.embeddings"),
+    **dict.fromkeys(["EmbeddingCache", "EncoderParams", "EncoderSpec", "unit_rows"], "harness.embeddings"),
     **dict.fromkeys(["unknown_name_message"], "harness.errors"),
+    **dict.fromkeys(["LogisticHead", "Task", "decide"], "harness.linear_head"),
     **dict.fromkeys(["stable_hash", "text_key"], "harness.hashing"),
     **dict.fromkeys(["PredictionError", "dependency_key", "has_own_predict", "has_scores", "validate_scores"],
                     "harness.methods"),

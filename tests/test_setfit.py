@@ -15,7 +15,7 @@ from harness.methods import FitContext, LabeledTexts
 from harness.params import ParamError, build_params
 from harness.testing import TINY_TAGS, MethodContract, save_tiny_sentence_transformer, tiny_multilabel, tiny_splits
 from harness_setfit import SetFit, SetFitParams
-from harness_setfit.head import LogisticHead, decide
+from harness.toolkit import LogisticHead, decide
 from harness_setfit.pairs import contrastive_pairs, pair_budget, with_none_tag
 
 # Small, fast settings; the tests add "model": the tiny sentence-transformer's folder.

@@ -7,20 +7,14 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from harness import FitContext, LabeledTexts, Method, MethodParams
-from harness.toolkit import EmbeddingCache, EncoderSpec
+from harness import FitContext, LabeledTexts, Method
+from harness.toolkit import EmbeddingCache, EncoderParams
 
 from harness_knn_embed.grid import cumulative_votes, grid_scores, vote_predictions
 from harness_knn_embed.search import ExactIndex
 
-class KnnEmbedParams(MethodParams):
-    # encoder (together they key the shared embedding cache)
-    model: str = "sentence-transformers/all-MiniLM-L6-v2"
-    pooling: Literal["sentence-transformers", "mean"] = "sentence-transformers"
-    max_length: int = Field(128, ge=1)
-    normalize: bool = False  # unit-length vectors from the encoder (MiniLM's own pipeline already does it)
-    batch_size: int = Field(64, ge=1)
-    # lookup
+class KnnEmbedParams(EncoderParams):
+    # lookup (the encoder's parameters come from EncoderParams)
     metric: Literal["l2", "ip"] = "l2"  # exact L2, or inner product on unit vectors (cosine)
     k_max: int = Field(16, ge=1)  # k and m are chosen in 1..k_max, m <= k
     select_by: Literal["micro", "macro"] = "micro"  # valid F1 average that picks (k, m)
@@ -45,9 +39,7 @@ class KnnEmbed(Method):
         if len(valid) == 0:
             raise ValueError("knn_embed chooses k and m on the valid split, which is empty")
         p = self.params
-        self.cache = EmbeddingCache(
-            context.cache_dir, EncoderSpec(model=p.model, pooling=p.pooling, max_length=p.max_length, normalize=p.normalize)
-        )
+        self.cache = EmbeddingCache(context.cache_dir, p.spec())
         self.progress = context.progress
         self.device = context.device
         vectors = self._embed(train.texts + valid.texts)

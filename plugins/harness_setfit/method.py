@@ -10,9 +10,7 @@ import numpy as np
 from pydantic import Field
 
 from harness import FitContext, LabeledTexts, Method, MethodParams
-from harness.toolkit import fit_threads, quiet_transformers
-
-from harness_setfit.head import Task, decide
+from harness.toolkit import Task, decide, fit_threads, quiet_transformers
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 MPNET = "sentence-transformers/all-mpnet-base-v2"
@@ -64,9 +62,8 @@ class SetFit(Method):
         import torch
         import transformers
 
-        from harness.toolkit import best_grid_threshold, f1, resolve_device  # f1's scikit-learn: when a head is fitted
+        from harness.toolkit import LogisticHead, best_grid_threshold, f1, resolve_device  # f1's scikit-learn: when a head is fitted
         from harness_setfit.body import BodySettings, embed, train_body
-        from harness_setfit.head import LogisticHead
         from harness_setfit.pairs import contrastive_pairs, pair_budget
 
         if len(train) == 0:

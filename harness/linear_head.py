@@ -1,5 +1,6 @@
-"""The classification head on the trained body's embeddings (SetFit's second stage) and the
-method's own decision rule (its threshold is tuned by the core's ``harness.rules.best_grid_threshold``).
+"""A logistic-regression head on fixed feature vectors (SetFit's second stage, a linear probe on
+frozen embeddings, TF-IDF features) and the own decision rule such methods share (its threshold is
+tuned by the core's ``harness.rules.best_grid_threshold``).
 
 Multi-label: one logistic regression per tag (one-vs-rest), probabilities per tag. A tag that
 every or no training text carries gets that constant probability (logistic regression needs both
@@ -30,6 +31,7 @@ class LogisticHead:
 
     def fit(self, vectors: np.ndarray, labels: np.ndarray) -> LogisticHead:
         self.n_tags = labels.shape[1]
+        n_rows = vectors.shape[0]  # a dense array or a scipy sparse matrix
         if self.task == "multiclass":
             classes = labels.argmax(axis=1)
             self.models = [self._regression().fit(vectors, classes)] if len(set(classes)) > 1 else []
@@ -37,12 +39,14 @@ class LogisticHead:
             return self
         self.models = []
         for column in labels.T:
-            self.models.append(self._regression().fit(vectors, column) if 0 < column.sum() < len(column) else float(column.mean()))
+            self.models.append(self._regression().fit(vectors, column) if 0 < column.sum() < n_rows else float(column.mean()))
         return self
 
     def predict_proba(self, vectors: np.ndarray) -> np.ndarray:
-        """(len(vectors), n_tags) probabilities."""
-        scores = np.zeros((len(vectors), self.n_tags), dtype=np.float64)
+        """(number of vectors, n_tags) probabilities."""
+        scores = np.zeros((vectors.shape[0], self.n_tags), dtype=np.float64)
+        if vectors.shape[0] == 0:  # scikit-learn refuses an empty batch
+            return scores
         if self.task == "multiclass":
             if self.models:
                 (model,) = self.models
