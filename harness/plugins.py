@@ -44,6 +44,7 @@ DEFAULT_PLUGINS = (
     "harness_setfit",
     "harness_llm_icl",
     "harness_self_train",
+    "harness_linear",
 )
 
 
