@@ -1,6 +1,6 @@
 """A logistic-regression head on fixed feature vectors (SetFit's second stage, a linear probe on
-frozen embeddings, TF-IDF features) and the own decision rule such methods share (its threshold is
-tuned by the core's ``harness.rules.best_grid_threshold``).
+frozen embeddings, TF-IDF features). The own decision rule such methods share, and the choice of
+its threshold on valid, are ``decide`` and ``choose_own_threshold`` in ``harness.rules``.
 
 Multi-label: one logistic regression per tag (one-vs-rest), probabilities per tag. A tag that
 every or no training text carries gets that constant probability (logistic regression needs both
@@ -58,12 +58,3 @@ class LogisticHead:
             scores[:, tag] = model if isinstance(model, float) else model.predict_proba(vectors)[:, 1]
         return scores
 
-
-def decide(scores: np.ndarray, task: Task, threshold: float) -> np.ndarray:
-    """0/1 predictions: argmax for multiclass, ``score > threshold`` per tag for multi-label."""
-    if task == "multiclass":
-        predicted = np.zeros(scores.shape, dtype=np.uint8)
-        if len(scores):
-            predicted[np.arange(len(scores)), scores.argmax(axis=1)] = 1
-        return predicted
-    return (scores > threshold).astype(np.uint8)

@@ -12,7 +12,8 @@ that all methods with scores are compared under the same rule, tuned the same wa
 
 ``own`` (the method's own ``predict``) is not a rule on scores; see harness/evaluation.py.
 A method whose own rule is a threshold on a coarse grid (setfit, finetune) takes it from
-``best_grid_threshold`` here rather than keeping its own copy of the search.
+``best_grid_threshold`` here rather than keeping its own copy of the search; ``decide`` applies
+such a rule (argmax for a multiclass task) and ``choose_own_threshold`` chooses it on valid.
 """
 
 from __future__ import annotations
@@ -137,6 +138,28 @@ class ChosenRules:
 def argmax_predictions(scores: np.ndarray) -> np.ndarray:
     """The multiclass rule: 1 for the highest-scored tag of each row (the first among ties)."""
     return top_k_predictions(scores, 1)
+
+
+def decide(scores: np.ndarray, task: str, threshold: float) -> np.ndarray:
+    """0/1 predictions: argmax for multiclass, ``score > threshold`` per tag for multi-label."""
+    if task == "multiclass":
+        predicted = np.zeros(scores.shape, dtype=np.uint8)
+        if len(scores):
+            predicted[np.arange(len(scores)), scores.argmax(axis=1)] = 1
+        return predicted
+    return (scores > threshold).astype(np.uint8)
+
+
+def choose_own_threshold(valid_scores: np.ndarray, valid_labels: np.ndarray, task: str, tune: bool,
+                         default: float) -> tuple[float, dict[str, float] | None]:
+    """The threshold of a method's own rule ``decide``: on a multi-label task with ``tune``, the
+    grid threshold with the best valid micro F1 (``best_grid_threshold``), else ``default``; and
+    that rule's valid micro and macro F1 (None without a valid split)."""
+    if len(valid_scores) == 0:
+        return default, None
+    threshold = best_grid_threshold(valid_scores, valid_labels)[0] if tune and task == "multilabel" else default
+    decisions = decide(valid_scores, task, threshold)
+    return threshold, {average: f1(valid_labels, decisions, average) for average in ("micro", "macro")}
 
 
 def choose_rules(valid_scores: np.ndarray, valid_labels: np.ndarray, tags: list[str]) -> ChosenRules:

@@ -6,7 +6,7 @@ these names are the toolkit's API: the modules they live in are internal and may
 
 - the training engine (harness.training): tokenise once, a plain loop, predictions, precision;
 - embeddings (harness.embeddings) and model resolution (harness.models), offline first;
-- a logistic-regression head on fixed features and its own rule (harness.linear_head);
+- a logistic-regression head on fixed features (harness.linear_head);
 - cached artifacts (harness.artifacts), atomic writes (harness.store), stable hashes (harness.hashing);
 - devices (harness.devices), threads per fit (harness.cores), seeding (harness.cell);
 - score checks (harness.methods), decision rules (harness.rules) and F1 (harness.metrics);
@@ -30,7 +30,7 @@ _HOMES = {  # name -> the internal module that defines it
     **dict.fromkeys(["resolve_device"], "harness.devices"),
     **dict.fromkeys(["EmbeddingCache", "EncoderParams", "EncoderSpec", "unit_rows"], "harness.embeddings"),
     **dict.fromkeys(["unknown_name_message"], "harness.errors"),
-    **dict.fromkeys(["LogisticHead", "Task", "decide"], "harness.linear_head"),
+    **dict.fromkeys(["LogisticHead", "Task"], "harness.linear_head"),
     **dict.fromkeys(["stable_hash", "text_key"], "harness.hashing"),
     **dict.fromkeys(["PredictionError", "dependency_key", "has_own_predict", "has_scores", "validate_scores"],
                     "harness.methods"),
@@ -38,8 +38,8 @@ _HOMES = {  # name -> the internal module that defines it
     **dict.fromkeys(["ModelResolutionError", "quiet_transformers", "resolve_causal_lm", "resolve_model"], "harness.models"),
     **dict.fromkeys(["DEFAULT_PRESET", "ParamError", "build_params"], "harness.params"),
     **dict.fromkeys(["get_plugin_manager"], "harness.plugins"),
-    **dict.fromkeys(["ChosenRules", "argmax_predictions", "best_grid_threshold", "best_threshold", "choose_rules"],
-                    "harness.rules"),
+    **dict.fromkeys(["ChosenRules", "argmax_predictions", "best_grid_threshold", "best_threshold", "choose_own_threshold",
+                     "choose_rules", "decide"], "harness.rules"),
     **dict.fromkeys(["write_json_atomic", "write_npy_atomic"], "harness.store"),
     **dict.fromkeys(["Batch", "Encoded", "OptimizerSettings", "Precision", "autocast", "choose_precision", "epoch_groups",
                      "freeze_word_embeddings", "fresh_model", "predict", "tokenize", "train"], "harness.training"),

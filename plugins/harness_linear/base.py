@@ -1,6 +1,6 @@
 """What both linear methods share: a logistic-regression head per tag on features a subclass
 computes, and the own rule, a threshold chosen on valid from the core's grid (multi-label) or
-the argmax (multiclass)."""
+the argmax (multiclass), both the core's (``choose_own_threshold``, ``decide``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from harness import FitContext, LabeledTexts, Method
-from harness.toolkit import LogisticHead, Task, best_grid_threshold, decide, f1
+from harness.toolkit import LogisticHead, Task, choose_own_threshold, decide
 
 DEFAULT_THRESHOLD = 0.5  # without a valid split to tune on, or for a multiclass task (unused there)
 
@@ -36,7 +36,9 @@ class LinearHeadMethod(Method):
         features = self.prepare(train, context)
         class_weight = None if p.class_weight == "none" else "balanced"
         self.head = LogisticHead(self.task, p.C, class_weight, context.seed).fit(features, train.labels)
-        self.threshold, self.valid_f1 = _own_threshold(valid, self.predict_scores(valid.texts), self.task, p.threshold)
+        tune = p.threshold is None  # a threshold given is kept; None: the grid's best on valid
+        self.threshold, self.valid_f1 = choose_own_threshold(self.predict_scores(valid.texts), valid.labels, self.task,
+                                                             tune=tune, default=DEFAULT_THRESHOLD if tune else p.threshold)
 
     def predict_scores(self, texts: list[str]) -> np.ndarray:
         """Each tag's logistic-regression probability (softmax over the tags for a multiclass task)."""
@@ -54,18 +56,3 @@ class LinearHeadMethod(Method):
             **self.feature_details(),
         }
 
-
-def _own_threshold(valid: LabeledTexts, valid_scores: np.ndarray, task: Task,
-                   fixed: float | None) -> tuple[float, dict[str, float] | None]:
-    """The threshold of ``score > t``: ``fixed`` if given, else the grid's best valid micro F1
-    (multi-label); and the own rule's valid micro and macro F1 (None without a valid split)."""
-    if len(valid) == 0:
-        return (fixed if fixed is not None else DEFAULT_THRESHOLD), None
-    if fixed is not None:
-        threshold = fixed
-    elif task == "multilabel":
-        threshold, _ = best_grid_threshold(valid_scores, valid.labels)
-    else:
-        threshold = DEFAULT_THRESHOLD
-    decisions = decide(valid_scores, task, threshold)
-    return threshold, {average: f1(valid.labels, decisions, average) for average in ("micro", "macro")}

@@ -62,7 +62,7 @@ class SetFit(Method):
         import torch
         import transformers
 
-        from harness.toolkit import LogisticHead, best_grid_threshold, f1, resolve_device  # f1's scikit-learn: when a head is fitted
+        from harness.toolkit import LogisticHead, choose_own_threshold, resolve_device
         from harness_setfit.body import BodySettings, embed, train_body
         from harness_setfit.pairs import contrastive_pairs, pair_budget
 
@@ -104,14 +104,8 @@ class SetFit(Method):
         self.head = LogisticHead(self.task, p.head_c, None if p.head_class_weight == "none" else "balanced", seed)
         self.head.fit(vectors, train.labels)
         lap("head")
-        self.threshold, self.valid_f1 = p.threshold, None
-        if len(valid):
-            valid_scores = self._probabilities(valid.texts)
-            if self.task == "multilabel" and p.tune_threshold:
-                self.threshold, _ = best_grid_threshold(valid_scores, valid.labels)
-
-            valid_decisions = decide(valid_scores, self.task, self.threshold)
-            self.valid_f1 = {average: f1(valid.labels, valid_decisions, average) for average in ("micro", "macro")}
+        self.threshold, self.valid_f1 = choose_own_threshold(self._probabilities(valid.texts), valid.labels, self.task,
+                                                             tune=p.tune_threshold, default=p.threshold)
         lap("valid")
         self.stages = stages
         shown = f", valid micro F1 {self.valid_f1['micro']:.4f}" if self.valid_f1 else ""
