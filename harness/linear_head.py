@@ -10,9 +10,12 @@ classes absent from the slice at 0.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+
+from harness.persistence import load_estimators, load_json, save_estimators, save_json
 
 Task = Literal["multilabel", "multiclass"]
 
@@ -58,3 +61,18 @@ class LogisticHead:
             scores[:, tag] = model if isinstance(model, float) else model.predict_proba(vectors)[:, 1]
         return scores
 
+    def save(self, folder: Path) -> None:
+        """The fitted regressions (skops) and the head's settings (JSON) in ``folder``."""
+        folder.mkdir(parents=True, exist_ok=True)
+        save_estimators(folder / "regressions.skops", self.models)
+        save_json(folder / "head.json", {"task": self.task, "c": self.c, "class_weight": self.class_weight, "seed": self.seed,
+                                         "n_tags": self.n_tags, "constant_class": getattr(self, "constant_class", None)})
+
+    @classmethod
+    def load(cls, folder: Path) -> LogisticHead:
+        settings = load_json(folder / "head.json")
+        head = cls(settings["task"], settings["c"], settings["class_weight"], settings["seed"])
+        head.n_tags, head.models = settings["n_tags"], load_estimators(folder / "regressions.skops")
+        if settings["constant_class"] is not None:
+            head.constant_class = settings["constant_class"]
+        return head

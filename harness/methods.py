@@ -62,6 +62,8 @@ class Method:
     ``uses_labels = False`` marks a method that learns nothing from the training slice
     (zero-shot): it runs once per dataset and seed and is reported as a flat line.
     ``presets`` maps a preset name to parameter overrides on top of ``Params`` defaults.
+    ``save`` and ``load`` (optional, both or neither: ``has_save``) keep a fitted method in a folder,
+    for ``harness train`` and ``harness tag``.
     ``resources`` names what one cell needs on a worker, e.g. ``{"GPU": 1}``: the Dask executor
     runs the cell only on workers that offer it (``dask worker ... --resources GPU=1``).
     """
@@ -106,6 +108,21 @@ class Method:
         record keeps it and the summary's cost table shows it."""
         return {}
 
+    def save(self, folder: Path) -> None:
+        """Optional: write what ``predict`` and ``predict_scores`` need after ``fit`` into ``folder``
+        (it exists and is empty), so that ``load`` rebuilds the same fitted method. No pickles:
+        scikit-learn parts through ``harness.toolkit.save_estimators`` (skops), arrays and JSON
+        through ``save_arrays`` and ``save_json``, torch models through ``save_pretrained``
+        (safetensors). The core writes the parameters and the cell beside it (``harness train``)."""
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, folder: Path, params: MethodParams, context: FitContext) -> Method:
+        """Optional, with ``save``: the fitted method saved in ``folder``. ``params`` are the ones it
+        was fitted with; ``context`` is its fit's (seed, tags, task, dataset) on this machine (cache
+        folder, device)."""
+        raise NotImplementedError
+
     @classmethod
     def key_dependencies(cls, params: MethodParams) -> dict[str, Any]:
         """What a cell depends on beyond this method's name, version and parameters, e.g. the
@@ -124,6 +141,12 @@ def has_own_predict(method: Method | type[Method]) -> bool:
     """Whether a method (an instance or its class) defines its own ``predict``."""
     cls = method if isinstance(method, type) else type(method)
     return cls.predict is not Method.predict
+
+
+def has_save(method: Method | type[Method]) -> bool:
+    """Whether a method (an instance or its class) defines both ``save`` and ``load``."""
+    cls = method if isinstance(method, type) else type(method)
+    return cls.save is not Method.save and cls.load.__func__ is not Method.load.__func__  # type: ignore[attr-defined]
 
 
 def params_hash(params: MethodParams) -> str:

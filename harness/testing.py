@@ -37,8 +37,8 @@ import pytest
 
 from harness.hookspecs import hookimpl
 from harness.methods import (
-    FitContext, LabeledTexts, Method, MethodParams, has_own_predict, has_scores, params_hash, validate_prediction,
-    validate_scores,
+    FitContext, LabeledTexts, Method, MethodParams, has_own_predict, has_save, has_scores, params_hash,
+    validate_prediction, validate_scores,
 )
 from harness.plugins import HarnessPluginManager, make_plugin_manager
 
@@ -248,11 +248,14 @@ class MethodContract:
         method = self.build(params)
         if not self.method_class.uses_labels:
             train = LabeledTexts([], np.zeros((0, len(train.tags)), dtype=np.uint8), list(train.tags))
-        context = FitContext(seed=self.seed, tags=list(train.tags), dataset=TINY_DATASET, fingerprint="tiny",
-                             cache_dir=cache_dir, slice_name="all")
         seed_everything(self.seed)
-        method.fit(train, valid, [], context)
+        method.fit(train, valid, [], self.fit_context(list(train.tags), cache_dir))
         return method
+
+    def fit_context(self, tags: list[str], cache_dir: Path) -> FitContext:
+        """The context ``fit`` hands the method (and ``load`` gets back)."""
+        return FitContext(seed=self.seed, tags=list(tags), dataset=TINY_DATASET, fingerprint="tiny",
+                          cache_dir=cache_dir, slice_name="all")
 
     def cell_spec(self, settings, params: dict[str, Any], slice_size: int | str = 16):
         """The runner's cell for this method on the tiny dataset (``--set`` carries ``params``)."""
@@ -380,6 +383,25 @@ class MethodContract:
         second = self.outputs(self.fit(contract_params, train, valid, tmp_path / "cache"), test.texts, len(test.tags))
         for output in first:
             np.testing.assert_array_equal(first[output], second[output], err_msg=output)
+
+    def test_saved_then_loaded_predicts_and_scores_the_same(self, contract_params, contract_data, tmp_path):
+        # harness train saves the fitted method and harness tag loads it: the tags must be the measured ones
+        if not has_save(self.method_class):
+            pytest.skip("the method defines no save and load (harness train cannot keep it)")
+        train, valid, test = contract_data
+        cache_dir = tmp_path / "cache"
+        method = self.fit(contract_params, train, valid, cache_dir)
+        before = self.outputs(method, test.texts, len(test.tags))
+        folder = tmp_path / "saved"
+        folder.mkdir()
+        method.save(folder)
+        assert not list(folder.rglob("*.pkl")) and not list(folder.rglob("*.pickle")), "save must write no pickles"
+        loaded = self.method_class.load(folder, method.params, self.fit_context(list(test.tags), cache_dir))
+        assert isinstance(loaded, self.method_class)
+        after = self.outputs(loaded, test.texts, len(test.tags))
+        assert sorted(after) == sorted(before)
+        for output in before:
+            np.testing.assert_array_equal(before[output], after[output], err_msg=output)
 
     def test_copes_with_a_tag_that_has_no_positive_example(self, contract_params, contract_data, tmp_path):
         # small slices (8 issues) often lack every example of some tag

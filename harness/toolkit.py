@@ -8,6 +8,7 @@ these names are the toolkit's API: the modules they live in are internal and may
 - embeddings (harness.embeddings) and model resolution (harness.models), offline first;
 - a logistic-regression head on fixed features (harness.linear_head);
 - cached artifacts (harness.artifacts), atomic writes (harness.store), stable hashes (harness.hashing);
+- a fitted method's parts saved without pickles, for ``save`` and ``load`` (harness.persistence);
 - devices (harness.devices), threads per fit (harness.cores), seeding (harness.cell);
 - score checks (harness.methods), decision rules (harness.rules) and F1 (harness.metrics);
 - for a method built on other registered methods: the plugin manager, their parameters and
@@ -32,11 +33,13 @@ _HOMES = {  # name -> the internal module that defines it
     **dict.fromkeys(["unknown_name_message"], "harness.errors"),
     **dict.fromkeys(["LogisticHead", "Task"], "harness.linear_head"),
     **dict.fromkeys(["stable_hash", "text_key"], "harness.hashing"),
-    **dict.fromkeys(["PredictionError", "dependency_key", "has_own_predict", "has_scores", "validate_scores"],
+    **dict.fromkeys(["PredictionError", "dependency_key", "has_own_predict", "has_save", "has_scores", "validate_scores"],
                     "harness.methods"),
     **dict.fromkeys(["f1", "f1_from_counts"], "harness.metrics"),
     **dict.fromkeys(["ModelResolutionError", "quiet_transformers", "resolve_causal_lm", "resolve_model"], "harness.models"),
     **dict.fromkeys(["DEFAULT_PRESET", "ParamError", "build_params"], "harness.params"),
+    **dict.fromkeys(["SavedStateError", "load_arrays", "load_estimators", "load_json", "save_arrays", "save_estimators",
+                     "save_json"], "harness.persistence"),
     **dict.fromkeys(["get_plugin_manager"], "harness.plugins"),
     **dict.fromkeys(["ChosenRules", "argmax_predictions", "best_grid_threshold", "best_threshold", "choose_own_threshold",
                      "choose_rules", "decide"], "harness.rules"),

@@ -4,11 +4,12 @@ the argmax (multiclass), both the core's (``choose_own_threshold``, ``decide``).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness import FitContext, LabeledTexts, Method
+from harness import FitContext, LabeledTexts, Method, MethodParams
 from harness.toolkit import LogisticHead, Task, choose_own_threshold, decide
 
 DEFAULT_THRESHOLD = 0.5  # without a valid split to tune on, or for a multiclass task (unused there)
@@ -16,8 +17,9 @@ DEFAULT_THRESHOLD = 0.5  # without a valid split to tune on, or for a multiclass
 
 class LinearHeadMethod(Method):
     """Subclasses define ``prepare`` (fit what the features need on the slice and return the
-    slice's features) and ``features`` (texts to features); their ``Params`` have ``C``,
-    ``class_weight`` and ``threshold``."""
+    slice's features), ``features`` (texts to features) and, to be saved, ``save_features`` and
+    ``load_features`` (what ``prepare`` fitted); their ``Params`` have ``C``, ``class_weight``
+    and ``threshold``."""
 
     def prepare(self, train: LabeledTexts, context: FitContext) -> Any:
         raise NotImplementedError
@@ -27,6 +29,12 @@ class LinearHeadMethod(Method):
 
     def feature_details(self) -> dict[str, Any]:
         return {}
+
+    def save_features(self, folder: Path) -> None:
+        raise NotImplementedError
+
+    def load_features(self, folder: Path, context: FitContext) -> None:
+        raise NotImplementedError
 
     def fit(self, train: LabeledTexts, valid: LabeledTexts, unlabeled: list[str], context: FitContext) -> None:
         if len(train) == 0:
@@ -46,6 +54,24 @@ class LinearHeadMethod(Method):
 
     def predict(self, texts: list[str]) -> np.ndarray:
         return decide(self.predict_scores(texts), self.task, self.threshold)
+
+    def save(self, folder: Path) -> None:
+        from harness.toolkit import save_json
+
+        self.head.save(folder / "head")
+        save_json(folder / "own_rule.json", {"task": self.task, "threshold": self.threshold, "valid_f1": self.valid_f1})
+        self.save_features(folder)
+
+    @classmethod
+    def load(cls, folder: Path, params: MethodParams, context: FitContext) -> LinearHeadMethod:
+        from harness.toolkit import load_json
+
+        method = cls(params)
+        method.head = LogisticHead.load(folder / "head")
+        rule = load_json(folder / "own_rule.json")
+        method.task, method.threshold, method.valid_f1 = rule["task"], rule["threshold"], rule["valid_f1"]
+        method.load_features(folder, context)
+        return method
 
     def details(self) -> dict[str, Any]:
         return {

@@ -6,6 +6,7 @@ against. Its cost is one embedding pass per text, shared with every other method
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -36,9 +37,18 @@ class EmbedLinear(LinearHeadMethod):
     params: EmbedLinearParams
 
     def prepare(self, train: LabeledTexts, context: FitContext) -> np.ndarray:
+        self._open_cache(context)
+        return self.features(train.texts)
+
+    def save_features(self, folder: Path) -> None:
+        """Nothing: the encoder is named by the parameters, and the head is all that was fitted."""
+
+    def load_features(self, folder: Path, context: FitContext) -> None:
+        self._open_cache(context)
+
+    def _open_cache(self, context: FitContext) -> None:
         self.cache = EmbeddingCache(context.cache_dir, self.params.spec())
         self.device, self.progress = context.device, context.progress
-        return self.features(train.texts)
 
     def features(self, texts: list[str]) -> np.ndarray:
         if not texts:  # the encoder's width is unknown without a text; the head needs none

@@ -8,6 +8,7 @@ linear SVM in place of the logistic regressions was measured too, and left out: 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
@@ -46,6 +47,16 @@ class TfidfLinear(LinearHeadMethod):
 
     def feature_details(self) -> dict[str, Any]:
         return {"features": len(self.vectorizer.get_feature_names_out())}
+
+    def save_features(self, folder: Path) -> None:
+        from harness.toolkit import save_estimators
+
+        save_estimators(folder / "vectorizer.skops", self.vectorizer)
+
+    def load_features(self, folder: Path, context: FitContext) -> None:
+        from harness.toolkit import load_estimators
+
+        self.vectorizer = load_estimators(folder / "vectorizer.skops")
 
 
 def _vectorizer(p: TfidfLinearParams) -> Any:

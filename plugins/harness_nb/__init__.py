@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from harness import FitContext, LabeledTexts, Method, MethodParams, hookimpl
@@ -32,6 +34,20 @@ class NaiveBayes(Method):
 
     def predict(self, texts: list[str]) -> np.ndarray:
         return self.classifier.predict(self.vectorizer.transform(texts)).toarray()
+
+    def save(self, folder: Path) -> None:
+        from harness.toolkit import save_estimators
+
+        save_estimators(folder / "naive_bayes.skops", {"vectorizer": self.vectorizer, "classifier": self.classifier})
+
+    @classmethod
+    def load(cls, folder: Path, params: MethodParams, context: FitContext) -> NaiveBayes:
+        from harness.toolkit import load_estimators
+
+        method = cls(params)
+        parts = load_estimators(folder / "naive_bayes.skops")
+        method.vectorizer, method.classifier = parts["vectorizer"], parts["classifier"]
+        return method
 
     def predict_scores(self, texts: list[str]) -> np.ndarray:
         """Each tag's probability under its Naive Bayes model (0 or 1 for a tag whose training
