@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -130,6 +131,36 @@ class FineTune(Method):
     def _start_from(self, base_folder: str, unlabeled: list[str], context: FitContext) -> str:
         """The folder fine-tuning starts from: the pretrained model itself."""
         return base_folder
+
+    def save(self, folder: Path) -> None:
+        """The fine-tuned model and its tokenizer as transformers saves them (safetensors), and
+        the threshold, precision and training history beside them."""
+        from harness.toolkit import save_json
+
+        fitted = self._fitted
+        fitted.model.save_pretrained(folder / "model")
+        fitted.tokenizer.save_pretrained(folder / "model")
+        history = {field.name: getattr(fitted, field.name) for field in dataclasses.fields(fitted)
+                   if field.name not in ("model", "tokenizer")}
+        save_json(folder / "fine_tuned.json", {**history, "precision": self._precision, "stage_s": self._stage_s})
+
+    @classmethod
+    def load(cls, folder: Path, params: MethodParams, context: FitContext) -> FineTune:
+        from transformers import AutoModelForSequenceClassification
+
+        from harness.toolkit import load_json, resolve_device
+
+        from .classifier import FineTuned
+        from .runtime import saved_model, tokenizer_for
+
+        method = cls(params)
+        saved = load_json(folder / "fine_tuned.json")
+        method._device = resolve_device(context.device)
+        method._precision, method._stage_s = saved.pop("precision"), saved.pop("stage_s")
+        model_folder = str(folder / "model")
+        method._fitted = FineTuned(saved_model(AutoModelForSequenceClassification, model_folder, method._device),
+                                   tokenizer_for(model_folder), **saved)
+        return method
 
     def predict(self, texts: list[str]) -> np.ndarray:
         return (self.predict_scores(texts) > self._fitted.threshold).astype(np.uint8)

@@ -63,6 +63,12 @@ def fresh_pretrained_model(loader: Any, folder: str, device: str, **config_chang
         return fresh_model(loader, folder, device, **config_changes)
 
 
+def saved_model(loader: Any, folder: str, device: str) -> Any:
+    """A fine-tuned model as ``save_pretrained`` wrote it in ``folder``, on ``device``, in eval mode."""
+    with _explain_load_error(loader, folder):
+        return loader.from_pretrained(folder).to(device).eval()
+
+
 def _is_out_of_memory(exc: BaseException) -> bool:
     if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
         return True

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
 
-from harness import FitContext, LabeledTexts, Method
+from harness import FitContext, LabeledTexts, Method, MethodParams
 from harness.toolkit import EmbeddingCache, EncoderParams
 
 from harness_knn_embed.grid import cumulative_votes, grid_scores, vote_predictions
@@ -39,12 +40,10 @@ class KnnEmbed(Method):
         if len(valid) == 0:
             raise ValueError("knn_embed chooses k and m on the valid split, which is empty")
         p = self.params
-        self.cache = EmbeddingCache(context.cache_dir, p.spec())
-        self.progress = context.progress
-        self.device = context.device
+        self._open_cache(context)
         vectors = self._embed(train.texts + valid.texts)
-        self.index = ExactIndex(vectors[: len(train)], metric=p.metric)
-        self.train_labels = train.labels
+        self.train_vectors, self.train_labels = vectors[: len(train)], train.labels
+        self.index = ExactIndex(self.train_vectors, metric=p.metric)
         # a slice smaller than k_max: every train issue is a neighbour at k = len(train)
         self.k_searched = min(p.k_max, len(train))
         neighbours = self.index.nearest(vectors[len(train):], self.k_searched)
@@ -54,6 +53,29 @@ class KnnEmbed(Method):
             "micro": float(scores.micro[self.k - 1, self.m - 1]),
             "macro": float(scores.macro[self.k - 1, self.m - 1]),
         }
+
+    def _open_cache(self, context: FitContext) -> None:
+        self.cache = EmbeddingCache(context.cache_dir, self.params.spec())
+        self.progress, self.device = context.progress, context.device
+
+    def save(self, folder: Path) -> None:
+        """The training issues' vectors and tags (the lookup table) and the chosen (k, m)."""
+        from harness.toolkit import save_arrays, save_json
+
+        save_arrays(folder / "neighbours.npz", vectors=self.train_vectors, labels=self.train_labels)
+        save_json(folder / "votes.json", {"k": self.k, "m": self.m, "k_searched": self.k_searched, "valid_f1": self.valid_f1})
+
+    @classmethod
+    def load(cls, folder: Path, params: MethodParams, context: FitContext) -> KnnEmbed:
+        from harness.toolkit import load_arrays, load_json
+
+        method = cls(params)
+        method._open_cache(context)
+        stored, votes = load_arrays(folder / "neighbours.npz"), load_json(folder / "votes.json")
+        method.train_vectors, method.train_labels = stored["vectors"], stored["labels"]
+        method.index = ExactIndex(method.train_vectors, metric=method.params.metric)
+        method.k, method.m, method.k_searched, method.valid_f1 = votes["k"], votes["m"], votes["k_searched"], votes["valid_f1"]
+        return method
 
     def predict(self, texts: list[str]) -> np.ndarray:
         return vote_predictions(self._votes(texts), self.m)

@@ -11,6 +11,7 @@ The model runs in this process (transformers) or behind an OpenAI-compatible ser
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -110,15 +111,7 @@ class LlmIcl(Method):
         else:
             self.demo_rows = []
             self.train_vectors = self._embed(train.texts)
-        if p.endpoint:
-            self._connect(context, p.endpoint)
-        elif p.gguf_runtime == "llama.cpp" and self._is_gguf():
-            from harness_llm_icl.local_server import cache_scope, shared_server
-
-            served = shared_server(p.model, parallel=p.concurrency)
-            self._connect(context, served.base_url, cache_scope(served))
-        else:
-            self._load(context)
+        self._open_model(context)
 
         rows = np.arange(len(valid))
         if p.valid_size is not None and p.valid_size < len(valid):
@@ -136,6 +129,50 @@ class LlmIcl(Method):
                     self.threshold, self.valid_f1 = threshold, variant_f1
         if self.task == "multiclass":
             self.valid_f1 = f1(valid.labels[rows], argmax_predictions(self._finish(raw, p.score, p.calibrate)), "micro")
+
+    def _open_model(self, context: FitContext) -> None:
+        """The model that scores: behind the endpoint, a local llama.cpp server, or in this process."""
+        p = self.params
+        if p.endpoint:
+            self._connect(context, p.endpoint)
+        elif p.gguf_runtime == "llama.cpp" and self._is_gguf():
+            from harness_llm_icl.local_server import cache_scope, shared_server
+
+            served = shared_server(p.model, parallel=p.concurrency)
+            self._connect(context, served.base_url, cache_scope(served))
+        else:
+            self._load(context)
+
+    def save(self, folder: Path) -> None:
+        """The slice (its issues are the demonstrations), the demonstrations shown, the valid
+        offsets and the threshold; the model is named by the parameters and is not copied."""
+        from harness.toolkit import save_arrays, save_json
+
+        arrays = {"train_labels": self.train.labels, "offset_sum": self.offsets["sum"], "offset_mean": self.offsets["mean"],
+                  "valid_rows": self.valid_rows}
+        if self.params.demonstrations == "retrieved":
+            arrays["train_vectors"] = self.train_vectors
+        save_arrays(folder / "prompt.npz", **arrays)
+        save_json(folder / "prompt.json", {"task": self.task, "tags": self.tags, "train_texts": self.train.texts,
+                                           "demo_rows": [int(i) for i in self.demo_rows], "threshold": self.threshold,
+                                           "valid_f1": self.valid_f1, "variants": self.variants})
+
+    @classmethod
+    def load(cls, folder: Path, params: MethodParams, context: FitContext) -> LlmIcl:
+        from harness.toolkit import load_arrays, load_json
+
+        method = cls(params)
+        saved, arrays = load_json(folder / "prompt.json"), load_arrays(folder / "prompt.npz")
+        method.context, method.task, method.tags = context, saved["task"], saved["tags"]
+        method.train = LabeledTexts(saved["train_texts"], arrays["train_labels"], list(saved["tags"]))
+        method.demo_rows = saved["demo_rows"]
+        method.threshold, method.valid_f1, method.variants = saved["threshold"], saved["valid_f1"], saved["variants"]
+        method.offsets = {"sum": arrays["offset_sum"], "mean": arrays["offset_mean"]}
+        method.valid_rows = arrays["valid_rows"]
+        if params.demonstrations == "retrieved":  # type: ignore[attr-defined]
+            method.train_vectors = arrays["train_vectors"]
+        method._open_model(context)
+        return method
 
     def _load(self, context: FitContext) -> None:
         """The model in this process: token ids, a prefix cache shared by the slice's issues."""

@@ -9,6 +9,7 @@ refit on the slice plus them, and keep the round with the best valid F1.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -135,6 +136,32 @@ class SelfTrain(Method):
         student = base if p.student is None else resolve_method("student", p.student, p.base_preset, p.student_params)
         self.loop = SelfTraining(p, base, student, context)
         self.model, self.rules = self.loop.run(train, valid, unlabeled)
+
+    def save(self, folder: Path) -> None:
+        """The best round's model, saved by its own method under ``model/``, with its name and
+        parameters, and the rules chosen on valid; ValueError when that method cannot be saved."""
+        from harness.toolkit import has_save, save_json
+
+        if not has_save(self.model):
+            raise ValueError(f"self_train's best round is a {self.model.name} model, and method {self.model.name!r} "
+                             "defines no save and load")
+        (folder / "model").mkdir()
+        self.model.save(folder / "model")
+        save_json(folder / "best_round.json", {"method": self.model.name, "params": self.model.params.model_dump(mode="json"),
+                                               "task": self.task, "rules": self.rules.as_record(), "tags": self.rules.tags})
+
+    @classmethod
+    def load(cls, folder: Path, params: MethodParams, context: FitContext) -> SelfTrain:
+        from harness.toolkit import ChosenRules, load_json
+
+        method = cls(params)
+        saved = load_json(folder / "best_round.json")
+        if saved["method"] not in registered_methods():
+            raise ValueError(f"{folder}: self_train's best round is a {saved['method']!r} model, a method this process does not have")
+        model_class = registered_methods()[saved["method"]]
+        method.model = model_class.load(folder / "model", model_class.Params.model_validate(saved["params"]), context)
+        method.task, method.rules = saved["task"], ChosenRules.from_record(saved["rules"], saved["tags"])
+        return method
 
     def predict(self, texts: list[str]) -> np.ndarray:
         """The best round's model's own prediction (when the model gives scores only: its

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import time
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -133,6 +134,28 @@ class SetFit(Method):
 
         return tokenize(self.model.tokenizer, texts, self.model.max_seq_length, self.device)
 
+    def save(self, folder: Path) -> None:
+        """The trained body as sentence-transformers saves it (safetensors weights, tokenizer,
+        config), the head, and the own rule's threshold."""
+        from harness.toolkit import save_json
+
+        self.model.save(str(folder / "body"))
+        self.head.save(folder / "head")
+        save_json(folder / "own_rule.json", {"task": self.task, "threshold": self.threshold, "valid_f1": self.valid_f1})
+
+    @classmethod
+    def load(cls, folder: Path, params: MethodParams, context: FitContext) -> SetFit:
+        from harness.toolkit import LogisticHead, load_json, resolve_device
+
+        method = cls(params)
+        method.device = resolve_device(context.device)
+        method.model = _read_body(str(folder / "body"), method.device)
+        method.head = LogisticHead.load(folder / "head")
+        rule = load_json(folder / "own_rule.json")
+        method.task, method.threshold, method.valid_f1 = rule["task"], rule["threshold"], rule["valid_f1"]
+        method._scored = {}
+        return method
+
     def predict(self, texts: list[str]) -> np.ndarray:
         """The method's own rule: argmax (multiclass) or the valid-tuned threshold (multi-label)."""
         return decide(self.predict_scores(texts), self.task, self.threshold)
@@ -154,18 +177,25 @@ _bodies: dict[tuple[str, str], Any] = {}  # the pretrained body per (folder, dev
 
 def _fresh_body(name: str, device: str, max_length: int | None) -> Any:
     """A fresh SentenceTransformer (trained in place, so a copy of the one read from disk)."""
-    from sentence_transformers import SentenceTransformer
-
-    from harness.toolkit import ModelResolutionError, resolve_model
+    from harness.toolkit import resolve_model
 
     folder = resolve_model(name, parameter="model")
     if (folder, device) not in _bodies:
-        try:
-            with quiet_transformers():
-                _bodies[folder, device] = SentenceTransformer(folder, device=device)
-        except (OSError, ValueError, KeyError) as exc:
-            raise ModelResolutionError(f"cannot load {folder!r} (parameter 'model') as a sentence-transformer: {exc}".splitlines()[0]) from exc
+        _bodies[folder, device] = _read_body(folder, device)
     model = copy.deepcopy(_bodies[folder, device])
     if max_length is not None:
         model.max_seq_length = max_length
     return model
+
+
+def _read_body(folder: str, device: str) -> Any:
+    """A SentenceTransformer read from ``folder``; ModelResolutionError in one line."""
+    from sentence_transformers import SentenceTransformer
+
+    from harness.toolkit import ModelResolutionError
+
+    try:
+        with quiet_transformers():
+            return SentenceTransformer(folder, device=device)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelResolutionError(f"cannot load {folder!r} (parameter 'model') as a sentence-transformer: {exc}".splitlines()[0]) from exc

@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from harness import FitContext, LabeledTexts, Method, MethodParams
-from harness.toolkit import cached_artifact, stable_hash, text_key, write_npy_atomic
+from harness.toolkit import cached_artifact, load_arrays, load_json, save_arrays, save_json, stable_hash, text_key, write_npy_atomic
 
 from harness_zeroshot.rules import RuleChoice, SelectBy, choose_rule
 
@@ -86,6 +86,21 @@ class ZeroShot(Method):
         # the offset comes from valid texts alone, never from their labels
         self.offset = valid_scores.mean(axis=0) if self.params.calibrate == "center" else np.zeros(len(context.tags))
         self.choice: RuleChoice = choose_rule(valid_scores - self.offset, valid.labels, self.params.select_by)
+
+    def save(self, folder: Path) -> None:
+        """The hypotheses, the calibration offset and the rule chosen on valid: the model is named
+        by the parameters and learns nothing."""
+        save_json(folder / "rule.json", {"hypotheses": self.hypotheses, "choice": self.choice.to_json()})
+        save_arrays(folder / "calibration.npz", offset=self.offset)
+
+    @classmethod
+    def load(cls, folder: Path, params: MethodParams, context: FitContext) -> ZeroShot:
+        method = cls(params)
+        saved = load_json(folder / "rule.json")
+        method.context, method.hypotheses, method.score_sources = context, saved["hypotheses"], {}
+        method.choice = RuleChoice.from_json(saved["choice"])
+        method.offset = load_arrays(folder / "calibration.npz")["offset"]
+        return method
 
     def predict(self, texts: list[str]) -> np.ndarray:
         return self.choice.rule.apply(self.predict_scores(texts))

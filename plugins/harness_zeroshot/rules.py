@@ -56,6 +56,20 @@ class RuleChoice:
     best_top_k: tuple[DecisionRule, float]
     best_threshold: tuple[DecisionRule, float]
 
+    def to_json(self) -> dict[str, Any]:
+        """Every rule as [kind, value] and every F1 unrounded, for a saved method (``from_json``)."""
+        return {"rule": [self.rule.kind, self.rule.value], "valid_f1": self.valid_f1,
+                "best_top_k": [self.best_top_k[0].kind, self.best_top_k[0].value, self.best_top_k[1]],
+                "best_threshold": [self.best_threshold[0].kind, self.best_threshold[0].value, self.best_threshold[1]]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RuleChoice:
+        def rule_and_f1(kind: str, value: float, f1_value: float) -> tuple[DecisionRule, float]:
+            return DecisionRule(kind, value), f1_value  # type: ignore[arg-type]
+
+        return cls(DecisionRule(*data["rule"]), data["valid_f1"], rule_and_f1(*data["best_top_k"]),
+                   rule_and_f1(*data["best_threshold"]))
+
 
 def choose_rule(scores: np.ndarray, labels: np.ndarray, select_by: SelectBy = "micro") -> RuleChoice:
     """The candidate rule with the highest F1 on (scores, labels); ties go to the earlier

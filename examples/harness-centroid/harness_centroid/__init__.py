@@ -40,6 +40,21 @@ class Centroid(Method):
         """Cosine similarity of each text to each tag's centroid, in [0, 1]."""
         return np.asarray(self.vectorizer.transform(texts) @ self.centroids.T)
 
+    def save(self, folder: Path) -> None:
+        from harness.toolkit import save_arrays, save_estimators
+
+        save_estimators(folder / "vectorizer.skops", self.vectorizer)  # skops: no pickle
+        save_arrays(folder / "centroids.npz", centroids=self.centroids)
+
+    @classmethod
+    def load(cls, folder: Path, params: MethodParams, context: FitContext) -> "Centroid":
+        from harness.toolkit import load_arrays, load_estimators
+
+        method = cls(params)
+        method.vectorizer = load_estimators(folder / "vectorizer.skops")
+        method.centroids = load_arrays(folder / "centroids.npz")["centroids"]
+        return method
+
     def details(self) -> dict:
         return {"vocabulary_size": len(self.vectorizer.vocabulary_)}
 
