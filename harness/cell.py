@@ -98,6 +98,7 @@ class CellResult:
 
     record: CellRecord
     predictions: bytes | None = None
+    method: Method | None = None  # the fitted method, only when run_cell is asked to keep it (harness train)
 
 
 def failed_result(spec: CellSpec, error: str, seconds: float) -> CellResult:
@@ -109,10 +110,12 @@ def failed_result(spec: CellSpec, error: str, seconds: float) -> CellResult:
     return CellResult(record)
 
 
-def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: Callable[[str], None] | None = None) -> CellResult:
+def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: Callable[[str], None] | None = None,
+             keep_method: bool = False) -> CellResult:
     """Fit and score one cell. Returns its record and arrays; failures are recorded, never raised.
 
     ``pm`` defaults to this process's plugin manager (a worker process builds its own).
+    ``keep_method`` returns the fitted method too, for ``harness train`` to save.
     """
     pm = pm or get_plugin_manager()
     choose_openmp_waiting()  # before any fit loads torch; once per process
@@ -120,6 +123,7 @@ def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: C
     measures_memory = _reset_peak_rss()
     record = _base_record(spec)
     blob: bytes | None = None
+    fitted: Method | None = None
     timings: dict[str, float] = {}
     try:
         registry = pm.registry
@@ -174,6 +178,7 @@ def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: C
         record.details = _json_details(spec.method, method.details())
         record.usage = method.usage()
         record.status = "ok"
+        fitted = method if keep_method else None
     except Exception as exc:  # the cell fails, the run goes on
         record.error = f"{type(exc).__name__}: {exc}"
         record.traceback = traceback.format_exc()
@@ -183,7 +188,7 @@ def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: C
     record.environment = {**record.environment, **describe_device(spec.device)}
     record.peak_rss_mb = _peak_rss_mb() if measures_memory else None
     record.finished_at = finished_now()
-    return CellResult(record, blob)
+    return CellResult(record, blob, fitted)
 
 
 def _json_details(method_name: str, details: dict[str, Any]) -> dict[str, Any]:

@@ -420,6 +420,119 @@ def status(methods, datasets, seeds, slices, preset, overrides, label, cache_dir
             click.echo(f"  {cell.dataset} {cell.method} slice={cell.slice} seed={cell.seed}: {cell.error}")
 
 
+@cli.command(name="train")
+@click.option("--datasets", "dataset", default="github-issues-datasets", show_default=True, help="The dataset to fit on.")
+@click.option("--method", required=True, help="The method to fit and save (one name, as in run).")
+@click.option("--slice", "slice_name", default="all", show_default=True, help="The training slice: a size or 'all'.")
+@click.option("--seed", type=int, default=0, show_default=True, help="The slice seed and the fit's seed, as in run.")
+@click.option("--preset", default=DEFAULT_PRESET, show_default=True, help="As for run.")
+@click.option("--set", "overrides", multiple=True, metavar="METHOD.PARAM=VALUE", help="As for run.")
+@click.option("--label", default=None, help="As for run.")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="The model folder to write.")
+@click.option("--force", is_flag=True, help="Replace a model folder that is there.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="As for run.")
+@click.option("--device", default="auto", show_default=True, help="As for run: auto, cpu, cuda, cuda:N or mps.")
+@click.option("--quiet", is_flag=True, help="Print only errors and the last line.")
+@unlabeled_option
+@results_option
+@data_dir_option
+@cfg_dir_option
+def train_command(dataset, method, slice_name, seed, preset, overrides, label, out_dir, force, cache_dir, device, quiet,
+                  unlabeled, results_dir, data_dirs, cfg_dirs) -> None:
+    """Fit METHOD on one slice exactly as the benchmark cell does, with its rules chosen on valid,
+    and save it with a manifest (versions, parameters, tags, the cell's record and F1) to --out.
+
+    If --results holds the same cell, the manifest says whether it gave the same test predictions.
+    """
+    from harness.datasets import Settings
+    from harness.devices import parse_device_option
+    from harness.model_folder import TrainRequest, train
+    from harness.progress import silence_libraries
+
+    silence_libraries("quiet" if quiet else "human")
+    say = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
+    pm = get_plugin_manager()
+    settings = Settings(
+        results_dir=str(results_dir), cache_dir=str(cache_dir or default_cache_dir()),
+        data_dirs=tuple(str(d) for d in data_dirs), datasets_cfg_dirs=tuple(str(d) for d in cfg_dirs),
+    )
+    try:
+        if slice_name != "all" and not (slice_name.isdigit() and int(slice_name) > 0):
+            raise click.UsageError(f"--slice {slice_name!r}: expected a positive integer or 'all'")
+        _check_preset(pm, preset)
+        run_device, _ = parse_device_option([device])
+        request = TrainRequest(dataset, method, slice_name, seed, preset, tuple(overrides), label, run_device,
+                               _unlabeled(unlabeled))
+        trained = train(pm, settings, request, out_dir, force, progress=say)
+    except USER_ERRORS as exc:
+        _fail(exc)
+    manifest = trained.manifest
+    metrics = manifest["expected_test_metrics"][manifest["rule"]]
+    click.echo(f"wrote {out_dir}: {manifest['method']['label']} on {dataset}, slice {manifest['slice']} "
+               f"({trained.record.slice.actual_n} issues), seed {seed}; test micro F1 {metrics['micro_f1']:.4f}, "
+               f"macro F1 {metrics['macro_f1']:.4f} under rule {manifest['rule']}")
+    found = manifest["results"]
+    if found["same_test_predictions"] is False:
+        click.echo(f"warning: {results_dir} holds this cell, but its stored test predictions differ from this fit's "
+                   "(another machine or library version?)", err=True)
+    elif found["same_test_predictions"]:
+        say(f"the cell in {results_dir} has the same test predictions")
+
+
+@cli.command(name="tag")
+@click.option("--model", "model_dir", required=True, type=click.Path(path_type=Path), help="A folder from harness train.")
+@click.option("--file", "input_file", type=click.Path(path_type=Path), default=None,
+              help="Issues to tag: a jsonl, csv or parquet file (compressed or not) with the template's fields.")
+@click.option("--datasets", "dataset", default=None, help="Tag a split of this dataset instead of a file.")
+@click.option("--split", default="unlabeled", show_default=True,
+              help="With --datasets: unlabeled (the rows without tags), train, valid or test.")
+@click.option("--out", "out_file", required=True, type=click.Path(path_type=Path), help="Output: a .csv or .jsonl file.")
+@click.option("--rule", default=None, type=click.Choice(RULES),
+              help="Decision rule, among those the model carries (default: the cell's own).")
+@click.option("--id-field", default=None, help="The input's id column (default: id, else number, else the row number).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Issues per batch.")
+@click.option("--force", is_flag=True, help="Overwrite an output file that is there.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="As for run.")
+@click.option("--device", default="auto", show_default=True, help="As for run: auto, cpu, cuda, cuda:N or mps.")
+@click.option("--quiet", is_flag=True, help="Print only errors and the last line.")
+@data_dir_option
+@cfg_dir_option
+def tag_command(model_dir, input_file, dataset, split, out_file, rule, id_field, batch_size, force, cache_dir, device,
+                quiet, data_dirs, cfg_dirs) -> None:
+    """Tag issues with a model folder from harness train: one row per issue with its id, its tags
+    and each tag's score, under a rule the benchmark cell chose on valid."""
+    from harness.datasets import Settings
+    from harness.devices import parse_device_option
+    from harness.model_folder import load_model
+    from harness.progress import silence_libraries
+    from harness.tagging import check_output, dataset_issues, read_issues, resolve_rule, tag_texts, write_tags
+
+    silence_libraries("quiet" if quiet else "human")
+    say = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
+    pm = get_plugin_manager()
+    cache = cache_dir or default_cache_dir()
+    try:
+        if (input_file is None) == (dataset is None):
+            raise click.UsageError("give --file FILE or --datasets NAME (with --split), not both or neither")
+        check_output(out_file, force)
+        run_device, _ = parse_device_option([device])
+        model = load_model(model_dir, pm, Path(cache), run_device, progress=say)
+        chosen_rule = resolve_rule(model, rule)
+        if input_file is not None:
+            issues = read_issues(input_file, model.manifest["dataset"]["text"], pm.registry.readers, id_field)
+        else:
+            settings = Settings(results_dir="results", cache_dir=str(cache), data_dirs=tuple(str(d) for d in data_dirs),
+                                datasets_cfg_dirs=tuple(str(d) for d in cfg_dirs))
+            issues = dataset_issues(dataset, split, settings, pm.registry.readers)
+        say(f"tagging {len(issues.texts)} issues with {model.manifest['method']['label']} (rule {chosen_rule})")
+        tagged = tag_texts(model, issues.texts, chosen_rule, batch_size, progress=say)
+        write_tags(out_file, issues, model.tags, tagged, model.manifest["dataset"]["label_separator"])
+    except USER_ERRORS as exc:
+        _fail(exc)
+    click.echo(f"wrote {out_file}: {len(issues.texts)} issues, rule {chosen_rule}, "
+               f"{tagged.issues_per_second:.1f} issues/s")
+
+
 @cli.group(name="ls")
 def ls() -> None:
     """List installed plugins, methods or datasets."""

@@ -39,6 +39,7 @@ class PreparedDataset:
     split_rows: dict[str, np.ndarray]  # train/valid/test/unlabeled -> row positions
     fingerprint: str
     rows_read: int = 0  # before filters and duplicate removal
+    source_rows: np.ndarray | None = None  # each row's number among the rows read (1-based), as build_frame keeps it
     dropped: dict[str, Any] = field(default_factory=dict)  # what build_frame dropped: see its docstring
 
     def labeled(self, split: str, positions: np.ndarray | None = None) -> LabeledTexts:
@@ -90,7 +91,8 @@ def _apply_filter(frame: pd.DataFrame, rule: RowFilter, name: str) -> pd.DataFra
     return frame[mask.to_numpy(dtype=bool)]
 
 
-def _render_texts(frame: pd.DataFrame, template: str, name: str) -> list[str]:
+def render_texts(frame: pd.DataFrame, template: str, name: str) -> list[str]:
+    """Each row's text from the template; DataError naming the fields the rows lack."""
     fields = [field for _, field, _, _ in string.Formatter().parse(template) if field]
     missing = [field for field in fields if field not in frame.columns]
     if missing:
@@ -138,6 +140,7 @@ def build_frame(cfg: DatasetConfig, raw: pd.DataFrame, name: str) -> tuple[pd.Da
     ``labels.min_count``. Returns (frame, tags); ``frame.attrs["dropped"]`` counts the rows
     filtered out and the duplicates dropped, and names the rare tags dropped (for the profile)."""
     rows_read = len(raw)
+    raw = raw.reset_index(drop=True)  # the filters keep this index: each row's position among those read
     for rule in cfg.filters:
         raw = _apply_filter(raw, rule, name)
     filtered_out = rows_read - len(raw)
@@ -160,7 +163,9 @@ def build_frame(cfg: DatasetConfig, raw: pd.DataFrame, name: str) -> tuple[pd.Da
             f"{name}: label field {field!r} holds integers (first in row {numeric_row}); they are used as tag "
             "names written in digits; map them to names with labels.map if they are ids", DataWarning, stacklevel=2,
         )
-    frame = pd.DataFrame({"text": _render_texts(raw, cfg.text, name), "tags": tag_lists})
+    # source_row: the row's number among those read (1 = the first), so that a tagged issue can be found again
+    frame = pd.DataFrame({"text": render_texts(raw, cfg.text, name), "tags": tag_lists,
+                          "source_row": raw.index.to_numpy(dtype=np.int64) + 1})
     if cfg.split.method == "column":
         column = cfg.split.column
         if column not in raw.columns:
@@ -290,4 +295,5 @@ def prepare(
         fingerprint=_fingerprint(texts, labels, split_rows),
         rows_read=len(raw),
         dropped=dropped,
+        source_rows=frame["source_row"].to_numpy(),
     )
