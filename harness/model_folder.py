@@ -30,6 +30,7 @@ from harness.plan import CellSpec, plan_run
 from harness.plugins import HarnessPluginManager
 from harness.predictions import PredictionsError, decode_predictions, read_predictions
 from harness.records import CellRecord, read_record
+from harness.rules import RULES
 
 FORMAT = 1  # the model folder's layout; a folder of another format is refused
 MANIFEST = "manifest.json"
@@ -182,8 +183,8 @@ class LoadedModel:
     @property
     def carried_rules(self) -> list[str]:
         """The rules the cell was scored under: its default first."""
-        rules = list(self.manifest["expected_test_metrics"])
-        return [self.manifest["rule"], *[rule for rule in rules if rule != self.manifest["rule"]]]
+        scored = [rule for rule in RULES if rule in self.manifest["expected_test_metrics"]]
+        return [self.manifest["rule"], *[rule for rule in scored if rule != self.manifest["rule"]]]
 
     def cell_arrays(self) -> dict[str, np.ndarray]:
         return decode_predictions((self.folder / CELL_ARRAYS).read_bytes(), self.folder / CELL_ARRAYS)

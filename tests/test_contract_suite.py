@@ -38,6 +38,19 @@ class Keywords(Method):
     def predict_scores(self, texts):
         return np.array([[len(words & set(t.split())) for words in self.words] for t in texts], dtype=float)
 
+    def save(self, folder):
+        from harness.toolkit import save_json
+
+        save_json(folder / "words.json", [sorted(words) for words in self.words])
+
+    @classmethod
+    def load(cls, folder, params, context):
+        from harness.toolkit import load_json
+
+        method = cls(params)
+        method.words = [set(words) for words in load_json(folder / "words.json")]
+        return method
+
 
 class KeywordScoresOnly(Method):
     """Gives scores only: the core's rules decide."""
@@ -46,6 +59,24 @@ class KeywordScoresOnly(Method):
     Params = CountParams
     fit = Keywords.fit
     predict_scores = Keywords.predict_scores
+    save = Keywords.save
+    load = classmethod(Keywords.load.__func__)
+
+
+class LoadForgets(Keywords):
+    @classmethod
+    def load(cls, folder, params, context):
+        method = cls(params)
+        method.words = [set() for _ in context.tags]
+        return method
+
+
+class SavesAPickle(Keywords):
+    def save(self, folder):
+        import pickle
+
+        super().save(folder)
+        (folder / "words.pkl").write_bytes(pickle.dumps(self.words))
 
 
 class NanScores(Keywords):
@@ -104,6 +135,14 @@ class TestNeedsEveryTag(TestKeywords):
 
 class TestNumpyDetails(TestKeywords):
     method_class = NumpyDetails
+
+
+class TestLoadForgets(TestKeywords):
+    method_class = LoadForgets
+
+
+class TestSavesAPickle(TestKeywords):
+    method_class = SavesAPickle
 
 
 class TestSameOtherParams(TestKeywords):
@@ -173,6 +212,11 @@ def test_contract_passes_a_good_method_and_fails_each_broken_one(pytester):
         "TestNanScores::test_same_seed_gives_the_same_predictions",
         "TestNanScores::test_learns_the_tiny_set",
         "TestNanScores::test_runs_as_a_cell_of_the_runner",
+        "TestNanScores::test_saved_then_loaded_predicts_and_scores_the_same",
+        "TestScores::test_saved_then_loaded_predicts_and_scores_the_same",
+        "TestUnseeded::test_saved_then_loaded_predicts_and_scores_the_same",
+        "TestLoadForgets::test_saved_then_loaded_predicts_and_scores_the_same",
+        "TestSavesAPickle::test_saved_then_loaded_predicts_and_scores_the_same",
     }
 
 
