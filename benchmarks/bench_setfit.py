@@ -22,7 +22,7 @@ from harness.config import load_config
 from harness.data import prepare
 from harness.models import ModelResolutionError
 from harness_setfit.body import BodySettings, train_body
-from harness_setfit.method import DEFAULT_MODEL, MPNET, _load_body
+from harness_setfit.method import DEFAULT_MODEL, MPNET, _fresh_body
 from harness_setfit.pairs import contrastive_pairs
 
 
@@ -44,7 +44,7 @@ def main() -> int:
     models = {}
     for name in args.models.split(","):
         try:
-            models[name] = _load_body(name, "cpu", args.max_length)
+            models[name] = _fresh_body(name, "cpu", args.max_length)
         except ModelResolutionError as exc:
             print(f"skipped {name}: {exc}")
     if not models:
