@@ -422,7 +422,12 @@ def status(methods, datasets, seeds, slices, preset, overrides, label, cache_dir
 
 @cli.command(name="train")
 @click.option("--datasets", "dataset", default="github-issues-datasets", show_default=True, help="The dataset to fit on.")
-@click.option("--method", required=True, help="The method to fit and save (one name, as in run).")
+@click.option("--method", default=None, help="The method to fit and save (one name, as in run).")
+@click.option("--ensemble", default=None, metavar="NAME=a,b,c",
+              help="Instead of --method: fit these methods and save them as the ensemble NAME, weighed on valid "
+                   "as report --ensemble weighs them.")
+@click.option("--ensemble-scaling", default=DEFAULT_ENSEMBLE_SCALING, show_default=True, type=click.Choice(ENSEMBLE_SCALINGS),
+              help="As for report.")
 @click.option("--slice", "slice_name", default="all", show_default=True, help="The training slice: a size or 'all'.")
 @click.option("--seed", type=int, default=0, show_default=True, help="The slice seed and the fit's seed, as in run.")
 @click.option("--preset", default=DEFAULT_PRESET, show_default=True, help="As for run.")
@@ -437,8 +442,8 @@ def status(methods, datasets, seeds, slices, preset, overrides, label, cache_dir
 @results_option
 @data_dir_option
 @cfg_dir_option
-def train_command(dataset, method, slice_name, seed, preset, overrides, label, out_dir, force, cache_dir, device, quiet,
-                  unlabeled, results_dir, data_dirs, cfg_dirs) -> None:
+def train_command(dataset, method, ensemble, ensemble_scaling, slice_name, seed, preset, overrides, label, out_dir, force,
+                  cache_dir, device, quiet, unlabeled, results_dir, data_dirs, cfg_dirs) -> None:
     """Fit METHOD on one slice exactly as the benchmark cell does, with its rules chosen on valid,
     and save it with a manifest (versions, parameters, tags, the cell's record and F1) to --out.
 
@@ -446,7 +451,7 @@ def train_command(dataset, method, slice_name, seed, preset, overrides, label, o
     """
     from harness.datasets import Settings
     from harness.devices import parse_device_option
-    from harness.model_folder import TrainRequest, train
+    from harness.model_folder import TrainRequest, train, train_ensemble
     from harness.progress import silence_libraries
 
     silence_libraries("quiet" if quiet else "human")
@@ -461,9 +466,15 @@ def train_command(dataset, method, slice_name, seed, preset, overrides, label, o
             raise click.UsageError(f"--slice {slice_name!r}: expected a positive integer or 'all'")
         _check_preset(pm, preset)
         run_device, _ = parse_device_option([device])
-        request = TrainRequest(dataset, method, slice_name, seed, preset, tuple(overrides), label, run_device,
+        if (method is None) == (ensemble is None):
+            raise click.UsageError("give --method METHOD or --ensemble NAME=a,b,c, not both or neither")
+        request = TrainRequest(dataset, method or "", slice_name, seed, preset, tuple(overrides), label, run_device,
                                _unlabeled(unlabeled))
-        trained = train(pm, settings, request, out_dir, force, progress=say)
+        if ensemble is None:
+            trained = train(pm, settings, request, out_dir, force, progress=say)
+        else:
+            (spec,) = _ensemble_specs((ensemble,), ensemble_scaling)
+            trained = train_ensemble(pm, settings, spec, request, out_dir, force, progress=say)
     except USER_ERRORS as exc:
         _fail(exc)
     manifest = trained.manifest
