@@ -238,3 +238,30 @@ def test_train_refuses_a_method_without_save_and_a_taken_folder(invoke, tmp_path
                    "the folder exists and is not empty")
     one_line_error(invoke("train", "--method", "nb", "--slice", "0", "--out", tmp_path / "m2", *common),
                    "--slice '0': expected a positive integer or 'all'")
+
+
+def test_an_ensemble_is_trained_as_report_builds_it_and_tags_as_its_cell(invoke, tmp_path):
+    cfg_dir, data_dir = write_tiny_dataset(tmp_path / "data")
+    common = ["--datasets", "tiny", "--datasets-cfg", cfg_dir, "--data-dir", data_dir, "--cache-dir", tmp_path / "cache",
+              "--results", tmp_path / "results"]
+    run = invoke("run", "--methods", "nb,tfidf_linear", "--slices", "all", "--no-report", *common)
+    assert run.exit_code == 0, run.output
+    report = invoke("report", "--results", tmp_path / "results", "--ensemble", "pair=nb,tfidf_linear")
+    assert report.exit_code == 0, report.output
+    trained = invoke("train", "--ensemble", "pair=nb,tfidf_linear", "--out", tmp_path / "model", *common)
+    assert trained.exit_code == 0, trained.output
+    manifest = read_manifest(tmp_path / "model")
+    assert manifest["method"]["label"] == "ensemble-pair" and manifest["results"]["same_test_predictions"] is True
+    assert sorted(p.name for p in (tmp_path / "model" / "members").iterdir()) == ["nb", "tfidf_linear"]
+    settings = Settings(results_dir=str(tmp_path / "results"), cache_dir=str(tmp_path / "cache"), data_dirs=(str(data_dir),),
+                        datasets_cfg_dirs=(str(cfg_dir),))
+    issues = split_rows_file(tmp_path / "test.jsonl", "tiny", "test", data_dir / "tiny.jsonl", settings)
+    tagged = invoke("tag", "--model", tmp_path / "model", "--file", issues, "--out", tmp_path / "tags.csv",
+                    "--rule", "per_tag", "--batch-size", 5, "--cache-dir", tmp_path / "cache")
+    assert tagged.exit_code == 0, tagged.output
+    arrays = decode_predictions((tmp_path / "model" / CELL_ARRAYS).read_bytes(), CELL_ARRAYS)
+    tags = manifest["dataset"]["tags"]
+    expected = ChosenRules.from_record(manifest["rules"], tags).apply("per_tag", arrays["test_scores"])
+    np.testing.assert_array_equal(tag_matrix(tmp_path / "tags.csv", tags), expected)
+    scores = pd.read_csv(tmp_path / "tags.csv")[[f"score:{tag}" for tag in tags]].to_numpy()
+    np.testing.assert_allclose(scores, arrays["test_scores"], rtol=1e-9, atol=1e-12)
