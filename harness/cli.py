@@ -420,6 +420,17 @@ def status(methods, datasets, seeds, slices, preset, overrides, label, cache_dir
             click.echo(f"  {cell.dataset} {cell.method} slice={cell.slice} seed={cell.seed}: {cell.error}")
 
 
+def model_command_options(command: Callable) -> Callable:
+    """``--cache-dir``, ``--device`` and ``--quiet``, shared by train and tag."""
+    for option in reversed([
+        click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="As for run."),
+        click.option("--device", default="auto", show_default=True, help="As for run: auto, cpu, cuda, cuda:N or mps."),
+        click.option("--quiet", is_flag=True, help="Print only errors and the last line."),
+    ]):
+        command = option(command)
+    return command
+
+
 @cli.command(name="train")
 @click.option("--datasets", "dataset", default="github-issues-datasets", show_default=True, help="The dataset to fit on.")
 @click.option("--method", default=None, help="The method to fit and save (one name, as in run).")
@@ -435,9 +446,7 @@ def status(methods, datasets, seeds, slices, preset, overrides, label, cache_dir
 @click.option("--label", default=None, help="As for run.")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="The model folder to write.")
 @click.option("--force", is_flag=True, help="Replace a model folder that is there.")
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="As for run.")
-@click.option("--device", default="auto", show_default=True, help="As for run: auto, cpu, cuda, cuda:N or mps.")
-@click.option("--quiet", is_flag=True, help="Print only errors and the last line.")
+@model_command_options
 @unlabeled_option
 @results_option
 @data_dir_option
@@ -503,9 +512,7 @@ def train_command(dataset, method, ensemble, ensemble_scaling, slice_name, seed,
 @click.option("--id-field", default=None, help="The input's id column (default: id, else number, else the row number).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Issues per batch.")
 @click.option("--force", is_flag=True, help="Overwrite an output file that is there.")
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="As for run.")
-@click.option("--device", default="auto", show_default=True, help="As for run: auto, cpu, cuda, cuda:N or mps.")
-@click.option("--quiet", is_flag=True, help="Print only errors and the last line.")
+@model_command_options
 @data_dir_option
 @cfg_dir_option
 def tag_command(model_dir, input_file, dataset, split, out_file, rule, id_field, batch_size, force, cache_dir, device,
