@@ -171,6 +171,19 @@ def _unlabeled(value: str | None) -> list[str] | None:
         raise click.UsageError(f"--unlabeled {value!r}: {exc}") from None
 
 
+def strategy_options(command: Callable) -> Callable:
+    """``--strategies`` and ``--selector``, shared by run and status."""
+    for option in reversed([
+        click.option("--strategies", default="random", show_default=True,
+                     help="Comma-separated query strategies (harness ls strategies): random is the nested stratified "
+                          "slices; the others pick each slice's issues from the same first slice."),
+        click.option("--selector", default=None, metavar="METHOD",
+                     help="The method whose scores guide the strategies' picks (default: the evaluated method)."),
+    ]):
+        command = option(command)
+    return command
+
+
 results_option = click.option(
     "--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False, path_type=Path),
     help="Folder for cell records, leaderboards and figures.",
@@ -201,6 +214,7 @@ results_option = click.option(
                    "cuda:N or mps; METHOD=DEVICE for one method (repeatable).")
 @click.option("--quiet", is_flag=True, help="Print only errors.")
 @click.option("--json-progress", is_flag=True, help="Write progress as JSON lines on stdout, for scripts.")
+@strategy_options
 @unlabeled_option
 @rule_option
 @with_ensemble_options
@@ -208,8 +222,8 @@ results_option = click.option(
 @data_dir_option
 @cfg_dir_option
 def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed, cache_dir, no_report,
-        executor, jobs, scheduler, cell_timeout, devices, quiet, json_progress, unlabeled, rule, ensembles,
-        ensemble_scaling, results_dir, data_dirs, cfg_dirs) -> None:
+        executor, jobs, scheduler, cell_timeout, devices, quiet, json_progress, strategies, selector, unlabeled, rule,
+        ensembles, ensemble_scaling, results_dir, data_dirs, cfg_dirs) -> None:
     """Run every (dataset, method, slice, seed) cell not already on disk, then write reports.
 
     Ctrl-C stops taking new cells and lets the ones in flight finish (Ctrl-C again abandons
@@ -240,7 +254,8 @@ def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed
         method_list = _listed("--methods", methods, "comma-separated method names, or 'all'")
         run_device, method_devices = parse_device_option(devices)
         plan = plan_run(pm, settings, method_list, dataset_list, seed_list, slice_list, preset,
-                        list(overrides), label, retry_failed, run_device, method_devices, _unlabeled(unlabeled))
+                        list(overrides), label, retry_failed, run_device, method_devices, _unlabeled(unlabeled),
+                        _listed("--strategies", strategies, "comma-separated strategy names"), selector)
         cell_executor = make_executor(executor, jobs, scheduler, cell_timeout)
         if ensemble_specs:  # before any cell runs: a member is a method of this run or of the folder's cells
             from harness.ensembles import check_members, method_labels
@@ -370,12 +385,13 @@ def report(rule: str, ensembles: tuple[str, ...], ensemble_scaling: str, results
 @click.option("--set", "overrides", multiple=True, metavar="METHOD.PARAM=VALUE", help="As for run.")
 @click.option("--label", default=None, help="As for run.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="As for run.")
+@strategy_options
 @unlabeled_option
 @results_option
 @data_dir_option
 @cfg_dir_option
-def status(methods, datasets, seeds, slices, preset, overrides, label, cache_dir, unlabeled, results_dir, data_dirs,
-           cfg_dirs) -> None:
+def status(methods, datasets, seeds, slices, preset, overrides, label, cache_dir, strategies, selector, unlabeled,
+           results_dir, data_dirs, cfg_dirs) -> None:
     """Done / failed / running / missing cells per dataset and method, and why cells failed.
 
     Given the run's options (--methods, --datasets, --seeds, --slices, --set, --label), every
@@ -388,7 +404,8 @@ def status(methods, datasets, seeds, slices, preset, overrides, label, cache_dir
     from harness.plan import plan_run
     from harness.status import STATES, count_rows, disk_states, planned_states
 
-    planned = any((methods, datasets, seeds, slices, overrides, label, unlabeled, preset != DEFAULT_PRESET))
+    planned = any((methods, datasets, seeds, slices, overrides, label, unlabeled, preset != DEFAULT_PRESET,
+                   strategies != "random", selector))
     if planned:
         pm = get_plugin_manager()
         settings = Settings(
@@ -401,7 +418,9 @@ def status(methods, datasets, seeds, slices, preset, overrides, label, cache_dir
             dataset_list = _listed("--datasets", datasets or "github-issues-datasets", "comma-separated dataset names")
             method_list = _listed("--methods", methods or "all", "comma-separated method names, or 'all'")
             plan = plan_run(pm, settings, method_list, dataset_list, seed_list, slice_list, preset,
-                            list(overrides), label, unlabeled=_unlabeled(unlabeled))
+                            list(overrides), label, unlabeled=_unlabeled(unlabeled),
+                            strategies=_listed("--strategies", strategies, "comma-separated strategy names"),
+                            selector=selector)
         except USER_ERRORS as exc:
             _fail(exc)
         states, columns = planned_states(plan), STATES
@@ -422,7 +441,7 @@ def status(methods, datasets, seeds, slices, preset, overrides, label, cache_dir
 
 @cli.group(name="ls")
 def ls() -> None:
-    """List installed plugins, methods or datasets."""
+    """List installed plugins, methods, query strategies or datasets."""
 
 
 @ls.command(name="plugins")
@@ -437,7 +456,7 @@ def ls_plugins() -> None:
         _fail(exc)
     provides: dict[str, list[str]] = {}
     for kind, registry in (("methods", registries.methods), ("readers", registries.readers),
-                           ("report formats", registries.report_formats)):
+                           ("report formats", registries.report_formats), ("strategies", registries.strategies)):
         by_plugin: dict[str, list[str]] = {}
         for name, plugin in registry.origins.items():
             by_plugin.setdefault(plugin, []).append(name)
@@ -475,6 +494,25 @@ def ls_methods(preset: str) -> None:
         for param, value in params.items():
             note = "" if value == defaults.get(param) else "  # preset"
             click.echo(f"  {param} = {value!r}{note}")
+
+
+@ls.command(name="strategies")
+def ls_strategies() -> None:
+    """Registered query strategies, the plugin each comes from, what each needs, and its source."""
+    from tabulate import tabulate
+
+    pm = get_plugin_manager()
+    try:
+        registry = pm.registry
+    except PluginError as exc:
+        _fail(exc)
+    rows = []
+    for name, strategy in sorted(registry.strategies.items()):
+        needs = [need for need, flag in (("scores", strategy.needs_scores), ("texts", strategy.needs_texts)) if flag]
+        summary = (strategy.__doc__ or "").strip().split(": ")[0]  # what it is; its docstring cites the source
+        rows.append((name, strategy.version, registry.strategies.origins[name], ", ".join(needs) or "-",
+                     " ".join(summary.split())))
+    click.echo(tabulate(rows, headers=["strategy", "version", "plugin", "needs", "description"], maxcolwidths=[None] * 4 + [70]))
 
 
 @ls.command(name="datasets")
