@@ -603,6 +603,49 @@ def dataset_show(name, cache_dir, data_dirs, cfg_dirs) -> None:
         _fail(exc)
 
 
+@cli.command(name="label-next")
+@click.option("--datasets", "dataset_name", required=True, metavar="NAME", help="The dataset whose unlabeled issues to choose from.")
+@click.option("--method", "method_name", required=True, help="The method fitted on the issues labeled so far.")
+@click.option("--strategy", "strategy_name", default="uncertainty", show_default=True,
+              help="The query strategy that picks (harness ls strategies).")
+@click.option("--n", "n", default=20, show_default=True, type=int, help="How many issues to pick.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The CSV file to write.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the fit and of the strategy's draws.")
+@click.option("--preset", default=DEFAULT_PRESET, show_default=True, help="As for run.")
+@click.option("--set", "overrides", multiple=True, metavar="METHOD.PARAM=VALUE", help="As for run.")
+@click.option("--device", default="auto", show_default=True, help="Where torch work runs, as for run.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="As for run.")
+@data_dir_option
+@cfg_dir_option
+def label_next_command(dataset_name, method_name, strategy_name, n, out, seed, preset, overrides, device, cache_dir,
+                       data_dirs, cfg_dirs) -> None:
+    """Write the N unlabeled issues of a dataset to label next: fit METHOD on its labeled issues
+    (train split, valid for its rules) and let STRATEGY pick among the rows without labels. Each
+    line holds the issue's id (the data's id field, else its row number), its text fields, the
+    strategy's score, the predicted tags and each tag's score. Label them in your data file and
+    'harness dataset show NAME' counts them."""
+    from harness.datasets import Settings
+    from harness.devices import check_device
+    from harness.label_next import label_next
+
+    pm = get_plugin_manager()
+    settings = Settings(results_dir="results", cache_dir=str(cache_dir or default_cache_dir()),
+                        data_dirs=tuple(str(d) for d in data_dirs), datasets_cfg_dirs=tuple(str(d) for d in cfg_dirs))
+    try:
+        _check_preset(pm, preset)
+        known = list(available_configs(list(cfg_dirs)))
+        if dataset_name not in known:
+            from harness.errors import unknown_name_message
+
+            raise click.UsageError("--datasets: " + unknown_name_message("dataset", dataset_name, known))
+        batch = label_next(pm, settings, dataset_name, method_name, strategy_name, n, out, seed, preset, list(overrides),
+                           check_device(device), lambda line: click.echo(f"  {line}", err=True))
+    except USER_ERRORS as exc:
+        _fail(exc)
+    click.echo(f"wrote {batch.path}: {batch.picked} of {batch.pool} unlabeled issues, picked by {strategy_name} "
+               f"from {method_name} fitted on {batch.labeled} labeled issues")
+
+
 @cli.group(name="plugin")
 def plugin() -> None:
     """Create method plugin packages."""
