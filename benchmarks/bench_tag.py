@@ -65,7 +65,7 @@ def main() -> int:
         with gzip.open(args.data_dir / MIRROR_FILE, "rt", encoding="utf-8") as handle:
             rows = [json.loads(line) for line in handle if line.strip()]
         test_file, many_file = tmp / "test-issues.jsonl", tmp / "issues.jsonl"
-        test_rows = dataset.source_rows[dataset.split_rows["test"]] - 1
+        test_rows = dataset.source_rows[dataset.split_rows["test"]]
         test_file.write_text("".join(json.dumps(rows[i]) + "\n" for i in test_rows), encoding="utf-8")
         many_file.write_text("".join(json.dumps(row) + "\n" for row in rows[:args.issues]), encoding="utf-8")
         print(f"test issues: {len(test_rows)}; throughput file: {args.issues} issues")

@@ -9,10 +9,12 @@ from importlib.metadata import PackageNotFoundError, version
 
 from harness.hookspecs import hookimpl
 from harness.methods import FitContext, LabeledTexts, Method, MethodParams
+from harness.strategies import QueryContext, Selection, Strategy
 
 try:
     __version__ = version("fewlabels-harness")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
-__all__ = ["FitContext", "LabeledTexts", "Method", "MethodParams", "hookimpl", "__version__"]
+__all__ = ["FitContext", "LabeledTexts", "Method", "MethodParams", "QueryContext", "Selection", "Strategy", "hookimpl",
+           "__version__"]

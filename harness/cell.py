@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import random
-import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -30,16 +28,9 @@ from harness.plan import CellSpec
 from harness.plugins import HarnessPluginManager, get_plugin_manager
 from harness.predictions import encode_predictions, predictions_entry, predictions_path
 from harness.records import CellRecord, DatasetInfo, MethodInfo, Metrics, PredictionsFile, SliceInfo, finished_now
-from harness.splits import NO_SLICE
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and (when a method already imported it) torch's generators, as
-    every cell is seeded before ``fit``."""
-    random.seed(seed)
-    np.random.seed(seed)
-    if "torch" in sys.modules:  # importing torch here would slow every cell that does not use it
-        sys.modules["torch"].manual_seed(seed)
+from harness.seeding import seed_everything
+from harness.splits import NO_SLICE, TrainSlice
+from harness.trajectories import grow_trajectory, grow_with_fitted
 
 
 @functools.lru_cache(maxsize=1)
@@ -62,7 +53,8 @@ def _base_record(spec: CellSpec) -> CellRecord:
         key_hash=spec.key_hash,
         status="failed",
         seed=spec.seed,
-        method=MethodInfo(name=spec.method, label=spec.label, preset=spec.preset, params=spec.params),
+        method=MethodInfo(name=spec.method, label=spec.label, preset=spec.preset, params=spec.params,
+                          strategy=spec.strategy if spec.trajectory else None, selector=spec.selector_label, base=spec.base_label),
         slice=SliceInfo(name=spec.slice_name),
         dataset=DatasetInfo(name=spec.dataset),
         environment=environment(),
@@ -122,6 +114,7 @@ def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: C
     started = time.perf_counter()
     measures_memory = _reset_peak_rss()
     record = _base_record(spec)
+    say = progress or (lambda message: None)
     blob: bytes | None = None
     fitted: Method | None = None
     timings: dict[str, float] = {}
@@ -147,7 +140,13 @@ def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: C
             train = LabeledTexts([], np.zeros((0, len(dataset.tags)), dtype=np.uint8), list(dataset.tags))
             record.slice = SliceInfo(name=spec.slice_name, nominal=None, actual_n=0, index_hash=None)
         else:
-            train_slice = train_slices(spec.dataset, spec.settings, registry.readers, spec.slice_sizes, spec.seed)[spec.slice_name]
+            if spec.trajectory is None:
+                train_slice = train_slices(spec.dataset, spec.settings, registry.readers, spec.slice_sizes, spec.seed)[spec.slice_name]
+            else:  # the trajectory's prefix, grown first where it is not yet that long
+                size = spec.trajectory.size_of(spec.slice_name)
+                trajectory = grow_trajectory(spec.trajectory, size, spec.settings, pm, spec.device, say)
+                train_slice = TrainSlice(spec.slice_name, int(spec.slice_name), trajectory.positions(size))
+                timings.update(trajectory.costs(size))
             train = dataset.labeled("train", train_slice.positions)
             slice_positions = train_slice.positions
             record.slice = SliceInfo(name=spec.slice_name, nominal=train_slice.nominal, actual_n=train_slice.size,
@@ -156,7 +155,7 @@ def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: C
         context = FitContext(
             seed=spec.seed, tags=list(dataset.tags), dataset=spec.dataset, fingerprint=dataset.fingerprint,
             cache_dir=Path(spec.settings.cache_dir), slice_name=spec.slice_name,
-            progress=progress or (lambda message: None),
+            progress=say,
             tag_descriptions=dict(dataset.config.labels.descriptions), task=dataset.config.task,
             device=spec.device,
         )
@@ -177,6 +176,10 @@ def run_cell(spec: CellSpec, pm: HarnessPluginManager | None = None, progress: C
         record.predictions = PredictionsFile.model_validate(predictions_entry(predictions_path(spec.path()), blob))
         record.details = _json_details(spec.method, method.details())
         record.usage = method.usage()
+        if spec.trajectory is not None and spec.trajectory.selector and spec.selector_label == spec.base_label:
+            # the method is its trajectory's selector: its fit takes the next step, not a second fit
+            grow_with_fitted(spec.trajectory, spec.trajectory.size_of(spec.slice_name), method, spec.settings, pm,
+                             spec.device, say)
         record.status = "ok"
         fitted = method if keep_method else None
     except Exception as exc:  # the cell fails, the run goes on

@@ -171,6 +171,19 @@ def _unlabeled(value: str | None) -> list[str] | None:
         raise click.UsageError(f"--unlabeled {value!r}: {exc}") from None
 
 
+def strategy_options(command: Callable) -> Callable:
+    """``--strategies`` and ``--selector``, shared by run and status."""
+    for option in reversed([
+        click.option("--strategies", default="random", show_default=True,
+                     help="Comma-separated query strategies (harness ls strategies): random is the nested stratified "
+                          "slices; the others pick each slice's issues from the same first slice."),
+        click.option("--selector", default=None, metavar="METHOD",
+                     help="The method whose scores guide the strategies' picks (default: the evaluated method)."),
+    ]):
+        command = option(command)
+    return command
+
+
 results_option = click.option(
     "--results", "results_dir", default="results", show_default=True, type=click.Path(file_okay=False, path_type=Path),
     help="Folder for cell records, leaderboards and figures.",
@@ -201,6 +214,7 @@ results_option = click.option(
                    "cuda:N or mps; METHOD=DEVICE for one method (repeatable).")
 @click.option("--quiet", is_flag=True, help="Print only errors.")
 @click.option("--json-progress", is_flag=True, help="Write progress as JSON lines on stdout, for scripts.")
+@strategy_options
 @unlabeled_option
 @rule_option
 @with_ensemble_options
@@ -208,8 +222,8 @@ results_option = click.option(
 @data_dir_option
 @cfg_dir_option
 def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed, cache_dir, no_report,
-        executor, jobs, scheduler, cell_timeout, devices, quiet, json_progress, unlabeled, rule, ensembles,
-        ensemble_scaling, results_dir, data_dirs, cfg_dirs) -> None:
+        executor, jobs, scheduler, cell_timeout, devices, quiet, json_progress, strategies, selector, unlabeled, rule,
+        ensembles, ensemble_scaling, results_dir, data_dirs, cfg_dirs) -> None:
     """Run every (dataset, method, slice, seed) cell not already on disk, then write reports.
 
     Ctrl-C stops taking new cells and lets the ones in flight finish (Ctrl-C again abandons
@@ -240,7 +254,8 @@ def run(methods, datasets, seeds, slices, preset, overrides, label, retry_failed
         method_list = _listed("--methods", methods, "comma-separated method names, or 'all'")
         run_device, method_devices = parse_device_option(devices)
         plan = plan_run(pm, settings, method_list, dataset_list, seed_list, slice_list, preset,
-                        list(overrides), label, retry_failed, run_device, method_devices, _unlabeled(unlabeled))
+                        list(overrides), label, retry_failed, run_device, method_devices, _unlabeled(unlabeled),
+                        _listed("--strategies", strategies, "comma-separated strategy names"), selector)
         cell_executor = make_executor(executor, jobs, scheduler, cell_timeout)
         if ensemble_specs:  # before any cell runs: a member is a method of this run or of the folder's cells
             from harness.ensembles import check_members, method_labels
@@ -370,12 +385,13 @@ def report(rule: str, ensembles: tuple[str, ...], ensemble_scaling: str, results
 @click.option("--set", "overrides", multiple=True, metavar="METHOD.PARAM=VALUE", help="As for run.")
 @click.option("--label", default=None, help="As for run.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="As for run.")
+@strategy_options
 @unlabeled_option
 @results_option
 @data_dir_option
 @cfg_dir_option
-def status(methods, datasets, seeds, slices, preset, overrides, label, cache_dir, unlabeled, results_dir, data_dirs,
-           cfg_dirs) -> None:
+def status(methods, datasets, seeds, slices, preset, overrides, label, cache_dir, strategies, selector, unlabeled,
+           results_dir, data_dirs, cfg_dirs) -> None:
     """Done / failed / running / missing cells per dataset and method, and why cells failed.
 
     Given the run's options (--methods, --datasets, --seeds, --slices, --set, --label), every
@@ -388,7 +404,8 @@ def status(methods, datasets, seeds, slices, preset, overrides, label, cache_dir
     from harness.plan import plan_run
     from harness.status import STATES, count_rows, disk_states, planned_states
 
-    planned = any((methods, datasets, seeds, slices, overrides, label, unlabeled, preset != DEFAULT_PRESET))
+    planned = any((methods, datasets, seeds, slices, overrides, label, unlabeled, preset != DEFAULT_PRESET,
+                   strategies != "random", selector))
     if planned:
         pm = get_plugin_manager()
         settings = Settings(
@@ -401,7 +418,9 @@ def status(methods, datasets, seeds, slices, preset, overrides, label, cache_dir
             dataset_list = _listed("--datasets", datasets or "github-issues-datasets", "comma-separated dataset names")
             method_list = _listed("--methods", methods or "all", "comma-separated method names, or 'all'")
             plan = plan_run(pm, settings, method_list, dataset_list, seed_list, slice_list, preset,
-                            list(overrides), label, unlabeled=_unlabeled(unlabeled))
+                            list(overrides), label, unlabeled=_unlabeled(unlabeled),
+                            strategies=_listed("--strategies", strategies, "comma-separated strategy names"),
+                            selector=selector)
         except USER_ERRORS as exc:
             _fail(exc)
         states, columns = planned_states(plan), STATES
@@ -553,7 +572,7 @@ def tag_command(model_dir, input_file, dataset, split, out_file, rule, id_field,
 
 @cli.group(name="ls")
 def ls() -> None:
-    """List installed plugins, methods or datasets."""
+    """List installed plugins, methods, query strategies or datasets."""
 
 
 @ls.command(name="plugins")
@@ -568,7 +587,7 @@ def ls_plugins() -> None:
         _fail(exc)
     provides: dict[str, list[str]] = {}
     for kind, registry in (("methods", registries.methods), ("readers", registries.readers),
-                           ("report formats", registries.report_formats)):
+                           ("report formats", registries.report_formats), ("strategies", registries.strategies)):
         by_plugin: dict[str, list[str]] = {}
         for name, plugin in registry.origins.items():
             by_plugin.setdefault(plugin, []).append(name)
@@ -606,6 +625,25 @@ def ls_methods(preset: str) -> None:
         for param, value in params.items():
             note = "" if value == defaults.get(param) else "  # preset"
             click.echo(f"  {param} = {value!r}{note}")
+
+
+@ls.command(name="strategies")
+def ls_strategies() -> None:
+    """Registered query strategies, the plugin each comes from, what each needs, and its source."""
+    from tabulate import tabulate
+
+    pm = get_plugin_manager()
+    try:
+        registry = pm.registry
+    except PluginError as exc:
+        _fail(exc)
+    rows = []
+    for name, strategy in sorted(registry.strategies.items()):
+        needs = [need for need, flag in (("scores", strategy.needs_scores), ("texts", strategy.needs_texts)) if flag]
+        summary = (strategy.__doc__ or "").strip().split(": ")[0]  # what it is; its docstring cites the source
+        rows.append((name, strategy.version, registry.strategies.origins[name], ", ".join(needs) or "-",
+                     " ".join(summary.split())))
+    click.echo(tabulate(rows, headers=["strategy", "version", "plugin", "needs", "description"], maxcolwidths=[None] * 4 + [70]))
 
 
 @ls.command(name="datasets")
@@ -694,6 +732,49 @@ def dataset_show(name, cache_dir, data_dirs, cfg_dirs) -> None:
         _echo_profile(name, list(cfg_dirs), list(data_dirs), cache_dir)
     except USER_ERRORS as exc:
         _fail(exc)
+
+
+@cli.command(name="label-next")
+@click.option("--datasets", "dataset_name", required=True, metavar="NAME", help="The dataset whose unlabeled issues to choose from.")
+@click.option("--method", "method_name", required=True, help="The method fitted on the issues labeled so far.")
+@click.option("--strategy", "strategy_name", default="uncertainty", show_default=True,
+              help="The query strategy that picks (harness ls strategies).")
+@click.option("--n", "n", default=20, show_default=True, type=int, help="How many issues to pick.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The CSV file to write.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the fit and of the strategy's draws.")
+@click.option("--preset", default=DEFAULT_PRESET, show_default=True, help="As for run.")
+@click.option("--set", "overrides", multiple=True, metavar="METHOD.PARAM=VALUE", help="As for run.")
+@click.option("--device", default="auto", show_default=True, help="Where torch work runs, as for run.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="As for run.")
+@data_dir_option
+@cfg_dir_option
+def label_next_command(dataset_name, method_name, strategy_name, n, out, seed, preset, overrides, device, cache_dir,
+                       data_dirs, cfg_dirs) -> None:
+    """Write the N unlabeled issues of a dataset to label next: fit METHOD on its labeled issues
+    (train split, valid for its rules) and let STRATEGY pick among the rows without labels. Each
+    line holds the issue's id (the data's id field, else its row number), its text fields, the
+    strategy's score, the predicted tags and each tag's score. Label them in your data file and
+    'harness dataset show NAME' counts them."""
+    from harness.datasets import Settings
+    from harness.devices import check_device
+    from harness.label_next import label_next
+
+    pm = get_plugin_manager()
+    settings = Settings(results_dir="results", cache_dir=str(cache_dir or default_cache_dir()),
+                        data_dirs=tuple(str(d) for d in data_dirs), datasets_cfg_dirs=tuple(str(d) for d in cfg_dirs))
+    try:
+        _check_preset(pm, preset)
+        known = list(available_configs(list(cfg_dirs)))
+        if dataset_name not in known:
+            from harness.errors import unknown_name_message
+
+            raise click.UsageError("--datasets: " + unknown_name_message("dataset", dataset_name, known))
+        batch = label_next(pm, settings, dataset_name, method_name, strategy_name, n, out, seed, preset, list(overrides),
+                           check_device(device), lambda line: click.echo(f"  {line}", err=True))
+    except USER_ERRORS as exc:
+        _fail(exc)
+    click.echo(f"wrote {batch.path}: {batch.picked} of {batch.pool} unlabeled issues, picked by {strategy_name} "
+               f"from {method_name} fitted on {batch.labeled} labeled issues")
 
 
 @cli.group(name="plugin")

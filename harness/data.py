@@ -39,8 +39,12 @@ class PreparedDataset:
     split_rows: dict[str, np.ndarray]  # train/valid/test/unlabeled -> row positions
     fingerprint: str
     rows_read: int = 0  # before filters and duplicate removal
-    source_rows: np.ndarray | None = None  # each row's number among the rows read (1-based), as build_frame keeps it
     dropped: dict[str, Any] = field(default_factory=dict)  # what build_frame dropped: see its docstring
+    # per row: its position in the data as read (0-based, before filters), its ``id`` field where the
+    # data has one, and the raw values of the text template's fields (``harness label-next`` writes them)
+    source_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    ids: list[Any] | None = None
+    fields: dict[str, list[Any]] = field(default_factory=dict)
 
     def labeled(self, split: str, positions: np.ndarray | None = None) -> LabeledTexts:
         rows = self.split_rows[split] if positions is None else self.split_rows[split][positions]
@@ -140,7 +144,7 @@ def build_frame(cfg: DatasetConfig, raw: pd.DataFrame, name: str) -> tuple[pd.Da
     ``labels.min_count``. Returns (frame, tags); ``frame.attrs["dropped"]`` counts the rows
     filtered out and the duplicates dropped, and names the rare tags dropped (for the profile)."""
     rows_read = len(raw)
-    raw = raw.reset_index(drop=True)  # the filters keep this index: each row's position among those read
+    raw = raw.reset_index(drop=True)  # the index then holds each row's position in the data as read
     for rule in cfg.filters:
         raw = _apply_filter(raw, rule, name)
     filtered_out = rows_read - len(raw)
@@ -163,9 +167,12 @@ def build_frame(cfg: DatasetConfig, raw: pd.DataFrame, name: str) -> tuple[pd.Da
             f"{name}: label field {field!r} holds integers (first in row {numeric_row}); they are used as tag "
             "names written in digits; map them to names with labels.map if they are ids", DataWarning, stacklevel=2,
         )
-    # source_row: the row's number among those read (1 = the first), so that a tagged issue can be found again
     frame = pd.DataFrame({"text": render_texts(raw, cfg.text, name), "tags": tag_lists,
-                          "source_row": raw.index.to_numpy(dtype=np.int64) + 1})
+                          "__row__": raw.index.to_numpy()})
+    for template_field in dict.fromkeys(f for _, f, _, _ in string.Formatter().parse(cfg.text) if f):
+        frame[f"__field__{template_field}"] = raw[template_field].to_numpy()
+    if "id" in raw.columns:
+        frame["__id__"] = raw["id"].to_numpy()
     if cfg.split.method == "column":
         column = cfg.split.column
         if column not in raw.columns:
@@ -295,5 +302,7 @@ def prepare(
         fingerprint=_fingerprint(texts, labels, split_rows),
         rows_read=len(raw),
         dropped=dropped,
-        source_rows=frame["source_row"].to_numpy(),
+        source_rows=frame["__row__"].to_numpy(),
+        ids=frame["__id__"].tolist() if "__id__" in frame else None,
+        fields={column.removeprefix("__field__"): frame[column].tolist() for column in frame if column.startswith("__field__")},
     )

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from harness.records import CellRecord
     from harness.report import Writer
     from harness.sources import Reader
+    from harness.strategies import Strategy
 
 hookspec = pluggy.HookspecMarker("harness")
 hookimpl = pluggy.HookimplMarker("harness")  # a plugin takes it from the package: ``from harness import hookimpl``
@@ -29,6 +30,15 @@ def register_methods(register: Callable[[type[Method]], None]) -> None:
     """Register method classes: call ``register(MethodClass)`` once per method.
 
     A method class subclasses :class:`harness.methods.Method`.
+    """
+
+
+@hookspec
+def register_strategies(register: Callable[[type[Strategy]], None]) -> None:
+    """Register query strategies: call ``register(StrategyClass)`` once per strategy.
+
+    A strategy class subclasses :class:`harness.strategies.Strategy` (``from harness import
+    Strategy``); ``harness run --strategies NAME`` and ``harness label-next --strategy NAME`` use it.
     """
 
 

@@ -23,6 +23,7 @@ import pluggy
 from harness import hookspecs
 from harness.errors import HarnessError
 from harness.methods import Method
+from harness.strategies import Strategy
 
 ENTRY_POINT_GROUP = "harness"
 DISABLE_AUTOLOAD_ENV = "HARNESS_DISABLE_PLUGIN_AUTOLOAD"
@@ -33,6 +34,7 @@ EXTRA_PLUGINS_ENV = "HARNESS_PLUGINS"
 CORE_PLUGINS = (
     "harness.sources",
     "harness.report",
+    "harness.strategies",  # random: the nested stratified slices, the default
 )
 # The built-in methods, each a package written as a third party would write it.
 DEFAULT_PLUGINS = (
@@ -45,6 +47,7 @@ DEFAULT_PLUGINS = (
     "harness_llm_icl",
     "harness_self_train",
     "harness_linear",
+    "harness_strategies",
 )
 
 
@@ -109,6 +112,14 @@ def _check_method(name: str, item: Any) -> str | None:
     return None
 
 
+def _check_strategy(name: str, item: Any) -> str | None:
+    if not (isinstance(item, type) and issubclass(item, Strategy)):
+        return f"{item!r}, which is not a harness.strategies.Strategy subclass"
+    if not name:
+        return f"{item.__name__} without a 'name'"
+    return None
+
+
 def _check_callable(kind: str) -> Callable[[str, Any], str | None]:
     def check(name: str, item: Any) -> str | None:
         if not isinstance(name, str) or not name:
@@ -125,6 +136,7 @@ class Registries:
     methods: Registry[type[Method]]
     readers: Registry[Callable[..., Any]]  # file format -> reader(stream, name, source)
     report_formats: Registry[Callable[..., Any]]  # file suffix -> writer(table, path)
+    strategies: Registry[type[Strategy]]  # query strategies (harness.strategies)
 
 
 class HarnessPluginManager(pluggy.PluginManager):
@@ -190,6 +202,7 @@ class HarnessPluginManager(pluggy.PluginManager):
             methods=Registry("method", _check_method),
             readers=Registry("reader", _check_callable("reader")),
             report_formats=Registry("report format", _check_callable("report format")),
+            strategies=Registry("strategy", _check_strategy),
         )
         for impl in self.hook.register_methods.get_hookimpls():
             _call_registration(impl, lambda cls, _plugin=impl.plugin_name: registries.methods.register(
@@ -200,6 +213,9 @@ class HarnessPluginManager(pluggy.PluginManager):
         for impl in self.hook.register_report_formats.get_hookimpls():
             _call_registration(impl, lambda name, writer, _plugin=impl.plugin_name: registries.report_formats.register(
                 name, writer, _plugin))
+        for impl in self.hook.register_strategies.get_hookimpls():
+            _call_registration(impl, lambda cls, _plugin=impl.plugin_name: registries.strategies.register(
+                getattr(cls, "name", ""), cls, _plugin))
         return registries
 
     def plugin_version(self, plugin_name: str) -> str:

@@ -43,6 +43,11 @@ class MethodInfo(_Part):
     plugin: str | None = None
     distribution: str | None = None
     distribution_version: str | None = None
+    # a query strategy other than random (harness/strategies.py): the cell trained on a prefix of its
+    # trajectory, whose picks the selector's scores guided; ``base`` labels the same variant under random slices
+    strategy: str | None = None
+    selector: str | None = None
+    base: str | None = None
 
 
 class SliceInfo(_Part):

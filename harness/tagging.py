@@ -64,14 +64,18 @@ def read_issues(path: Path, template: str, readers: Mapping[str, Reader], id_fie
 
 
 def dataset_issues(name: str, split: str, settings: Settings, readers: Mapping[str, Reader]) -> Issues:
-    """The issues of one split of a dataset, identified by their row among the rows its files hold."""
+    """The issues of one split of a dataset, identified by their ``id`` field where the data has
+    one, else by their row (1-based) among the rows its files hold."""
     if split not in SPLITS:
         raise TagError(f"--split {split!r}: expected one of {', '.join(SPLITS)}")
     dataset = load_dataset(name, settings, readers)
     rows = dataset.split_rows[split]
     if len(rows) == 0:
         raise TagError(f"--datasets {name} --split {split}: the split has no issues")
-    return Issues([dataset.texts[i] for i in rows], dataset.source_rows[rows].tolist(), "source_row")
+    texts = [dataset.texts[i] for i in rows]
+    if dataset.ids is not None:  # the data's own id field
+        return Issues(texts, [dataset.ids[i] for i in rows], "id")
+    return Issues(texts, (dataset.source_rows[rows] + 1).tolist(), "source_row")
 
 
 def check_output(out: Path, force: bool) -> str:

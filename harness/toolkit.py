@@ -9,7 +9,7 @@ these names are the toolkit's API: the modules they live in are internal and may
 - a logistic-regression head on fixed features (harness.linear_head);
 - cached artifacts (harness.artifacts), atomic writes (harness.store), stable hashes (harness.hashing);
 - a fitted method's parts saved without pickles, for ``save`` and ``load`` (harness.persistence);
-- devices (harness.devices), threads per fit (harness.cores), seeding (harness.cell);
+- devices (harness.devices), threads per fit (harness.cores), seeding (harness.seeding);
 - score checks (harness.methods), decision rules (harness.rules) and F1 (harness.metrics);
 - for a method built on other registered methods: the plugin manager, their parameters and
   one-line errors (harness.plugins, harness.params, harness.errors).
@@ -26,7 +26,7 @@ from typing import Any
 
 _HOMES = {  # name -> the internal module that defines it
     **dict.fromkeys(["build_folder", "cached_artifact"], "harness.artifacts"),
-    **dict.fromkeys(["seed_everything"], "harness.cell"),
+    **dict.fromkeys(["seed_everything"], "harness.seeding"),
     **dict.fromkeys(["fit_threads"], "harness.cores"),
     **dict.fromkeys(["resolve_device"], "harness.devices"),
     **dict.fromkeys(["EmbeddingCache", "EncoderParams", "EncoderSpec", "unit_rows"], "harness.embeddings"),

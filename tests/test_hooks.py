@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from harness import hookimpl, hookspecs
+from harness import Selection, Strategy, hookimpl, hookspecs
 from harness.datasets import Settings
 from harness.driver import run_plan
+from harness.hashing import stable_hash
 from harness.methods import Method
 from harness.plan import RunPlan, plan_run
 from harness.plugins import PluginError, make_plugin_manager
@@ -24,7 +25,7 @@ HOOKS = sorted(name for name in dir(hookspecs) if hasattr(getattr(hookspecs, nam
 
 
 def test_every_hook_has_a_test():
-    assert len(HOOKS) == 8
+    assert len(HOOKS) == 9
     missing = [name for name in HOOKS if f"test_hook_{name}" not in globals()]
     assert not missing, f"hooks without a test in {__file__}: {missing}"
 
@@ -65,6 +66,55 @@ class MethodsPlugin:
 def test_hook_register_methods():
     pm = _pm(MethodsPlugin())
     assert pm.registry.methods["echo"] is Echo and pm.registry.methods.origins["echo"] == "plugin_0"
+
+
+class FirstInPool(Strategy):
+    """Picks the pool's first issues, in order."""
+
+    name = "first_in_pool"
+
+    def select(self, n, context):
+        return Selection(np.arange(n), np.zeros(n))
+
+
+def test_hook_register_strategies(tmp_path):
+    """A registered strategy is planned and run: its cells train on its own picks, its first
+    slice and 'all' are random's cells."""
+    class StrategyPlugin:
+        @hookimpl
+        def register_strategies(self, register):
+            register(FirstInPool)
+
+    pm = _pm(MethodsPlugin(), StrategyPlugin())
+    assert pm.registry.strategies.origins == {"random": "harness.strategies", "first_in_pool": "plugin_1"}
+    cfg_dir, data_dir = write_tiny_dataset(tmp_path)
+    settings = Settings(results_dir=str(tmp_path / "r"), cache_dir=str(tmp_path / "c"),
+                        data_dirs=(str(data_dir),), datasets_cfg_dirs=(str(cfg_dir),))
+    plan = plan_run(pm, settings, "echo", [TINY_DATASET], [0], strategies=["first_in_pool"])
+    assert [(spec.label, spec.slice_name) for spec in plan.cells] == [
+        ("echo", "8"), ("echo · first_in_pool", "16"), ("echo", "all")]
+    assert run_plan(pm, plan)["ok"] == 3
+    record = json.loads(plan.cells[1].path().read_text())
+    assert record["method"]["strategy"] == "first_in_pool" and record["key"]["strategy"] == "first_in_pool"
+    start = sorted(train_slices_of(pm, settings)["8"].positions.tolist())
+    first_pool = [p for p in range(100) if p not in start][:record["slice"]["actual_n"] - len(start)]
+    assert record["slice"]["index_hash"] == stable_hash(sorted(start + first_pool))
+
+    class RandomAgain:
+        @hookimpl
+        def register_strategies(self, register):
+            register(FirstInPool)
+            register(type("Other", (FirstInPool,), {"name": "random"}))
+
+    with pytest.raises(PluginError, match="strategy name 'random' is registered twice: by plugin 'harness.strategies' "
+                                          "and by plugin 'plugin_0'"):
+        _pm(RandomAgain()).registry
+
+
+def train_slices_of(pm, settings):
+    from harness.datasets import train_slices
+
+    return train_slices(TINY_DATASET, settings, pm.registry.readers, (8, 16, "all"), 0)
 
 
 def test_hook_register_dataset_loaders(tmp_path):

@@ -42,7 +42,7 @@ def split_rows_file(path: Path, dataset: str, split: str, source: Path, settings
     opener = gzip.open if source.suffix == ".gz" else open
     with opener(source, "rt", encoding="utf-8") as handle:
         rows = [json.loads(line) for line in handle if line.strip()]
-    wanted = loaded.source_rows[loaded.split_rows[split]] - 1
+    wanted = loaded.source_rows[loaded.split_rows[split]]
     path.write_text("".join(json.dumps(rows[i]) + "\n" for i in wanted), encoding="utf-8")
     return path
 
@@ -105,7 +105,7 @@ def test_tagging_twice_gives_identical_output_and_rules_are_the_cells(nb_model, 
     assert set(rows[0]) == {"id", "tags", "scores"} and set(rows[0]["scores"]) == set(manifest["dataset"]["tags"])
 
 
-def test_a_dataset_split_is_tagged_with_its_rows_numbers(nb_model, invoke, tmp_path):
+def test_a_dataset_split_is_tagged_with_its_ids(nb_model, invoke, tmp_path):
     model, _, _ = nb_model
     out = tmp_path / "pool.csv"
     result = invoke("tag", "--model", model, "--datasets", DATASET, "--split", "unlabeled", "--data-dir", MIRROR.parent,
@@ -114,7 +114,7 @@ def test_a_dataset_split_is_tagged_with_its_rows_numbers(nb_model, invoke, tmp_p
     settings = Settings(results_dir="r", cache_dir=str(tmp_path / "cache"), data_dirs=(str(MIRROR.parent),))
     dataset = load_dataset(DATASET, settings, get_plugin_manager().registry.readers)
     frame = pd.read_csv(out)
-    assert frame["source_row"].tolist() == dataset.source_rows[dataset.split_rows["unlabeled"]].tolist()
+    assert frame["id"].tolist() == [dataset.ids[i] for i in dataset.split_rows["unlabeled"]]
 
 
 def test_setfit_trained_then_tagging_its_test_file_gives_the_cells_tags(invoke, tmp_path):
