@@ -1,5 +1,6 @@
 """The figures, drawn from the summary model (harness/summary.py): per dataset, F1 against the
-number of training samples with each method's rank; across datasets, the mean rank per slice.
+number of training samples with each method's rank (and per method run under query strategies,
+one line per strategy); across datasets, the mean rank per slice.
 PNG and SVG, the same bytes from the same records.
 """
 
@@ -16,12 +17,21 @@ from harness.summary import Summary, count_phrase, seeds_phrase
 
 
 def dataset_figures(summary: Summary, folder: Path, suffix: str = "") -> list[Path]:
-    """``folder/<dataset><suffix>.{png,svg}`` for each dataset of ``summary`` with sliced cells."""
+    """``folder/<dataset><suffix>.{png,svg}`` for each dataset of ``summary`` with sliced cells, and
+    ``folder/<dataset>-<method>-strategies<suffix>.{png,svg}`` for each method run under query strategies."""
     written = []
     for dataset in sorted(summary.table["dataset"].unique()):
         written += write_figure(summary.cell_rows[summary.cell_rows["dataset"] == dataset],
                                 summary.table[summary.table["dataset"] == dataset], dataset, folder,
                                 f"{safe_name(dataset)}{suffix}")
+    for dataset in summary.datasets:  # with query strategies: per method, random and each strategy's line
+        for base in sorted({base for base, _, _ in dataset.strategies.values()}):
+            labels = [base, *(label for label, (b, _, _) in dataset.strategies.items() if b == base)]
+            cells = summary.cell_rows[(summary.cell_rows["dataset"] == dataset.dataset)
+                                      & summary.cell_rows["method"].isin(labels)]
+            written += write_figure(cells, dataset.table[dataset.table["method"].isin(labels)],
+                                    f"{dataset.dataset}, {base} by query strategy", folder,
+                                    f"{safe_name(dataset.dataset)}-{safe_name(base)}-strategies{suffix}")
     return written
 
 

@@ -47,6 +47,10 @@ COST_COLUMNS = ["fit_s_median", "predict_s_median", "peak_rss_mb_max"]
 # appended after them where some cell used a model behind an API (CellRecord.usage): medians per cell
 USAGE_COUNTS = ["requests", "prompt_tokens", "completion_tokens", "cost"]
 USAGE_COLUMNS = [f"{name}_median" for name in USAGE_COUNTS]
+# appended after them where some cell trained on a query strategy's trajectory (harness/trajectories.py):
+# median seconds per cell that its trajectory spent, up to that slice, on queries and on the selector's fits
+QUERY_COUNTS = ["query_s", "selector_fit_s"]
+QUERY_COLUMNS = [f"{name}_median" for name in QUERY_COUNTS]
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,49 @@ def cells_under_rule(
         except PredictionsError as exc:
             on_problem(f"{exc}; cell left out of the '{rule}' leaderboard")
     return reported
+
+
+def with_shared_cells(cells: Sequence[ReportedCell]) -> list[ReportedCell]:
+    """``cells`` and, for each query strategy's row (``nb · uncertainty``), the random cells it
+    shares: its first slice (the smallest slice of its random row) and ``all``, relabelled as
+    the strategy's, so that its learning curve and tests cover every slice of the row it is
+    paired with. The copies read the random cells' arrays."""
+    def data_of(record: CellRecord) -> tuple:
+        return record.dataset.name, record.dataset.config_hash, record.dataset.fingerprint, record.seed
+
+    strategy_rows: dict[tuple, dict[str, CellRecord]] = {}  # (data, seed, base) -> label -> a record of it
+    have: set[tuple] = set()
+    for cell in cells:
+        method = cell.stored.method
+        if method.strategy and method.base:
+            strategy_rows.setdefault((*data_of(cell.stored), method.base), {})[method.label] = cell.stored
+            have.add((*data_of(cell.stored), method.label, cell.stored.slice.name))
+    if not strategy_rows:
+        return list(cells)
+    base_slices: dict[tuple, list[str]] = {}
+    for cell in cells:
+        if not cell.stored.method.strategy:
+            base_slices.setdefault((*data_of(cell.stored), cell.stored.method.label), []).append(cell.stored.slice.name)
+    shared = []
+    for cell in cells:
+        key = (*data_of(cell.stored), cell.stored.method.label)
+        if cell.stored.method.strategy or key not in strategy_rows:
+            continue
+        numeric = [name for name in base_slices[key] if name not in ("all", NO_SLICE)]
+        first = min(numeric, key=slice_order) if numeric else None
+        if cell.stored.slice.name not in ("all", first):
+            continue
+        for label, example in strategy_rows[key].items():
+            if (*data_of(cell.stored), label, cell.stored.slice.name) in have:
+                continue
+            as_strategy = {"label": label, "strategy": example.method.strategy, "selector": example.method.selector,
+                           "base": example.method.base}
+
+            def relabel(record: CellRecord) -> CellRecord:
+                return record.model_copy(update={"method": record.method.model_copy(update=as_strategy)})
+
+            shared.append(ReportedCell(relabel(cell.stored), cell.path, relabel(cell.shown)))
+    return [*cells, *shared]
 
 
 def rule_suffix(rule: str) -> str:
@@ -156,12 +203,13 @@ def cell_table(records: list[CellRecord]) -> pd.DataFrame:
             "predict_s": _inference_seconds(r.timings),
             "peak_rss_mb": r.peak_rss_mb if r.peak_rss_mb is not None else float("nan"),
             **{name: r.usage.get(name, float("nan")) for name in USAGE_COUNTS},
+            **{name: r.timings.get(name, float("nan")) for name in QUERY_COUNTS},
         }
         for r, label in zip(records, dataset_labels(records))
         if r.ok and r.metrics is not None
     ]
     table = pd.DataFrame(rows, columns=["dataset", "method", "slice", "n", "seed", "micro_f1", "macro_f1", "rule", "accuracy",
-                                        "fit_s", "predict_s", "peak_rss_mb", *USAGE_COUNTS])
+                                        "fit_s", "predict_s", "peak_rss_mb", *USAGE_COUNTS, *QUERY_COUNTS])
     flat = table[table["slice"] == NO_SLICE]
     table = table[table["slice"] != NO_SLICE]
     expanded = [table]
@@ -186,14 +234,15 @@ def leaderboard(records: list[CellRecord]) -> pd.DataFrame:
         macro_f1_mean=("macro_f1", "mean"), macro_f1_std=("macro_f1", "std"),
         accuracy_mean=("accuracy", "mean"), accuracy_std=("accuracy", "std"),
         fit_s_median=("fit_s", "median"), predict_s_median=("predict_s", "median"), peak_rss_mb_max=("peak_rss_mb", "max"),
-        **{f"{name}_median": (name, "median") for name in USAGE_COUNTS},
+        **{f"{name}_median": (name, "median") for name in [*USAGE_COUNTS, *QUERY_COUNTS]},
     ).reset_index()
     # one seed has no spread: its std stays NaN (an empty CSV cell, no "±" shown), not a false 0
     table["order"] = table["slice"].map(slice_order)
     table = table.sort_values(["dataset", "method", "order", "rule"]).drop(columns="order")
     accuracy = ACCURACY_COLUMNS if table["accuracy_mean"].notna().any() else []
     usage = USAGE_COLUMNS if table["requests_median"].notna().any() else []
-    return table[LEADERBOARD_COLUMNS + accuracy + COST_COLUMNS + usage].reset_index(drop=True)
+    queries = QUERY_COLUMNS if table["query_s_median"].notna().any() else []
+    return table[LEADERBOARD_COLUMNS + accuracy + COST_COLUMNS + usage + queries].reset_index(drop=True)
 
 
 def _display(table: pd.DataFrame) -> pd.DataFrame:

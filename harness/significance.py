@@ -27,6 +27,7 @@ from harness.metrics import f1_from_counts
 
 METRICS = ("micro_f1", "macro_f1")
 Verdict = Literal["best", "tied", "worse", "untested"]
+PairVerdict = Literal["better", "worse", "tied", "untested"]
 # method -> seed -> (test labels, 0/1 test prediction), both (n_issues, n_tags)
 ColumnPredictions = Mapping[str, Mapping[int, tuple[np.ndarray, np.ndarray]]]
 
@@ -118,3 +119,29 @@ def compare_to_best(
         p_value = float(np.mean(difference <= 0))
         comparisons[method] = Comparison("worse" if p_value <= alpha else "tied", p_value, len(shared))
     return comparisons
+
+
+@dataclass(frozen=True)
+class PairedGain:
+    """A method against a baseline it is paired with (a query strategy against random): the
+    verdict of the two one-sided tests and their p-values (None untested)."""
+
+    verdict: PairVerdict
+    p_better: float | None = None
+    p_worse: float | None = None
+    shared_seeds: int = 0
+
+
+def compare_pair(
+    resampled: Mapping[str, Mapping[int, Mapping[str, np.ndarray]]], method: str, baseline: str, metric: str, alpha: float
+) -> PairedGain:
+    """``method`` against ``baseline`` on ``metric`` over the seeds both share: significantly
+    better when at most ``alpha`` of the resampled mean differences (method minus baseline) are
+    <= 0, significantly worse when at most ``alpha`` are >= 0, else tied."""
+    shared = sorted(set(resampled.get(method, {})) & set(resampled.get(baseline, {})))
+    if not shared:
+        return PairedGain("untested")
+    difference = np.mean([resampled[method][seed][metric] - resampled[baseline][seed][metric] for seed in shared], axis=0)
+    p_better, p_worse = float(np.mean(difference <= 0)), float(np.mean(difference >= 0))
+    verdict: PairVerdict = "better" if p_better <= alpha else "worse" if p_worse <= alpha else "tied"
+    return PairedGain(verdict, p_better, p_worse, len(shared))

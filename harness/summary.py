@@ -19,14 +19,17 @@ import pandas as pd
 from harness.evaluation import prediction_under_rule
 from harness.learning_curve import FARTHEST_EXTRAPOLATION, LabelsNeeded, labels_needed
 from harness.predictions import PredictionsError
-from harness.report import ReportedCell, cell_table, dataset_labels, leaderboard, rule_suffix, slice_order
+from harness.report import ReportedCell, cell_table, dataset_labels, leaderboard, rule_suffix, slice_order, with_shared_cells
 from harness.rules import OWN
 from harness.splits import NO_SLICE
-from harness.significance import METRICS, BootstrapSettings, Comparison, column_resamples, compare_to_best
+from harness.significance import (
+    METRICS, BootstrapSettings, Comparison, PairedGain, column_resamples, compare_pair, compare_to_best,
+)
 
 METRIC_TITLES = {"micro_f1": "Micro F1", "macro_f1": "Macro F1"}
 MARK_TIED = "*"  # not significantly worse than the column's best
 MARK_UNTESTED = "?"  # no stored predictions or no seed shared with the best
+MARK_BETTER, MARK_WORSE = "↑", "↓"  # a query strategy significantly better / worse than random
 SUMMARY_FORMATS = ("md", "html", "tex")
 PLATEAU_BOUND = 0.999  # a fitted plateau at the bound 1: the measured slices show no flattening
 
@@ -54,6 +57,9 @@ class DatasetSummary:
     labels_needed: dict[str, LabelsNeeded]
     test_issues: int | None
     seeds: str
+    # query strategies (harness/strategies.py): row label -> (its random row, strategy, selector or None)
+    strategies: dict[str, tuple[str, str, str | None]] = field(default_factory=dict)
+    gains: dict[tuple[str, str], dict[str, PairedGain]] = field(default_factory=dict)  # (metric, slice) -> label -> gain
 
 
 @dataclass
@@ -116,7 +122,9 @@ def _dataset_summary(dataset: str, table: pd.DataFrame, cells: list[ReportedCell
     slices = sorted(table["slice"].unique(), key=slice_order)
     methods = sorted(table["method"].unique())
     predictions = _column_predictions(cells, rule, on_problem)
-    comparisons = {}
+    strategies = {c.shown.method.label: (c.shown.method.base, c.shown.method.strategy, c.shown.method.selector)
+                  for c in cells if c.shown.method.strategy and c.shown.method.base}
+    comparisons, gains = {}, {}
     for slice_name in slices:
         rows = table[table["slice"] == slice_name]
         column = predictions.get(slice_name, {})
@@ -125,6 +133,8 @@ def _dataset_summary(dataset: str, table: pd.DataFrame, cells: list[ReportedCell
             best = _best(rows, metric)
             found = compare_to_best(resampled, best, metric, options.bootstrap.alpha) if best in resampled else {best: Comparison("best")}
             comparisons[(metric, slice_name)] = {m: found.get(m, Comparison("untested")) for m in rows["method"]}
+            gains[(metric, slice_name)] = {label: compare_pair(resampled, label, base, metric, options.bootstrap.alpha)
+                                           for label, (base, _, _) in strategies.items()}
     label_free = {c.shown.method.label for c in cells if c.shown.slice.name == NO_SLICE}
     needed = {}
     for method in methods:
@@ -137,7 +147,8 @@ def _dataset_summary(dataset: str, table: pd.DataFrame, cells: list[ReportedCell
     sizes = [c.stored.dataset.sizes for c in cells if c.stored.dataset.sizes]
     test_issues = sizes[0].get("test") if sizes else None
     seeds = seeds_phrase(pd.Series({m: int(table[table["method"] == m]["seeds"].max()) for m in methods}))
-    return DatasetSummary(dataset, table, methods, slices, comparisons, needed, test_issues, seeds)
+    return DatasetSummary(dataset, table, methods, slices, comparisons, needed, test_issues, seeds, strategies,
+                          gains if strategies else {})
 
 
 def aggregate_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -159,7 +170,7 @@ def aggregate_table(table: pd.DataFrame) -> pd.DataFrame:
 def build_summary(cells: Sequence[ReportedCell], rule: str = OWN, options: SummaryOptions = SummaryOptions(),
                   on_problem: Callable[[str], None] = lambda message: None) -> Summary:
     """The summary of the ok cells (as ``harness.report.cells_under_rule`` gives them)."""
-    ok = [c for c in cells if c.shown.ok and c.shown.metrics is not None]
+    ok = with_shared_cells([c for c in cells if c.shown.ok and c.shown.metrics is not None])
     records = [c.shown for c in ok]
     labels = dataset_labels(records)  # the names the leaderboard gives them
     table, cell_rows = leaderboard(records), cell_table(records)
@@ -286,6 +297,65 @@ def _labels_table(summary: DatasetSummary, options: SummaryOptions, table_id: st
     return Table(title, ["method", "largest slice measured", "fitted plateau", "training issues needed"], rows, table_id)
 
 
+def normalised_auc(sizes: Sequence[float], f1: Sequence[float]) -> float:
+    """The area under the learning curve (F1 against log2 of the training issues, trapezoids)
+    divided by its width, so that a curve flat at F1 c scores c whatever the slices: curves
+    over the same slices compare directly. NaN with fewer than two slices."""
+    x, y = np.log2(np.asarray(sizes, dtype=float)), np.asarray(f1, dtype=float)
+    if len(x) < 2 or x[-1] == x[0]:
+        return float("nan")
+    return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2) / (x[-1] - x[0]))
+
+
+def _curve(summary: DatasetSummary, label: str, metric: str) -> float:
+    rows = summary.table[(summary.table["method"] == label) & ~summary.table["slice"].isin(["all", NO_SLICE])]
+    rows = rows.assign(size=rows["slice"].astype(float)).sort_values("size")
+    return normalised_auc(rows["size"].to_numpy(), rows[f"{metric}_mean"].to_numpy())
+
+
+def _gain_text(summary: DatasetSummary, label: str, base: str, slice_name: str) -> Shown:
+    """'+0.031↑ / -0.004' (micro / macro): the strategy's mean F1 minus random's, marked where the
+    paired bootstrap finds it significantly better or worse."""
+    table = summary.table[summary.table["slice"] == slice_name]
+    parts, micro = [], None
+    for metric in METRICS:
+        mine, theirs = table[table["method"] == label], table[table["method"] == base]
+        if mine.empty or theirs.empty:
+            return Shown("—", sort=-math.inf)
+        difference = float(mine[f"{metric}_mean"].iloc[0] - theirs[f"{metric}_mean"].iloc[0])
+        micro = difference if micro is None else micro
+        verdict = summary.gains[(metric, slice_name)][label].verdict
+        mark = {"better": MARK_BETTER, "worse": MARK_WORSE, "untested": MARK_UNTESTED}.get(verdict, "")
+        parts.append(f"{difference:+.3f}{mark}")
+    return Shown(" / ".join(parts), sort=micro)
+
+
+def _strategy_table(summary: DatasetSummary, table_id: str) -> Table:
+    """Each random row with its strategies: normalised AUC, the gain over random per slice, and
+    what the queries cost."""
+    shared = {"all"} | {min((s for s in summary.slices if s not in ("all", NO_SLICE)), key=slice_order, default="all")}
+    gain_slices = [s for s in summary.slices if s not in shared and s != NO_SLICE]
+    largest = max(gain_slices, key=slice_order, default=None)
+    rows = []
+    for base in sorted({base for base, _, _ in summary.strategies.values()}):
+        for label in [base, *sorted(label for label, (b, _, _) in summary.strategies.items() if b == base)]:
+            row = [Shown(label, sort=label)]
+            row += [Shown(f"{value:.3f}", sort=value) if not math.isnan(value := _curve(summary, label, metric))
+                    else Shown("—", sort=-1) for metric in METRICS]
+            row += [Shown("·", sort=0.0) if label == base else _gain_text(summary, label, base, s) for s in gain_slices]
+            found = summary.table[(summary.table["method"] == label) & (summary.table["slice"] == largest)]
+            if label == base or found.empty:
+                row.append(Shown("—", sort=-1))
+            else:
+                query, fit = found["query_s_median"].iloc[0], found["selector_fit_s_median"].iloc[0]
+                row.append(Shown(f"{_seconds(query)} / {_seconds(fit)}", sort=float(query)))
+            rows.append(row)
+    headers = ["method", "AUC micro", "AUC macro", *(f"gain {s}" for s in gain_slices),
+               f"query / selector fit s (to {largest})"]
+    return Table("Query strategies against random: normalised AUC, gain in micro / macro F1, query cost", headers,
+                 rows, table_id)
+
+
 def _aggregate_tables(aggregate: pd.DataFrame) -> list[Table]:
     n_datasets = int(aggregate["n_datasets"].max())
     slices = sorted(aggregate["slice"].unique(), key=slice_order)
@@ -323,14 +393,22 @@ def legend(summary: Summary) -> str:
             "embeddings and scores the shared cache already held; peak RSS: the largest peak resident memory of "
             "the process while one of the method's cells ran (— where not measured)." + (
                 " API per cell, for a model behind an API: median requests and tokens per cell (answers served from "
-                "the request cache included), and money at the prices given." if any(map(_uses_api, summary.datasets)) else ""))
+                "the request cache included), and money at the prices given." if any(map(_uses_api, summary.datasets)) else "") + (
+                " Query strategies: a row METHOD · STRATEGY (SELECTOR) trained on the strategy's picks from random's "
+                "first slice, which it shares with random, as it shares 'all'; normalised AUC: the area under the mean "
+                "F1 curve against log2 of the slice size, over the row's slices below 'all', divided by its width; "
+                f"gain: the strategy's mean F1 minus random's, micro / macro, {MARK_BETTER} or {MARK_WORSE} where the "
+                "paired bootstrap finds it significantly better or worse (one-sided, same resamples and level); query "
+                "cost: median seconds per seed that the trajectory spent up to the largest slice on scoring the pool and "
+                "selecting, and on fitting the selector where no cell's fit served."
+                if any(dataset.strategies for dataset in summary.datasets) else ""))
 
 
 def dataset_tables(summary: Summary, dataset: DatasetSummary, prefix: str = "") -> list[Table]:
     return [
         _f1_table(dataset, "micro_f1", f"{prefix}micro"), _f1_table(dataset, "macro_f1", f"{prefix}macro"),
         _cost_table(dataset, f"{prefix}cost"), _labels_table(dataset, summary.options, f"{prefix}labels"),
-    ]
+    ] + ([_strategy_table(dataset, f"{prefix}strategies")] if dataset.strategies else [])
 
 
 def aggregate_tables(summary: Summary) -> list[Table]:
@@ -356,7 +434,8 @@ def render_markdown(table: Table) -> str:
 
 def _tex_escape(text: str) -> str:
     replacements = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$"}
+                    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$",
+                    MARK_BETTER: r"$\uparrow$", MARK_WORSE: r"$\downarrow$"}
     return "".join(replacements.get(char, char) for char in text)
 
 

@@ -185,3 +185,61 @@ def test_random_selects_distinct_pool_positions_seeded():
         return RandomStrategy().select(10, context).positions.tolist()
 
     assert pick(0) == pick(0) and len(set(pick(0))) == 10 and pick(0) != pick(1)
+
+
+def test_reports_tell_strategies_apart_with_auc_gain_and_query_cost(tmp_path):
+    from harness.rebuild import rebuild_reports
+
+    settings = tiny_run_settings(tmp_path)
+    pm = make_plugin_manager(autoload=False)
+    plan = plan_run(pm, settings, ["nb"], [TINY_DATASET], [0, 1], [8, 16, 32, "all"], strategies=["random", "uncertainty"])
+    assert run_plan(pm, plan)["failed"] == 0
+    results = Path(settings.results_dir)
+    written = rebuild_reports(results).files
+    board = __import__("pandas").read_csv(results / "leaderboard.csv")
+    rows = board[board["method"] == "nb · uncertainty"]
+    # the shared first slice and 'all' are shown on the strategy's row too, with random's values
+    assert rows["slice"].tolist() == ["8", "16", "32", "all"]
+    random_rows = board[board["method"] == "nb"].set_index("slice")
+    for shared in ("8", "all"):
+        assert rows.set_index("slice").loc[shared, "micro_f1_mean"] == random_rows.loc[shared, "micro_f1_mean"]
+    assert rows["query_s_median"].notna().tolist() == [False, True, True, False]
+    summary = (results / "summary.md").read_text()
+    table = summary.split("### Query strategies against random")[1]
+    line = next(row for row in table.splitlines() if row.startswith("| nb · uncertainty"))
+    cells = [cell.strip() for cell in line.strip("|").split("|")]
+    gain_16 = float(cells[3].split(" / ")[0].rstrip("↑↓?"))
+    expected = rows.set_index("slice").loc["16", "micro_f1_mean"] - random_rows.loc["16", "micro_f1_mean"]
+    assert abs(gain_16 - expected) < 1e-3
+    assert results / "figures" / "tiny-nb-strategies.png" in written
+
+
+def test_a_report_without_strategies_has_no_strategy_table_or_columns(tmp_path):
+    from harness.rebuild import rebuild_reports
+
+    settings = tiny_run_settings(tmp_path)
+    pm = make_plugin_manager(autoload=False)
+    assert run_plan(pm, plan_run(pm, settings, ["nb"], [TINY_DATASET], [0]))["failed"] == 0
+    rebuild_reports(Path(settings.results_dir))
+    assert "Query strategies" not in (Path(settings.results_dir) / "summary.md").read_text()
+    assert "query_s_median" not in (Path(settings.results_dir) / "leaderboard.csv").read_text()
+
+
+def test_normalised_auc_is_the_mean_height_over_log_sizes():
+    from harness.summary import normalised_auc
+
+    assert normalised_auc([8, 16, 32], [0.5, 0.5, 0.5]) == 0.5
+    assert normalised_auc([8, 16, 64], [0.2, 0.4, 0.4]) == pytest.approx((0.3 * 1 + 0.4 * 2) / 3)
+    assert np.isnan(normalised_auc([8], [0.3]))
+
+
+def test_compare_pair_marks_better_worse_and_tied():
+    from harness.significance import compare_pair
+
+    resamples = np.random.default_rng(0).normal(0, 0.01, 500)
+    resampled = {"base": {0: {"micro_f1": 0.5 + resamples}}, "up": {0: {"micro_f1": 0.6 + resamples}},
+                 "same": {0: {"micro_f1": 0.5 + resamples[::-1]}}, "other_seed": {1: {"micro_f1": 0.9 + resamples}}}
+    assert compare_pair(resampled, "up", "base", "micro_f1", 0.05).verdict == "better"
+    assert compare_pair(resampled, "base", "up", "micro_f1", 0.05).verdict == "worse"
+    assert compare_pair(resampled, "same", "base", "micro_f1", 0.05).verdict == "tied"
+    assert compare_pair(resampled, "other_seed", "base", "micro_f1", 0.05).verdict == "untested"
