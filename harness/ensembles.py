@@ -227,6 +227,14 @@ def combine(scores: Sequence[np.ndarray], weights: np.ndarray) -> np.ndarray:
     return total
 
 
+def ensemble_scores(own: Sequence[np.ndarray], comparable: Sequence[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    """The ensemble's scores of some texts from each member's ``own`` scores of them and the same
+    on the common scale (``comparable``): one member kept gives its own scores, which need no
+    common scale; more give the weighted mean on it."""
+    kept = np.flatnonzero(weights)
+    return own[kept[0]] if len(kept) == 1 else combine(comparable, weights)
+
+
 # ------------------------------------------------------------------ derived cells
 
 
@@ -269,12 +277,8 @@ def build_derived(spec: EnsembleSpec, members: Sequence[Member], path: Path) -> 
     valid_labels = first["valid_labels"]
     scaled = [comparable_scores(a["valid_scores"], a["test_scores"], valid_labels, spec.scaling) for a in arrays]
     selection = select_weights([valid for valid, _ in scaled], valid_labels)
-    kept = np.flatnonzero(selection.weights)
-    if len(kept) == 1:  # one member kept: its own scores, which need no common scale
-        valid_scores, test_scores = arrays[kept[0]]["valid_scores"], arrays[kept[0]]["test_scores"]
-    else:
-        valid_scores = combine([valid for valid, _ in scaled], selection.weights)
-        test_scores = combine([test for _, test in scaled], selection.weights)
+    valid_scores = ensemble_scores([a["valid_scores"] for a in arrays], [valid for valid, _ in scaled], selection.weights)
+    test_scores = ensemble_scores([a["test_scores"] for a in arrays], [test for _, test in scaled], selection.weights)
     tags = first["tags"].tolist()
     reference = next((m.record for m in members if m.record.slice.name != NO_SLICE), members[0].record)
     task = reference.dataset.task

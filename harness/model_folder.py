@@ -31,7 +31,7 @@ from harness.persistence import load_json, save_json
 from harness.plan import CellSpec, plan_run
 from harness.plugins import HarnessPluginManager
 from harness.predictions import PredictionsError, decode_predictions, read_predictions
-from harness.ensembles import ENSEMBLE_VERSION, EnsembleSpec, build_derived, combine, comparable_scores
+from harness.ensembles import ENSEMBLE_VERSION, EnsembleSpec, build_derived, comparable_scores, ensemble_scores
 from harness.ensembles import Member as EnsembleMember
 from harness.records import CellRecord, read_record, record_path, write_record
 from harness.rules import RULES
@@ -285,12 +285,9 @@ class SavedEnsemble:
 
     def predict_scores(self, texts: list[str]) -> np.ndarray:
         scores = [member.method.predict_scores(texts) for member in self.members]
-        kept = np.flatnonzero(self.weights)
-        if len(kept) == 1:
-            return scores[kept[0]]
         mapped = [comparable_scores(arrays["valid_scores"], member_scores, arrays["valid_labels"], self.scaling)[1]
                   for arrays, member_scores in zip(self.valid, scores)]
-        return combine(mapped, self.weights)
+        return ensemble_scores(scores, mapped, self.weights)
 
 
 def load_model(folder: Path, pm: HarnessPluginManager, cache_dir: Path, device: str = "auto",
