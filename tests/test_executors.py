@@ -26,6 +26,7 @@ from click.testing import CliRunner
 from harness.cli import cli
 from harness.predictions import read_predictions
 from harness.records import iter_records, record_path
+from harness.trajectories import read_trajectory
 from harness.testing import TINY_DATASET, single_method_pm, tiny_run_settings, write_tiny_dataset
 from conftest import MIRROR
 from robustness_methods import PLUGIN_MODULE, Sleepy
@@ -258,3 +259,28 @@ def test_a_dataset_only_the_driver_can_read_stops_the_run_with_one_line(blind_wo
     with pytest.raises(DataNotOnWorker):
         run_plan(pm, plan, DaskExecutor(scheduler=client.scheduler.address))
     assert list(iter_records(Path(settings.results_dir))) == []  # no failed cell written for it
+
+
+def _strategy_run(pm, settings: Settings, executor) -> tuple[dict[tuple, tuple], dict[tuple, list]]:
+    """nb under three strategies on the tiny dataset: each cell's slice and metrics, and each
+    trajectory's picks."""
+    plan = plan_run(pm, settings, "nb", [TINY_DATASET], [0], [8, 16, 32], strategies=["uncertainty", "diversity", "hybrid"])
+    assert run_plan(pm, plan, executor)["failed"] == 0
+    cells = {(r.method.label, r.slice.name, r.seed): (r.slice.index_hash, r.metrics.micro_f1, r.metrics.macro_f1)
+             for r in iter_records(Path(settings.results_dir))}
+    picks = {}
+    for spec in plan.cells:
+        if spec.trajectory is not None:
+            trajectory = read_trajectory(spec.trajectory, Path(settings.cache_dir))
+            picks[(spec.trajectory.strategy, spec.seed)] = [step.picks for step in trajectory.steps]
+    return cells, picks
+
+
+def test_strategies_pick_and_score_alike_serially_in_processes_and_on_dask(pm, tmp_path, dask_client):
+    """Workers grow the trajectories under the artifact lock, in whatever order the cells arrive:
+    the picks, the slices and the scores are the serial run's."""
+    serial = _strategy_run(pm, tiny_run_settings(tmp_path / "serial"), SerialExecutor())
+    assert len(serial[0]) == 1 + 3 * 2 and len(serial[1]) == 3
+    assert _strategy_run(pm, tiny_run_settings(tmp_path / "process"), ProcessExecutor(jobs=2)) == serial
+    dask = DaskExecutor(scheduler=dask_client.scheduler.address)
+    assert _strategy_run(pm, tiny_run_settings(tmp_path / "dask"), dask) == serial
