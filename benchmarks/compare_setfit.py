@@ -50,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reference_venv import ensure_venv
+from reference import WORKER_FLAG, ensure_venv, mean_sd, ran_as_worker
 
 SETFIT_VERSION = "1.2.0"
 DATASETS = ("github-issues-datasets", "github-issues-datasets-kind")
@@ -156,7 +156,7 @@ def library_scores(python: Path, jobs: list[dict], scratch: Path) -> dict[str, d
     if todo:
         (scratch / "jobs.json").write_text(json.dumps(todo), encoding="utf-8")
         tick = time.perf_counter()
-        subprocess.run([str(python), __file__, "--library-worker", str(scratch / "jobs.json"), str(scratch)], check=True,
+        subprocess.run([str(python), __file__, WORKER_FLAG, str(scratch / "jobs.json"), str(scratch)], check=True,
                        env={**os.environ, "HF_HUB_OFFLINE": "1"})
         print(f"library: {len(todo)} job(s) done in {time.perf_counter() - tick:.0f} s", flush=True)
     return {job["id"]: dict(np.load(scratch / f"{job['id']}.npz")) for job in jobs}
@@ -196,10 +196,6 @@ def compare(cells: list, jobs: list[dict], scores: dict[str, dict[str, np.ndarra
     return rows
 
 
-def _mean_sd(values: list[float]) -> str:
-    return f"{np.mean(values):.3f}" if len(values) < 2 else f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
-
-
 def print_table(rows: list[dict]) -> None:
     print("\n| dataset | slice | seeds | harness micro | library micro | harness macro | library macro | "
           "library predict micro / macro | s per cell harness / library |")
@@ -209,15 +205,14 @@ def print_table(rows: list[dict]) -> None:
         groups.setdefault((row["dataset"], row["slice"]), []).append(row)
     for (dataset, slice_name), group in groups.items():
         col = {name: [list(v) for v in zip(*(r[name] for r in group))] for name in ("harness", "library", "library_predict", "seconds")}
-        print(f"| {dataset} | {slice_name} | {len(group)} | {_mean_sd(col['harness'][0])} | {_mean_sd(col['library'][0])} | "
-              f"{_mean_sd(col['harness'][1])} | {_mean_sd(col['library'][1])} | "
+        print(f"| {dataset} | {slice_name} | {len(group)} | {mean_sd(col['harness'][0])} | {mean_sd(col['library'][0])} | "
+              f"{mean_sd(col['harness'][1])} | {mean_sd(col['library'][1])} | "
               f"{np.mean(col['library_predict'][0]):.3f} / {np.mean(col['library_predict'][1]):.3f} | "
               f"{np.mean(col['seconds'][0]):.0f} / {np.mean(col['seconds'][1]):.0f} |")
 
 
 def main() -> None:
-    if len(sys.argv) == 4 and sys.argv[1] == "--library-worker":
-        library_worker(Path(sys.argv[2]), Path(sys.argv[3]))
+    if ran_as_worker(library_worker):
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reference_venv import ensure_venv
+from reference import WORKER_FLAG, ensure_venv, mean_sd, ran_as_worker
 
 SMALL_TEXT_VERSION = "1.4.1"
 METHOD = "embed_linear"
@@ -114,7 +114,7 @@ def harness_side(args: argparse.Namespace) -> tuple[list, object]:
 
 def seed_runs(cells: list, settings) -> list[dict]:
     """Per seed: the trajectory (harness picks), the cell records by slice size, and the arrays the
-    library side needs."""
+    library side needs (the dataset's vectors are looked up once and shared by every seed)."""
     from harness.datasets import load_dataset
     from harness.embeddings import EmbeddingCache
     from harness.plugins import get_plugin_manager
@@ -122,9 +122,18 @@ def seed_runs(cells: list, settings) -> list[dict]:
     from harness.trajectories import read_trajectory
     from harness_linear.embed import EmbedLinearParams
 
-    readers = get_plugin_manager().registry.readers
-    runs = []
     trajectories = {c.trajectory.key_hash: c.trajectory for c in cells if c.trajectory is not None}
+    if not trajectories:
+        return []
+    first = next(iter(trajectories.values()))
+    dataset = load_dataset(first.dataset, settings, get_plugin_manager().registry.readers)
+    params = EmbedLinearParams.model_validate(next(c.params for c in cells if c.trajectory is not None))
+    cache = EmbeddingCache(Path(settings.cache_dir), params.spec())
+    train, test = dataset.labeled("train"), dataset.labeled("test")
+    shared = {"train_x": cache.embed(train.texts, params.batch_size), "train_y": train.labels.argmax(axis=1),
+              "test_x": cache.embed(test.texts, params.batch_size), "n_classes": len(dataset.tags),
+              "C": params.C, "class_weight": params.class_weight}
+    runs = []
     for spec in sorted(trajectories.values(), key=lambda t: t.seed):
         trajectory = read_trajectory(spec, Path(settings.cache_dir))
         if trajectory is None or trajectory.reached < spec.sizes[-1]:
@@ -137,17 +146,11 @@ def seed_runs(cells: list, settings) -> list[dict]:
                 if record is None or not record.ok:
                     raise SystemExit(f"{cell.path()}: the harness's cell is missing or failed; see 'harness status'")
                 records[spec.size_of(cell.slice_name)] = record
-        dataset = load_dataset(spec.dataset, settings, readers)
-        params = EmbedLinearParams.model_validate(next(c.params for c in cells if c.trajectory == spec))
-        cache = EmbeddingCache(Path(settings.cache_dir), params.spec())
-        train, test = dataset.labeled("train"), dataset.labeled("test")
         runs.append({
             "seed": spec.seed, "sizes": list(spec.sizes), "trajectory": trajectory, "records": records,
             "test": test, "tags": list(dataset.tags), "task": dataset.config.task,
-            "job": {"train_x": cache.embed(train.texts, params.batch_size), "train_y": train.labels.argmax(axis=1),
-                    "test_x": cache.embed(test.texts, params.batch_size), "n_classes": len(dataset.tags),
-                    "seed": spec.seed, "C": params.C, "class_weight": params.class_weight,
-                    "start": np.asarray(trajectory.start, dtype=np.int64), "sizes": np.asarray(spec.sizes)},
+            "job": {**shared, "seed": spec.seed, "start": np.asarray(trajectory.start, dtype=np.int64),
+                    "sizes": np.asarray(spec.sizes)},
         })
     return runs
 
@@ -158,7 +161,7 @@ def library_side(python: Path, runs: list[dict], scratch: Path) -> list[dict[str
         job_path, out_path = scratch / f"job_seed-{run['seed']}.npz", scratch / f"small-text_seed-{run['seed']}.npz"
         np.savez(job_path, **run["job"])
         tick = time.perf_counter()
-        subprocess.run([str(python), __file__, "--library-worker", str(job_path), str(out_path)], check=True)
+        subprocess.run([str(python), __file__, WORKER_FLAG, str(job_path), str(out_path)], check=True)
         print(f"small-text: seed {run['seed']} done in {time.perf_counter() - tick:.1f} s", flush=True)
         outputs.append(dict(np.load(out_path)))
     return outputs
@@ -174,24 +177,20 @@ def compare(runs: list[dict], outputs: list[dict[str, np.ndarray]]) -> list[dict
 
     rows = []
     for run, out in zip(runs, outputs):
-        sizes, start = run["sizes"], list(run["trajectory"].start)
-        harness_labeled, library_labeled = list(start), list(start)
-        library_picks = iter(out["picks"].tolist())
+        sizes, trajectory = run["sizes"], run["trajectory"]
+        library_order = list(trajectory.start) + out["picks"].tolist()  # the library's labeled issues, in order
         for i, size in enumerate(sizes):
             step_overlap, query_s = float("nan"), (0.0, 0.0)
             if i:
-                n = size - sizes[i - 1]
-                harness_step = run["trajectory"].positions(size)[sizes[i - 1]:].tolist()
-                library_step = [next(library_picks) for _ in range(n)]
-                step_overlap = len(set(harness_step) & set(library_step)) / n
-                query_s = (run["trajectory"].steps[i - 1].query_s, float(out["query_s"][i - 1]))
-                harness_labeled += harness_step
-                library_labeled += library_step
+                before = sizes[i - 1]
+                harness_step = trajectory.positions(size)[before:]
+                step_overlap = len(set(harness_step.tolist()) & set(library_order[before:size])) / (size - before)
+                query_s = (trajectory.steps[i - 1].query_s, float(out["query_s"][i - 1]))
             record = run["records"][size]
             library = task_metrics(run["test"].labels, argmax_predictions(out["probas"][i]), run["tags"], run["task"])
             rows.append({
                 "size": size, "seed": run["seed"], "step_overlap": step_overlap,
-                "labeled_overlap": len(set(harness_labeled) & set(library_labeled)) / size,
+                "labeled_overlap": len(set(trajectory.positions(size).tolist()) & set(library_order[:size])) / size,
                 "harness": (record.metrics.micro_f1, record.metrics.macro_f1),
                 "library": (library["micro_f1"], library["macro_f1"]),
                 "query_s": query_s,
@@ -199,27 +198,22 @@ def compare(runs: list[dict], outputs: list[dict[str, np.ndarray]]) -> list[dict
     return rows
 
 
-def _mean_sd(values: list[float]) -> str:
-    return f"{np.mean(values):.3f}" if len(values) < 2 else f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
-
-
 def print_table(rows: list[dict]) -> None:
-    print(f"\n| labeled | seeds | step picks shared | labeled set shared | harness micro | small-text micro | "
-          f"harness macro | small-text macro | step's query s harness / small-text |")
+    print("\n| labeled | seeds | step picks shared | labeled set shared | harness micro | small-text micro | "
+          "harness macro | small-text macro | step's query s harness / small-text |")
     print("|---|---|---|---|---|---|---|---|---|")
     for size in sorted({row["size"] for row in rows}):
         group = [row for row in rows if row["size"] == size]
         step = [r["step_overlap"] for r in group]
         cols = {name: list(zip(*(r[name] for r in group))) for name in ("harness", "library", "query_s")}
-        print(f"| {size} | {len(group)} | {'-' if np.isnan(step).all() else _mean_sd(step)} | "
-              f"{_mean_sd([r['labeled_overlap'] for r in group])} | {_mean_sd(cols['harness'][0])} | "
-              f"{_mean_sd(cols['library'][0])} | {_mean_sd(cols['harness'][1])} | {_mean_sd(cols['library'][1])} | "
+        print(f"| {size} | {len(group)} | {'-' if np.isnan(step).all() else mean_sd(step)} | "
+              f"{mean_sd([r['labeled_overlap'] for r in group])} | {mean_sd(cols['harness'][0])} | "
+              f"{mean_sd(cols['library'][0])} | {mean_sd(cols['harness'][1])} | {mean_sd(cols['library'][1])} | "
               f"{np.mean(cols['query_s'][0]):.3f} / {np.mean(cols['query_s'][1]):.3f} |")
 
 
 def main() -> None:
-    if len(sys.argv) == 4 and sys.argv[1] == "--library-worker":
-        library_worker(Path(sys.argv[2]), Path(sys.argv[3]))
+    if ran_as_worker(library_worker):
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
